@@ -1,0 +1,673 @@
+"""Reference interpreter of nginx's request routing phases, for explaining and testing.
+
+It walks the model directly (no compilation), so it is slow and exact; ``tern route`` uses it and
+the run-time engine is checked against it. It stops where a response would need a peer
+(``proxy_pass``) and reports that instead.
+
+Rules (nginx's phases, ngx_http_core_module + ngx_http_rewrite_module):
+
+1. Server rewrite phase runs the server's rewrite program, on the first pass and after every
+   internal redirect (try_files fallback, index, error_page).
+2. Find location; an external request that lands in an ``internal`` location gets 404.
+3. Location rewrite phase runs the location's program: ``rewrite`` (flags last/break/redirect/
+   permanent; without a flag processing continues and a changed URI triggers a new location search
+   at the end of the phase), ``return``, ``set``, ``break``, ``if`` (a true ``if`` runs its own
+   program and its scope becomes the request's configuration; processing then continues after it).
+4. Each URI change (rewrite ... last, changed URI at the end of the rewrite phase, an internal
+   redirect) costs one of 10 allowed changes; the 11th is a 500.
+5. ``try_files`` (precontent) tests candidates on disk under root/alias; the fallback is a URI
+   (internal redirect), a named location, or ``=code``.
+6. Content: ``proxy_pass`` stops the walk; otherwise the static module: a URI ending in ``/`` goes
+   to ``index`` (internal redirect to the first existing index file; 404 when the directory is
+   missing, 403 when it exists), else the file (200), a directory (301) or 404.
+7. ``error_page`` applies to statuses nginx generates itself (``return`` without a body, static
+   errors), once unless ``recursive_error_pages on``; a URI target is an internal redirect
+   (method becomes GET), ``@name`` a named location, a URL a 302.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from urllib.parse import unquote_plus
+
+from .model import (
+    Break,
+    CondOp,
+    Condition,
+    Config,
+    If,
+    Location,
+    LocationModifier,
+    Map,
+    MapKeyKind,
+    Return,
+    Rewrite,
+    RewriteFlag,
+    Scope,
+    Server,
+    SetVar,
+    Template,
+    Var,
+)
+from .regex import compile_pcre
+from .routing import BadRequest, Router, find_location, find_named, normalize_host, normalize_uri
+
+MAX_URI_CHANGES = 10
+
+
+@dataclass(slots=True)
+class Step:
+    """One thing that happened while routing."""
+
+    kind: str
+    """``server``, ``location``, ``rewrite``, ``return``, ``if``, ``try_files``, ``index``,
+    ``error_page``, ``proxy``, ``static``, ``internal``..."""
+    detail: str
+    uri: str = ""
+    location: Location | None = None
+
+
+@dataclass(slots=True)
+class RouteRequest:
+    """What a client sends, as far as routing cares."""
+
+    method: str = "GET"
+    target: str = "/"
+    """Request target: path and query, still encoded."""
+    host: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    """Lower-case header names."""
+    scheme: str = "http"
+    local_addr: str = "127.0.0.1"
+    local_port: int = 80
+    remote_addr: str = "127.0.0.1"
+
+
+@dataclass(slots=True)
+class RouteResult:
+    """Outcome of routing one request."""
+
+    server: Server | None = None
+    server_reason: str = ""
+    first_location: Location | None = None
+    first_reason: str = ""
+    location: Location | None = None
+    """The location that answers (after internal redirects)."""
+    location_reason: str = ""
+    status: int | None = None
+    """Status decided without a peer, or None when the request is proxied."""
+    redirect_to: str | None = None
+    """Location header of a redirect decided by the config."""
+    body: str | None = None
+    """Body of ``return code text``."""
+    proxy_url: str | None = None
+    """``proxy_pass`` URL (as written) when the request is proxied."""
+    uri: str = ""
+    """Final ``$uri``."""
+    steps: list[Step] = field(default_factory=list)
+    redirects: list[dict[str, object]] = field(default_factory=list)
+    """Internal redirects followed: kind, uri, from/to locations."""
+    unknown_variables: set[str] = field(default_factory=set)
+
+
+class _Finish(Exception):
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+
+class _Ctx:
+    """Mutable state of one request walk."""
+
+    def __init__(self, interp: Interpreter, req: RouteRequest, server: Server,
+                 server_caps: dict[str, str], result: RouteResult) -> None:
+        self.interp = interp
+        self.req = req
+        self.server = server
+        self.result = result
+        path, _, args = req.target.partition("?")
+        self.request_uri = req.target
+        self.raw_path = path
+        self.args = args
+        self.uri = ""
+        self.captures: dict[str, str] = dict(server_caps)
+        self.server_caps = dict(server_caps)
+        self.vars: dict[str, str] = {k: v for k, v in server_caps.items() if not k.isdigit()}
+        self.method = req.method
+        self.internal = False
+        self.error_page_used = False
+        self.uri_changes = MAX_URI_CHANGES + 1
+        self.location: Location | None = None
+        self.scope_chain: list[Scope] = []
+
+    # -- variables ------------------------------------------------------------------------------
+
+    def var(self, name: str) -> str:
+        if name.isdigit():
+            return self.captures.get(name, "")
+        if name in self.vars:
+            return self.vars[name]
+        if name in self.captures:
+            return self.captures[name]
+        req = self.req
+        simple = {
+            "uri": self.uri, "document_uri": self.uri, "request_uri": self.request_uri,
+            "args": self.args, "query_string": self.args, "is_args": "?" if self.args else "",
+            "scheme": req.scheme, "request_method": self.method,
+            "server_port": str(req.local_port), "server_addr": req.local_addr,
+            "remote_addr": req.remote_addr, "binary_remote_addr": req.remote_addr,
+            "server_protocol": "HTTP/1.1", "https": "on" if req.scheme == "https" else "",
+            "hostname": "localhost", "nginx_version": "1.22.1",
+        }
+        if name in simple:
+            return simple[name]
+        if name == "host":
+            if req.host:
+                try:
+                    return normalize_host(req.host)
+                except BadRequest:
+                    return ""
+            return self.server_name()
+        if name == "server_name":
+            return self.server_name()
+        if name == "request":
+            return f"{self.method} {self.request_uri} HTTP/1.1"
+        if name == "document_root":
+            return self.document_root()
+        if name in ("request_filename", "realpath_root"):
+            return self.filename(self.uri) if name == "request_filename" else self.document_root()
+        if name.startswith("http_"):
+            key = name[5:].replace("_", "-")
+            if key == "host" and req.host is not None:
+                return req.host
+            return req.headers.get(key, "")
+        if name.startswith("arg_"):
+            want = name[4:].lower()
+            for pair in self.args.split("&"):
+                k, _, v = pair.partition("=")
+                if k.lower() == want:
+                    return v
+            return ""
+        if name.startswith("cookie_"):
+            want = name[7:]
+            for part in req.headers.get("cookie", "").split(";"):
+                k, _, v = part.strip().partition("=")
+                if k == want:
+                    return v
+            return ""
+        mp = self.interp.maps.get(name)
+        if mp is not None:
+            return self.eval_map(mp)
+        self.result.unknown_variables.add(name)
+        return ""
+
+    def server_name(self) -> str:
+        for n in self.server.names:
+            return n.value
+        return ""
+
+    def eval(self, tpl: Template) -> str:
+        return "".join(p.text if not isinstance(p, Var) else self.var(p.name)  # type: ignore[union-attr]
+                       for p in tpl.parts)
+
+    def eval_map(self, mp: Map) -> str:
+        key = self.eval(mp.source_value)
+        lookup = key.lower() if mp.hostnames else key
+        for e in mp.entries:
+            if e.kind is MapKeyKind.EXACT and (e.key.lower() if mp.hostnames else e.key) == lookup:
+                return self.eval(e.value)
+        if mp.hostnames:
+            for e in mp.entries:
+                k = e.key.lower()
+                if e.kind is MapKeyKind.WILDCARD_START:
+                    suffix = k[1:] if k.startswith("*.") else k
+                    if lookup.endswith(suffix) or (k.startswith(".") and lookup == k[1:]):
+                        return self.eval(e.value)
+                elif e.kind is MapKeyKind.WILDCARD_END and lookup.startswith(k[:-1]):
+                    return self.eval(e.value)
+        for e in mp.entries:
+            if e.kind in (MapKeyKind.REGEX, MapKeyKind.REGEX_CI):
+                mt = compile_pcre(e.key, e.kind is MapKeyKind.REGEX_CI).search(key)
+                if mt:
+                    saved = self.captures
+                    self.captures = {**saved, **_caps(mt)}
+                    try:
+                        return self.eval(e.value)
+                    finally:
+                        self.captures = saved
+        return self.eval(mp.default) if mp.default is not None else ""
+
+    # -- paths ----------------------------------------------------------------------------------
+
+    def effective(self, getter):  # type: ignore[no-untyped-def]
+        for scope in reversed(self.scope_chain):
+            v = getter(scope)
+            if v is not None:
+                return v
+        return None
+
+    def document_root(self) -> str:
+        root = self.effective(lambda s: s.static.root)
+        if root is None:
+            path = "html"
+        else:
+            path = self.eval(root.path)
+            if root.alias:
+                return path
+        return path if os.path.isabs(path) else os.path.join(self.interp.prefix, path)
+
+    def filename(self, uri: str) -> str:
+        root = self.effective(lambda s: s.static.root)
+        if root is not None and root.alias and self.location is not None:
+            path = self.eval(root.path)
+            if not os.path.isabs(path):
+                path = os.path.join(self.interp.prefix, path)
+            if self.location.modifier in (LocationModifier.REGEX, LocationModifier.REGEX_CI):
+                return path
+            return path + uri[len(self.location.pattern):]
+        return self.document_root().rstrip("/") + uri
+
+
+def _caps(mt: re.Match[str]) -> dict[str, str]:
+    caps = {k: v for k, v in mt.groupdict().items() if v is not None}
+    caps["0"] = mt.group(0)
+    for i, g in enumerate(mt.groups(), start=1):
+        caps[str(i)] = g or ""
+    return caps
+
+
+class Interpreter:
+    """Routes requests through a model, phase by phase."""
+
+    def __init__(self, config: Config, *, prefix: str | None = None) -> None:
+        self.config = config
+        self.router = Router(config)
+        self.prefix = prefix or config.prefix
+        self.maps = {mp.variable: mp for mp in (config.http.maps if config.http else ())}
+
+    def route(self, req: RouteRequest) -> RouteResult:
+        """Route one request. Never raises for bad input: a 400 is a result."""
+        result = RouteResult()
+        table = self.router.socket_for(req.local_addr, req.local_port)
+        if table is None:
+            result.steps.append(Step("listen", f"nothing listens on {req.local_addr}:"
+                                               f"{req.local_port}"))
+            return result
+        try:
+            sm = self.router.select_server(table, req.host)
+        except BadRequest as exc:
+            result.status = 400
+            result.steps.append(Step("server", str(exc)))
+            # nginx answers from the default server
+            assert table.default is not None
+            result.server = table.default
+            result.server_reason = "invalid Host: default server answers 400"
+            return result
+        result.server, result.server_reason = sm.server, sm.reason
+        ctx = _Ctx(self, req, sm.server, sm.captures, result)
+        merge = self._server_flag(sm.server, "merge_slashes")
+        try:
+            ctx.uri = normalize_uri(ctx.raw_path, merge_slashes=merge is not False)
+        except BadRequest as exc:
+            result.status = 400
+            result.steps.append(Step("uri", str(exc)))
+            return result
+        try:
+            self._run(ctx, first=True)
+        except _Finish as fin:
+            self._finish(ctx, fin.status)
+        except _Done:
+            pass
+        result.uri = ctx.uri
+        return result
+
+    def _server_flag(self, server: Server, name: str) -> bool | None:
+        v = getattr(server.scope.limits, name)
+        if v is None and self.config.http is not None:
+            v = getattr(self.config.http.scope.limits, name)
+        return v  # type: ignore[no-any-return]
+
+    # -- phases ---------------------------------------------------------------------------------
+
+    def _base_chain(self, ctx: _Ctx) -> list[Scope]:
+        chain: list[Scope] = []
+        if self.config.http is not None:
+            chain.append(self.config.http.scope)
+        chain.append(ctx.server.scope)
+        return chain
+
+    def _run(self, ctx: _Ctx, *, first: bool) -> None:
+        """Server rewrite, then location search and the rest."""
+        ctx.scope_chain = self._base_chain(ctx)
+        ctx.location = None
+        if self._program(ctx, ctx.server.scope.rewrites, server_level=True) == "last-server":
+            pass
+        self._find_and_run(ctx, first=first)
+
+    def _find_and_run(self, ctx: _Ctx, *, first: bool, named: Location | None = None) -> None:
+        while True:
+            if named is not None:
+                loc, reason = named, f'named location "@{named.pattern}"'
+                caps: dict[str, str] = {}
+                named = None
+                auto = False
+            else:
+                lm = find_location(ctx.server, ctx.uri)
+                loc, reason, caps, auto = lm.location, lm.reason, lm.captures, lm.auto_redirect
+            result = ctx.result
+            if result.first_location is None and result.location is None:
+                result.first_location, result.first_reason = loc, reason
+            result.location, result.location_reason = loc, reason
+            ctx.location = loc
+            ctx.captures = {**ctx.server_caps, **caps}
+            ctx.vars.update({k: v for k, v in caps.items() if not k.isdigit()})
+            ctx.scope_chain = self._base_chain(ctx) + self._loc_scopes(ctx.server, loc)
+            ctx.result.steps.append(Step("location", reason, ctx.uri, loc))
+            if loc is None:
+                # no location: the server's own configuration serves (static)
+                self._content(ctx)
+                return
+            if auto:
+                args = f"?{ctx.args}" if ctx.args else ""
+                ctx.result.redirect_to = ctx.uri + "/" + args
+                raise _Finish(301)
+            if loc.scope.static.internal and not ctx.internal:
+                ctx.result.steps.append(Step("internal", "location is internal: 404", ctx.uri,
+                                             loc))
+                raise _Finish(404)
+            outcome = self._program(ctx, loc.scope.rewrites, server_level=False)
+            if outcome == "changed":
+                self._uri_changed(ctx)
+                continue
+            self._precontent(ctx)
+            return
+
+    @staticmethod
+    def _loc_scopes(server: Server, loc: Location | None) -> list[Scope]:
+        if loc is None:
+            return []
+        path: list[Location] = []
+
+        def walk(locs: tuple[Location, ...], trail: list[Location]) -> bool:
+            for item in locs:
+                if item is loc:
+                    path.extend(trail + [item])
+                    return True
+                if walk(item.locations, trail + [item]):
+                    return True
+            return False
+
+        walk(server.locations, [])
+        return [p.scope for p in path] or [loc.scope]
+
+    def _uri_changed(self, ctx: _Ctx) -> None:
+        ctx.uri_changes -= 1
+        if ctx.uri_changes == 0:
+            ctx.result.steps.append(Step("cycle", "rewrite or internal redirection cycle"))
+            raise _Finish(500)
+
+    def _program(self, ctx: _Ctx, stmts: tuple[object, ...], *, server_level: bool) -> str:
+        """Run a rewrite program. Returns "changed" (URI changed: new location search),
+        "break", or "" (fell through)."""
+        changed = False
+        for st in stmts:
+            if isinstance(st, Rewrite):
+                mt = compile_pcre(st.pattern).search(ctx.uri)
+                if not mt:
+                    continue
+                ctx.captures = {**ctx.captures, **_caps(mt)}
+                value = ctx.eval(st.replacement)
+                ctx.result.steps.append(Step("rewrite", f"rewrite {st.pattern} -> {value}"
+                                             f" {st.flag.value}".rstrip(), ctx.uri, ctx.location))
+                is_redirect = st.replacement.raw.startswith(("http://", "https://", "$scheme"))
+                if is_redirect or st.flag in (RewriteFlag.REDIRECT, RewriteFlag.PERMANENT):
+                    ctx.result.redirect_to = self._with_args(ctx, value)
+                    raise _Finish(301 if st.flag is RewriteFlag.PERMANENT else 302)
+                path, q, newargs = value.partition("?")
+                if q:
+                    ctx.args = newargs if value.endswith("?") or not ctx.args else (
+                        f"{newargs}&{ctx.args}" if newargs else ctx.args)
+                    if value.endswith("?"):
+                        ctx.args = newargs[:-1] if newargs.endswith("?") else newargs
+                old = ctx.uri
+                ctx.uri = path
+                ctx.result.redirects.append({"kind": "rewrite", "uri": path,
+                                             "from": ctx.location})
+                if st.flag is RewriteFlag.LAST:
+                    return "break" if server_level else "changed"
+                if st.flag is RewriteFlag.BREAK:
+                    return "break"
+                changed = changed or path != old or True
+            elif isinstance(st, Return):
+                text = ctx.eval(st.text) if st.text is not None else None
+                ctx.result.steps.append(Step("return", f"return {st.code}"
+                                             + (f" {text}" if text is not None else ""),
+                                             ctx.uri, ctx.location))
+                if st.code in (301, 302, 303, 307, 308) and text is not None:
+                    ctx.result.redirect_to = text
+                    raise _Finish(st.code)
+                if text is not None:
+                    ctx.result.body = text
+                    ctx.result.status = st.code
+                    raise _Done()
+                raise _Finish(st.code)
+            elif isinstance(st, SetVar):
+                ctx.vars[st.name] = ctx.eval(st.value)
+            elif isinstance(st, Break):
+                return "break"
+            elif isinstance(st, If):
+                if self._condition(ctx, st.condition):
+                    ctx.result.steps.append(Step("if", f"if {st.condition.subject.raw} "
+                                                 f"{st.condition.op.value} true", ctx.uri,
+                                                 ctx.location))
+                    if not server_level:
+                        ctx.scope_chain = ctx.scope_chain + [st.scope]
+                    else:
+                        ctx.scope_chain = ctx.scope_chain + [st.scope]
+                    sub = self._program(ctx, st.scope.rewrites, server_level=server_level)
+                    if sub == "break":
+                        return "break"
+                    if sub == "changed":
+                        return "changed"
+        if changed and not server_level:
+            return "changed"
+        return ""
+
+    @staticmethod
+    def _with_args(ctx: _Ctx, value: str) -> str:
+        if "?" in value:
+            return value[:-1] if value.endswith("?") else value + (
+                f"&{ctx.args}" if ctx.args else "")
+        return value + (f"?{ctx.args}" if ctx.args else "")
+
+    def _condition(self, ctx: _Ctx, cond: Condition) -> bool:
+        op = cond.op
+        subject = ctx.eval(cond.subject)
+        if op is CondOp.TRUTHY:
+            return subject not in ("", "0")
+        if op in (CondOp.EQ, CondOp.NE):
+            assert cond.value is not None
+            eq = subject == ctx.eval(cond.value)
+            return eq if op is CondOp.EQ else not eq
+        if op in (CondOp.MATCH, CondOp.MATCH_CI, CondOp.NOT_MATCH, CondOp.NOT_MATCH_CI):
+            assert cond.pattern is not None
+            ci = op in (CondOp.MATCH_CI, CondOp.NOT_MATCH_CI)
+            mt = compile_pcre(cond.pattern, ci).search(subject)
+            if mt and op in (CondOp.MATCH, CondOp.MATCH_CI):
+                ctx.captures = {**ctx.captures, **_caps(mt)}
+                ctx.vars.update({k: v for k, v in _caps(mt).items() if not k.isdigit()})
+            return bool(mt) == (op in (CondOp.MATCH, CondOp.MATCH_CI))
+        path = subject if os.path.isabs(subject) else os.path.join(self.prefix, subject)
+        tests = {
+            CondOp.FILE: os.path.isfile, CondOp.DIR: os.path.isdir,
+            CondOp.EXISTS: os.path.exists, CondOp.EXEC: lambda p: os.access(p, os.X_OK),
+        }
+        positive = {CondOp.NOT_FILE: CondOp.FILE, CondOp.NOT_DIR: CondOp.DIR,
+                    CondOp.NOT_EXISTS: CondOp.EXISTS, CondOp.NOT_EXEC: CondOp.EXEC}
+        base = positive.get(op, op)
+        ok = bool(tests[base](path))
+        return ok if base is op else not ok
+
+    # -- precontent and content -----------------------------------------------------------------
+
+    def _precontent(self, ctx: _Ctx) -> None:
+        tf = ctx.effective(lambda s: s.static.try_files) if ctx.location else None
+        # try_files is not inherited from server to a location that sets... it is per level
+        if ctx.location is not None:
+            tf = ctx.location.scope.static.try_files
+            for extra in ctx.scope_chain[len(self._base_chain(ctx)):]:
+                if extra.static.try_files is not None:
+                    tf = extra.static.try_files
+        if tf is None and ctx.location is not None:
+            tf = ctx.server.scope.static.try_files
+        if tf is not None:
+            for cand in tf.files:
+                value = ctx.eval(cand)
+                want_dir = value.endswith("/")
+                path = ctx.filename(value)
+                if (os.path.isdir(path) if want_dir else os.path.isfile(path)):
+                    ctx.result.steps.append(Step("try_files", f"found {value}", ctx.uri,
+                                                 ctx.location))
+                    ctx.uri = value
+                    self._content(ctx)
+                    return
+            fb = ctx.eval(tf.fallback)
+            ctx.result.steps.append(Step("try_files", f"fallback {fb}", ctx.uri, ctx.location))
+            if fb.startswith("="):
+                raise _Finish(int(fb[1:]) if fb[1:].isdigit() else 500)
+            if fb.startswith("@"):
+                loc = find_named(ctx.server, fb[1:])
+                if loc is None:
+                    raise _Finish(500)
+                self._internal_redirect(ctx, "try_files", fb, named=loc)
+                return
+            self._internal_redirect(ctx, "try_files", fb)
+            return
+        self._content(ctx)
+
+    def _internal_redirect(self, ctx: _Ctx, kind: str, target: str,
+                           named: Location | None = None) -> None:
+        prev = ctx.location
+        self._uri_changed(ctx)
+        ctx.internal = True
+        if named is None:
+            path, _, args = target.partition("?")
+            if _:
+                ctx.args = args
+            ctx.uri = path
+        ctx.result.redirects.append({"kind": kind, "uri": target, "from": prev})
+        if named is not None:
+            ctx.scope_chain = self._base_chain(ctx)
+            self._find_and_run(ctx, first=False, named=named)
+        else:
+            self._run(ctx, first=False)
+
+    def _content(self, ctx: _Ctx) -> None:
+        loc = ctx.location
+        pp = None
+        for scope in ctx.scope_chain[len(self._base_chain(ctx)):]:
+            if scope.proxy_pass is not None:
+                pp = scope.proxy_pass
+        if pp is not None:
+            ctx.result.proxy_url = pp.url.raw
+            ctx.result.steps.append(Step("proxy", f"proxy_pass {pp.url.raw}", ctx.uri, loc))
+            raise _Done()
+        if loc is not None and any(d.name.endswith("_pass") or d.name in ("stub_status",
+                                                                              "empty_gif")
+                                   for d in loc.scope.other):
+            handler = next(d.name for d in loc.scope.other if d.name.endswith("_pass")
+                           or d.name in ("stub_status", "empty_gif"))
+            ctx.result.steps.append(Step("handler", f"{handler} (not routed further)", ctx.uri,
+                                         loc))
+            raise _Done()
+        uri = ctx.uri
+        if uri.endswith("/"):
+            index = ctx.effective(lambda s: s.static.index)
+            names = [ctx.eval(t) for t in index] if index else ["index.html"]
+            directory = ctx.filename(uri)
+            for name in names:
+                if name.startswith("/"):
+                    self._internal_redirect(ctx, "index", name)
+                    return
+                if os.path.isfile(os.path.join(directory, name)):
+                    self._internal_redirect(ctx, "index", uri + name)
+                    return
+            if not os.path.isdir(directory):
+                ctx.result.steps.append(Step("static", f"{directory} does not exist", uri, loc))
+                raise _Finish(404)
+            if ctx.effective(lambda s: s.static.autoindex):
+                ctx.result.steps.append(Step("static", "autoindex listing", uri, loc))
+                ctx.result.status = 200
+                raise _Done()
+            ctx.result.steps.append(Step("static", "directory index is forbidden", uri, loc))
+            raise _Finish(403)
+        path = ctx.filename(uri)
+        if os.path.isdir(path):
+            ctx.result.redirect_to = uri + "/"
+            raise _Finish(301)
+        if os.path.isfile(path):
+            ctx.result.steps.append(Step("static", f"file {path}", uri, loc))
+            ctx.result.status = 200
+            raise _Done()
+        ctx.result.steps.append(Step("static", f"{path} not found", uri, loc))
+        raise _Finish(404)
+
+    def _finish(self, ctx: _Ctx, status: int) -> None:
+        """A status nginx generates itself: apply error_page, else it is the answer."""
+        pages = ctx.effective(lambda s: s.error_pages)
+        recursive = ctx.effective(lambda s: s.limits.recursive_error_pages)
+        can = (not ctx.error_page_used or recursive) and ctx.uri_changes > 0 and status >= 300
+        if pages and can:
+            for page in pages:
+                if status not in page.codes:
+                    continue
+                target = ctx.eval(page.target)
+                ctx.error_page_used = True
+                ctx.result.steps.append(Step("error_page", f"error_page {status} -> {target}",
+                                             ctx.uri, ctx.location))
+                new_status = page.response if page.response is not None else status
+                if target.startswith("@"):
+                    loc = find_named(ctx.server, target[1:])
+                    if loc is None:
+                        ctx.result.status = 500
+                        return
+                    try:
+                        self._internal_redirect(ctx, "error_page", target, named=loc)
+                    except _Finish as fin:
+                        self._finish(ctx, fin.status)
+                        return
+                    except _Done:
+                        pass
+                    if not page.response_from_target and ctx.result.status is not None:
+                        ctx.result.status = new_status
+                    elif ctx.result.status is None:
+                        ctx.result.status = None
+                    return
+                if target.startswith(("http://", "https://")) or target.startswith("$scheme"):
+                    ctx.result.redirect_to = target
+                    ctx.result.status = new_status if page.response in (
+                        301, 302, 303, 307, 308) else 302
+                    return
+                if ctx.method != "HEAD":
+                    ctx.method = "GET"
+                try:
+                    self._internal_redirect(ctx, "error_page", target)
+                except _Finish as fin:
+                    self._finish(ctx, fin.status)
+                    return
+                except _Done:
+                    pass
+                if not page.response_from_target and ctx.result.status is not None:
+                    ctx.result.status = new_status
+                return
+        ctx.result.status = status
+
+
+class _Done(Exception):
+    """The walk reached a response (body, proxy, static file)."""
+
+
+def unquote_args(args: str) -> str:
+    """Decode a query string for display."""
+    return unquote_plus(args)
