@@ -129,8 +129,8 @@ def check_cmd(config: str, prefix: str | None, fmt: str) -> None:
         click.echo("findings:")
         for d in sorted(analysis.diagnostics, key=lambda d: LEVEL_ORDER[d.level]):
             click.echo(f"  {d.format()}")
-    verdict = {EXIT_OK: "ready: Tern runs every directive",
-               EXIT_UNSUPPORTED: f"not ready: {unsupported} unsupported directive occurrence(s)",
+    verdict = {EXIT_OK: "no blocking findings: every directive is supported, partial or ignored",
+               EXIT_UNSUPPORTED: f"blocked: {unsupported} unsupported directive occurrence(s)",
                EXIT_CONFIG_ERROR: f"invalid: {errors} configuration error(s)"}[code]
     click.echo(verdict)
     sys.exit(code)
@@ -209,6 +209,7 @@ def route_cmd(config: str, url: str, prefix: str | None, method: str, headers: t
         "redirect_to": result.redirect_to,
         "body": result.body,
         "proxy_pass": result.proxy_url,
+        "upstream_uri": result.upstream_uri,
         "steps": [{"kind": s.kind, "detail": s.detail, "uri": s.uri} for s in result.steps],
         "unknown_variables": sorted(result.unknown_variables),
     }
@@ -228,7 +229,8 @@ def route_cmd(config: str, url: str, prefix: str | None, method: str, headers: t
     else:
         click.echo("location (none)")
     if result.proxy_url:
-        click.echo(f"answer   proxied to {result.proxy_url}")
+        sent = f" as {result.upstream_uri}" if result.upstream_uri else ""
+        click.echo(f"answer   proxied to {result.proxy_url}{sent}")
     elif result.status is not None:
         extra = f" -> {result.redirect_to}" if result.redirect_to else ""
         click.echo(f"answer   {result.status}{extra}")

@@ -42,6 +42,7 @@ from .model import (
     LocationModifier,
     Map,
     MapKeyKind,
+    ProxyPass,
     Return,
     Rewrite,
     RewriteFlag,
@@ -104,6 +105,8 @@ class RouteResult:
     """Body of ``return code text``."""
     proxy_url: str | None = None
     """``proxy_pass`` URL (as written) when the request is proxied."""
+    upstream_uri: str | None = None
+    """Request target sent upstream (nginx's proxy_pass URI mapping), when static."""
     uri: str = ""
     """Final ``$uri``."""
     steps: list[Step] = field(default_factory=list)
@@ -140,6 +143,10 @@ class _Ctx:
         self.uri_changes = MAX_URI_CHANGES + 1
         self.location: Location | None = None
         self.scope_chain: list[Scope] = []
+        self.uri_changed_ever = False
+        """True once rewrite, try_files or an internal redirect changed $uri."""
+        self.rewrite_break = False
+        """True after ``rewrite ... break`` changed the URI in this location."""
 
     # -- variables ------------------------------------------------------------------------------
 
@@ -432,11 +439,13 @@ class Interpreter:
                         ctx.args = newargs[:-1] if newargs.endswith("?") else newargs
                 old = ctx.uri
                 ctx.uri = path
+                ctx.uri_changed_ever = True
                 ctx.result.redirects.append({"kind": "rewrite", "uri": path,
                                              "from": ctx.location})
                 if st.flag is RewriteFlag.LAST:
                     return "break" if server_level else "changed"
                 if st.flag is RewriteFlag.BREAK:
+                    ctx.rewrite_break = True
                     return "break"
                 changed = changed or path != old or True
             elif isinstance(st, Return):
@@ -530,6 +539,7 @@ class Interpreter:
                     ctx.result.steps.append(Step("try_files", f"found {value}", ctx.uri,
                                                  ctx.location))
                     ctx.uri = value
+                    ctx.uri_changed_ever = True
                     self._content(ctx)
                     return
             fb = ctx.eval(tf.fallback)
@@ -551,7 +561,9 @@ class Interpreter:
         prev = ctx.location
         self._uri_changed(ctx)
         ctx.internal = True
+        ctx.rewrite_break = False
         if named is None:
+            ctx.uri_changed_ever = True
             path, _, args = target.partition("?")
             if _:
                 ctx.args = args
@@ -571,6 +583,7 @@ class Interpreter:
                 pp = scope.proxy_pass
         if pp is not None:
             ctx.result.proxy_url = pp.url.raw
+            ctx.result.upstream_uri = self._upstream_uri(ctx, pp)
             ctx.result.steps.append(Step("proxy", f"proxy_pass {pp.url.raw}", ctx.uri, loc))
             raise _Done()
         if loc is not None and any(d.name.endswith("_pass") or d.name in ("stub_status",
@@ -612,6 +625,29 @@ class Interpreter:
             raise _Done()
         ctx.result.steps.append(Step("static", f"{path} not found", uri, loc))
         raise _Finish(404)
+
+    @staticmethod
+    def _upstream_uri(ctx: _Ctx, pp: ProxyPass) -> str | None:
+        """proxy_pass URI mapping (ngx_http_proxy_create_request)."""
+        args = f"?{ctx.args}" if ctx.args else ""
+        if pp.has_variables:
+            if pp.uri is None:
+                return ctx.request_uri if not ctx.uri_changed_ever else escape_uri(ctx.uri) + args
+            full = ctx.eval(pp.url)
+            rest = full.split("://", 1)[1]
+            slash = rest.find("/")
+            return rest[slash:] if slash >= 0 else "/"
+        if pp.uri is None or ctx.rewrite_break:
+            if not ctx.uri_changed_ever:
+                return ctx.request_uri
+            return escape_uri(ctx.uri) + args
+        loc = ctx.location
+        if loc is None or loc.modifier not in (LocationModifier.PREFIX,
+                                               LocationModifier.PREFIX_NO_REGEX,
+                                               LocationModifier.EXACT):
+            return None
+        tail = ctx.uri[len(loc.pattern):] if ctx.uri.startswith(loc.pattern) else ctx.uri
+        return pp.uri + escape_uri(tail) + args
 
     def _finish(self, ctx: _Ctx, status: int) -> None:
         """A status nginx generates itself: apply error_page, else it is the answer."""
@@ -666,6 +702,18 @@ class Interpreter:
 
 class _Done(Exception):
     """The walk reached a response (body, proxy, static file)."""
+
+
+# ngx_escape_uri's NGX_ESCAPE_URI table: space, "#", "%", "?", controls and non-ASCII.
+_URI_SAFE = frozenset(b for b in range(0x21, 0x7F) if b not in b"#%?")
+
+
+def escape_uri(uri: str) -> str:
+    """Percent-encode what nginx's ``ngx_escape_uri(NGX_ESCAPE_URI)`` encodes."""
+    out = []
+    for b in uri.encode("utf-8", errors="surrogateescape"):
+        out.append(chr(b) if b in _URI_SAFE else f"%{b:02X}")
+    return "".join(out)
 
 
 def unquote_args(args: str) -> str:

@@ -176,7 +176,7 @@ class NginxProcess:
     conf: Path
     """The config file nginx runs (for a derived config: the very file Tern reads)."""
     endpoints: list[tuple[str, int]]
-    """Every TCP (address, port) nginx listens on; all accepted a connection before start-up ended."""
+    """Every TCP (address, port) nginx listens on; each accepted a connection during start-up."""
 
     @property
     def error_log(self) -> Path:
@@ -500,7 +500,10 @@ class DerivedLocation:
 
     @property
     def match(self) -> str:
-        """The location as Tern's JSON spells it: ``"= /x"``, ``"~* \\.php$"``, ``"/"``, ``"@x"``."""
+        """The location as Tern's JSON spells it: ``"= /x"``, ``"~* \\.php$"``, ``"/"``, ``"@x"``.
+
+        (Informational: the comparison uses line numbers, not this string.)
+        """
         if self.modifier in ("", "@"):
             return self.pattern
         return f"{self.modifier} {self.pattern}"
@@ -549,7 +552,7 @@ class DerivedConfig:
         return self.servers[number - 1]
 
     def default_server(self, port: int) -> DerivedServer:
-        """The server nginx falls back to on ``port``: the ``default_server`` one, else the first."""
+        """The server nginx falls back to on ``port``: its ``default_server``, else the first."""
         on_port = [s for s in self.servers if port in s.ports]
         for server in on_port:
             if any(lst.port == port and lst.default_server for lst in server.listens):
@@ -645,7 +648,8 @@ class _Deriver:
         head: list[Stmt] = [
             {
                 "directive": "listen",
-                "args": [f"127.0.0.1:{lst.port}"] + (["default_server"] if lst.default_server else []),
+                "args": [f"127.0.0.1:{lst.port}"]
+                + (["default_server"] if lst.default_server else []),
             }
             for lst in listens
         ]
@@ -768,7 +772,8 @@ def derive_config(source: Path, prefix: Path) -> DerivedConfig:
     if len(server_lines) != len(deriver.servers) or len(location_lines) != len(deriver.locations):
         raise AssertionError(f"re-parsing {path} did not find the servers/locations written")
     servers = tuple(
-        dataclasses.replace(s, line=line) for s, line in zip(deriver.servers, server_lines, strict=True)
+        dataclasses.replace(s, line=line)
+        for s, line in zip(deriver.servers, server_lines, strict=True)
     )
     locations = {
         loc.number: dataclasses.replace(loc, line=line)
