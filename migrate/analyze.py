@@ -816,7 +816,20 @@ class Analyzer:
                 self.error(child, "context", '"location" directive is not allowed here')
                 continue
             self.scope_stmt(child, spec, acc)
-        parent.rewrites.append(m.If(condition=cond, scope=acc.freeze(), source=self.span(st)))
+        frozen = acc.freeze()
+        self.check_proxy_uri(frozen, st)
+        parent.rewrites.append(m.If(condition=cond, scope=frozen, source=self.span(st)))
+
+    def check_proxy_uri(self, scope: m.Scope, where: Stmt) -> None:
+        """nginx refuses a URI part in proxy_pass where no prefix can be replaced."""
+        pp = scope.proxy_pass
+        if pp is not None and pp.uri is not None and not pp.has_variables:
+            self.diagnostics.append(Diagnostic(
+                file=pp.source.file, line=pp.source.line, level=Level.ERROR, code="bad-value",
+                directive="proxy_pass",
+                message='"proxy_pass" cannot have URI part in location given by regular '
+                        'expression, or inside named location, or inside "if" statement, or '
+                        'inside "limit_except" block'))
 
     # -- main ---------------------------------------------------------------------------------
 
@@ -1051,8 +1064,13 @@ class Analyzer:
                 continue
             self.scope_stmt(child, spec, acc)
         self.check_location_duplicates(nested)
+        frozen = acc.freeze()
+        no_uri = modifier in (m.LocationModifier.REGEX, m.LocationModifier.REGEX_CI,
+                              m.LocationModifier.NAMED)
+        for sc in [frozen] * no_uri + ([le_scope] if le_scope is not None else []):
+            self.check_proxy_uri(sc, st)
         try:
-            return m.Location(modifier=modifier, pattern=pattern, scope=acc.freeze(),
+            return m.Location(modifier=modifier, pattern=pattern, scope=frozen,
                               locations=tuple(nested), limit_except=limit_except,
                               limit_except_scope=le_scope, source=self.span(st))
         except m.ModelError as exc:

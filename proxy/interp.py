@@ -317,6 +317,11 @@ class Interpreter:
         try:
             ctx.uri = normalize_uri(ctx.raw_path, merge_slashes=merge is not False)
         except BadRequest as exc:
+            # the request line is rejected while parsing, before Host is looked at: the
+            # socket's default server answers
+            assert table.default is not None
+            result.server = table.default
+            result.server_reason = "invalid request: default server answers 400"
             result.status = 400
             result.steps.append(Step("uri", str(exc)))
             return result
@@ -440,6 +445,7 @@ class Interpreter:
                 old = ctx.uri
                 ctx.uri = path
                 ctx.uri_changed_ever = True
+                ctx.internal = True  # "requests changed by the rewrite directive" are internal
                 ctx.result.redirects.append({"kind": "rewrite", "uri": path,
                                              "from": ctx.location})
                 if st.flag is RewriteFlag.LAST:

@@ -212,7 +212,7 @@ class Router:
         if h in table.exact:
             return ServerMatch(table.exact[h], f'exact name "{h}"', sock, {})
         for suffix, bare, server in table.wild_start:
-            if h.endswith(suffix) and len(h) > len(suffix) or (bare and h == suffix[1:]):
+            if h.endswith(suffix) or (bare and h == suffix[1:]):
                 written = ("" if bare else "*") + suffix
                 return ServerMatch(server, f'leading wildcard "{written}"', sock, {})
         for prefix, server in table.wild_end:
@@ -243,10 +243,10 @@ def normalize_host(host: str) -> str:
         return h[: end + 1]
     if ":" in h:
         h = h.split(":", 1)[0]
+    if "/" in h or "\x00" in h or ".." in h:
+        raise BadRequest(f"invalid host {host!r}")
     if h.endswith("."):
         h = h[:-1]
-    if "/" in h or "\x00" in h or ".." in h or h.startswith("."):
-        raise BadRequest(f"invalid host {host!r}")
     return h
 
 
