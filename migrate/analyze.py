@@ -530,7 +530,7 @@ def _limit_conn(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> No
 def _limit_status(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> None:
     code = _int(st.args[0])
     if not 400 <= code <= 599:
-        raise BadValue(f'value must be between 400 and 599')
+        raise BadValue('value must be between 400 and 599')
     _set_once(acc.access, st.name, code, st)
 
 

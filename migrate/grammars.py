@@ -143,7 +143,7 @@ def parse_condition(args: tuple[str, ...], quoted: tuple[bool, ...], source: Sou
         raise GrammarError(f'invalid condition "{items[-1]}"')
     items[-1] = items[-1][:-1]
     pieces = [
-        _quote(a) if q else a for a, q in zip(items, flags) if a or q
+        _quote(a) if q else a for a, q in zip(items, flags, strict=True) if a or q
     ]
     text = " ".join(pieces)
     try:

@@ -34,8 +34,8 @@ from urllib.parse import unquote_plus
 
 from .model import (
     Break,
-    CondOp,
     Condition,
+    CondOp,
     Config,
     If,
     Location,
@@ -313,7 +313,10 @@ class Interpreter:
             return result
         result.server, result.server_reason = sm.server, sm.reason
         ctx = _Ctx(self, req, sm.server, sm.captures, result)
-        merge = self._server_flag(sm.server, "merge_slashes")
+        # merge_slashes is read from the socket's default server: the URI is parsed before
+        # the Host header picks a virtual server (seen on nginx 1.22.1)
+        assert table.default is not None
+        merge = self._server_flag(table.default, "merge_slashes")
         try:
             ctx.uri = normalize_uri(ctx.raw_path, merge_slashes=merge is not False)
         except BadRequest as exc:
