@@ -239,6 +239,9 @@ def parse_proxy_pass(url: str, src: m.SourceSpan) -> m.ProxyPass:
     """Split a ``proxy_pass`` URL the way ngx_http_proxy_pass does."""
     tpl = _tpl(url)
     mt = _PROXY_URL.match(url)
+    if not mt and url.startswith("$"):
+        # the whole URL comes from variables (nginx checks it at run time)
+        return m.ProxyPass(url=tpl, scheme="", host="", has_variables=True, source=src)
     if not mt:
         raise BadValue(f'invalid URL prefix in "{url}"')
     scheme = mt.group("scheme").lower()
@@ -684,8 +687,9 @@ _SCOPE_CTXS = {Ctx.HTTP, Ctx.SERVER, Ctx.LOCATION, Ctx.IF_SERVER, Ctx.IF_LOCATIO
 class Analyzer:
     """Walks a loaded tree once, checking and building."""
 
-    def __init__(self, tree: Tree) -> None:
+    def __init__(self, tree: Tree, *, fragment: bool = False) -> None:
         self.tree = tree
+        self.fragment = fragment
         self.diagnostics: list[Diagnostic] = list(tree.diagnostics)
         self.census: list[CensusEntry] = []
         self.zone_refs: list[tuple[str, str, m.SourceSpan]] = []
@@ -1224,20 +1228,24 @@ class Analyzer:
     # -- cross references -----------------------------------------------------------------------
 
     def check_references(self, http: m.Http | None) -> None:
+        """Zones and log formats used must be defined. In a fragment, or when an include is
+        missing, a definition may live elsewhere: then it is a warning, not an error."""
         if http is None:
             return
+        incomplete = self.fragment or any(d.code == "include-missing" for d in self.diagnostics)
+        level = Level.WARNING if incomplete else Level.ERROR
         req = {z.name for z in http.limit_req_zones}
         conn = {z.name for z in http.limit_conn_zones}
         for kind, zone, src in self.zone_refs:
             if zone not in (req if kind == "limit_req" else conn):
                 self.diagnostics.append(Diagnostic(
-                    file=src.file, line=src.line, level=Level.ERROR, code="unknown-zone",
+                    file=src.file, line=src.line, level=level, code="unknown-zone",
                     directive=kind, message=f'zero size shared memory zone "{zone}"'))
         formats = {f.name for f in http.log_formats} | {"combined"}
         for fmt, src in self.format_refs:
             if fmt not in formats:
                 self.diagnostics.append(Diagnostic(
-                    file=src.file, line=src.line, level=Level.ERROR, code="unknown-log-format",
+                    file=src.file, line=src.line, level=level, code="unknown-log-format",
                     directive="access_log", message=f'unknown log format "{fmt}"'))
 
 

@@ -49,11 +49,16 @@ def _fragment_context(stmts: list[Stmt]) -> tuple[str, ...]:
     names = {s.name for s in stmts}
     if not stmts or names & {"http", "events", "stream", "mail"}:
         return ()
+    specs = [spec for st in stmts
+             if (spec := lookup(st.name)) is not None and Ctx.MAIN not in spec.contexts]
+    # the outermost level where every directive of the file is allowed (a server-level snippet
+    # such as "root ...; location ... {}" must not be read at http level)
+    for ctx, wrap in ((Ctx.HTTP, ("http",)), (Ctx.SERVER, ("http", "server")),
+                      (Ctx.LOCATION, ("http", "server", "location"))):
+        if specs and all(ctx in spec.contexts for spec in specs):
+            return wrap
     votes: Counter[str] = Counter()
-    for st in stmts:
-        spec = lookup(st.name)
-        if spec is None or Ctx.MAIN in spec.contexts:
-            continue
+    for spec in specs:
         for ctx, wrap in ((Ctx.HTTP, "http"), (Ctx.SERVER, "server"), (Ctx.LOCATION, "location")):
             if ctx in spec.contexts:
                 votes[wrap] += 1
@@ -95,7 +100,7 @@ def translate(path: str, prefix: str | None = None, *, fragment: bool = True) ->
             note = Diagnostic(file=tree.main_file, line=0, level=Level.INFO, code="fragment",
                               message="file has no main context; read as the contents of "
                               + " > ".join(f"{w} {{}}" for w in wrap))
-    analysis = Analyzer(tree).run()
+    analysis = Analyzer(tree, fragment=note is not None).run()
     if note is not None:
         analysis.diagnostics.insert(0, note)
     return analysis

@@ -85,6 +85,7 @@ class _Reader:
         self.files: list[str] = []
         self.diagnostics: list[Diagnostic] = []
         self.includes: list[Stmt] = []
+        self.cycles: set[tuple[str, int, str]] = set()
 
     def error(self, file: str, line: int, message: str, code: str) -> None:
         self.diagnostics.append(Diagnostic(file=file, line=line, level=Level.ERROR, code=code,
@@ -111,7 +112,9 @@ class _Reader:
 
     # -- parsing ----------------------------------------------------------------------------
 
-    def load(self, path: str, depth: int, origin: tuple[str, int] | None) -> list[Stmt]:
+    def load(self, path: str, stack: tuple[str, ...], origin: tuple[str, int] | None
+             ) -> list[Stmt]:
+        """Read ``path``; ``stack`` holds the files being read around it (outermost first)."""
         try:
             text = self.read_text(path)
         except OSError as exc:
@@ -137,7 +140,7 @@ class _Reader:
         stmts, pos, err = self.parse(tokens, 0, path, top=True)
         if err is not None:
             self.error(path, err[1], err[0], "syntax")
-        return self.splice(stmts, depth)
+        return self.splice(stmts, (*stack, path))
 
     def parse(self, tokens: list[Token], pos: int, path: str, *, top: bool
               ) -> tuple[list[Stmt], int, tuple[str, int] | None]:
@@ -185,7 +188,7 @@ class _Reader:
             return out, pos + 1, ('unexpected end of file, expecting "}"', last)
         return out, pos, None
 
-    def splice(self, stmts: list[Stmt], depth: int) -> list[Stmt]:
+    def splice(self, stmts: list[Stmt], stack: tuple[str, ...]) -> list[Stmt]:
         out: list[Stmt] = []
         for st in stmts:
             if st.name == "include" and st.block is None:
@@ -194,10 +197,10 @@ class _Reader:
                     self.error(st.file, st.line,
                                'invalid number of arguments in "include" directive', "arity")
                     continue
-                out.extend(self.include(st, depth))
+                out.extend(self.include(st, stack))
                 continue
             if st.block is not None:
-                st.block = self.splice(st.block, depth)
+                st.block = self.splice(st.block, stack)
             out.append(st)
         return out
 
@@ -210,8 +213,8 @@ class _Reader:
                 candidates.append(os.path.normpath(os.path.join(self.prefix, target)))
         return candidates
 
-    def include(self, st: Stmt, depth: int) -> list[Stmt]:
-        if depth >= MAX_INCLUDE_DEPTH:
+    def include(self, st: Stmt, stack: tuple[str, ...]) -> list[Stmt]:
+        if len(stack) > MAX_INCLUDE_DEPTH:
             self.error(st.file, st.line, "include nesting too deep (cycle?)", "include-cycle")
             return []
         target = st.args[0]
@@ -227,7 +230,17 @@ class _Reader:
             return []
         out: list[Stmt] = []
         for path in found:
-            for inc in self.load(path, depth + 1, (st.file, st.line)):
+            if path in stack:
+                # nginx itself recurses until its stack overflows; report the cycle once per
+                # include line instead (a glob that matches its own file would otherwise
+                # re-read the tree exponentially often)
+                key = (st.file, st.line, path)
+                if key not in self.cycles:
+                    self.cycles.add(key)
+                    self.error(st.file, st.line, f'include cycle: "{path}" includes itself '
+                               "(directly or through other includes)", "include-cycle")
+                continue
+            for inc in self.load(path, stack, (st.file, st.line)):
                 if inc.included_from is None:
                     inc.included_from = (st.file, st.line)
                 out.append(inc)
@@ -266,6 +279,6 @@ def load(path: str, prefix: str | None = None) -> Tree:
     base_prefix = os.path.abspath(prefix) if prefix else os.path.dirname(main)
     reader = _Reader(base_prefix, virtual)
     reader.main_file = main
-    stmts = reader.load(main, 0, None)
+    stmts = reader.load(main, (), None)
     return Tree(main_file=main, prefix=base_prefix, stmts=stmts, files=reader.files,
                 diagnostics=reader.diagnostics, includes=reader.includes)

@@ -1,0 +1,113 @@
+"""The event vocabulary shared by every protocol adapter and the engine.
+
+Rules:
+
+1. Every event names its ``stream_id``; HTTP/1.x numbers the requests of a connection 1, 2, 3...
+   (pipelined requests get consecutive ids; responses are sent in that order).
+2. Names are nouns for messages (``RequestHeaders``) and past tense for transport facts.
+3. Header names are lower-case bytes for lookups; ``raw_headers`` keeps the client's case and order
+   where the protocol has them (HTTP/1.x), because nginx passes names upstream as received.
+4. Adapters never raise on peer input: a malformed request becomes ``RequestRejected`` with the
+   status nginx would send (``status_hint``) and the connection is then closed after the response.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestHeaders:
+    """A request head has arrived."""
+
+    stream_id: int
+    method: bytes
+    """Method as sent (``b"GET"``)."""
+    target: bytes
+    """Request target as sent (path and query; absolute-form for proxies; ``*`` for OPTIONS)."""
+    http_version: str
+    """``"1.0"``, ``"1.1"``, ``"2.0"`` or ``"3.0"``."""
+    raw_headers: tuple[tuple[bytes, bytes], ...]
+    """Header fields in arrival order, names as sent (HTTP/2 and HTTP/3: lower case)."""
+    host: bytes | None = None
+    """Host header or ``:authority``, as sent."""
+    content_length: int | None = None
+    """Declared body length, when framed by Content-Length."""
+    chunked: bool = False
+    """Body framed with chunked transfer coding (HTTP/1.1)."""
+    end_stream: bool = False
+    """True when no body follows (HTTP/2 END_STREAM on HEADERS; HTTP/1 without a body)."""
+    keep_alive: bool = True
+    """HTTP/1.x: whether the client allows the connection to be reused."""
+    upgrade: bytes | None = None
+    """HTTP/1.1 ``Upgrade`` token when ``Connection: upgrade`` was sent (WebSocket)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestData:
+    """A piece of request body (transfer coding removed)."""
+
+    stream_id: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestEnd:
+    """The request body is complete (trailers, if any, dropped as nginx drops them)."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestRejected:
+    """The client sent something nginx refuses; answer ``status_hint`` and close."""
+
+    stream_id: int
+    status_hint: int
+    """400, 413, 414, 431, 501, 505..."""
+    reason: str
+    """For the error log."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResponseHeaders:
+    """Response status and headers to send."""
+
+    stream_id: int
+    status: int
+    headers: tuple[tuple[bytes, bytes], ...]
+    """Names as they should appear on the wire (HTTP/1.x keeps case)."""
+    end_stream: bool = False
+    """No body follows."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResponseData:
+    """A piece of response body to send."""
+
+    stream_id: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResponseEnd:
+    """The response is complete."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamReset:
+    """The stream was aborted (by the peer, or to be aborted by us)."""
+
+    stream_id: int
+    error_code: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionClosed:
+    """The peer closed the connection (or it must be closed now)."""
+
+
+RequestEvent = RequestHeaders | RequestData | RequestEnd | RequestRejected | StreamReset
+ResponseEvent = ResponseHeaders | ResponseData | ResponseEnd | StreamReset
