@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proxy import model as m
+from proxy.units import parse_size as _parse_size
+from proxy.units import parse_time as _parse_time
 
 from .diagnostics import Diagnostic, Level
 from .directives import RAW_BLOCKS, lookup
@@ -61,35 +63,20 @@ class BadValue(ValueError):
 # ---------------------------------------------------------------------------------------------
 # Value parsers (ngx_parse_time, ngx_parse_size, flags)
 
-_TIME_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "M": 2592000,
-               "y": 31536000}
-_TIME_RE = re.compile(r"(\d+)(ms|s|m|h|d|w|M|y)?")
-
-
 def parse_time(text: str) -> float:
     """nginx time: ``30``, ``30s``, ``1m30s``, ``500ms`` -> seconds."""
-    if not text:
-        raise BadValue("invalid value")
-    pos = 0
-    total = 0.0
-    while pos < len(text):
-        mt = _TIME_RE.match(text, pos)
-        if not mt or mt.end() == pos:
-            raise BadValue(f'invalid value "{text}"')
-        total += int(mt.group(1)) * _TIME_UNITS[mt.group(2) or "s"]
-        pos = mt.end()
-        if mt.group(2) is None and pos < len(text):
-            raise BadValue(f'invalid value "{text}"')
-    return total
+    try:
+        return _parse_time(text)
+    except ValueError as exc:
+        raise BadValue(str(exc)) from None
 
 
 def parse_size(text: str) -> int:
     """nginx size: ``512``, ``8k``, ``1m``, ``1g`` -> bytes."""
-    mt = re.fullmatch(r"(\d+)([kKmMgG]?)", text)
-    if not mt:
-        raise BadValue(f'invalid value "{text}"')
-    mult = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[mt.group(2).lower()]
-    return int(mt.group(1)) * mult
+    try:
+        return _parse_size(text)
+    except ValueError as exc:
+        raise BadValue(str(exc)) from None
 
 
 def parse_flag(name: str, text: str) -> bool:

@@ -64,14 +64,15 @@ def translate_cmd(config: str, prefix: str | None, output: str | None, strict: b
         n = sum(1 for d in analysis.diagnostics if d.level is Level.ERROR)
         click.echo(f"tern: {n} configuration error(s); no model written", err=True)
         sys.exit(EXIT_CONFIG_ERROR)
-    text = to_json(analysis.config)
+    # a config that is not valid UTF-8 was read with surrogateescape: write its bytes back as read
+    data = to_json(analysis.config).encode("utf-8", errors="surrogateescape")
     if output:
         tmp = output + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
         os.replace(tmp, output)
     else:
-        click.echo(text, nl=False)
+        click.echo(data, nl=False)
     if strict and any(d.level is Level.UNSUPPORTED for d in analysis.diagnostics):
         sys.exit(EXIT_UNSUPPORTED)
 
@@ -245,6 +246,19 @@ def _resolve_local(host: str) -> str:
     except ValueError:
         return "127.0.0.1"
 
+
+def _register() -> None:
+    from .serve import serve_cmd
+
+    main.add_command(serve_cmd)
+    try:
+        from .compare import compare_cmd
+    except ImportError:  # pragma: no cover - not built yet
+        return
+    main.add_command(compare_cmd)
+
+
+_register()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote_plus
 
@@ -52,10 +53,13 @@ from .model import (
     Template,
     Var,
 )
+from .access import CompiledRule, UserFileError, check_basic, check_rules, compile_rules
 from .regex import compile_pcre
 from .routing import BadRequest, Router, find_location, find_named, normalize_host, normalize_uri
 
 MAX_URI_CHANGES = 10
+DEFAULT_MAX_BODY = 1024 * 1024
+"""nginx's default client_max_body_size (1m)."""
 
 
 @dataclass(slots=True)
@@ -84,6 +88,14 @@ class RouteRequest:
     local_addr: str = "127.0.0.1"
     local_port: int = 80
     remote_addr: str = "127.0.0.1"
+    remote_port: int = 0
+    http_version: str = "1.1"
+    raw_headers: tuple[tuple[bytes, bytes], ...] = ()
+    """The client's header fields as received (passed upstream)."""
+    content_length: int | None = None
+    """Declared request body size (checked against client_max_body_size)."""
+    var_hook: Callable[[str], str | None] | None = None
+    """Variables the caller provides (``$status``, ``$upstream_addr``...); None = not known."""
 
 
 @dataclass(slots=True)
@@ -113,6 +125,18 @@ class RouteResult:
     redirects: list[dict[str, object]] = field(default_factory=list)
     """Internal redirects followed: kind, uri, from/to locations."""
     unknown_variables: set[str] = field(default_factory=set)
+    kind: str = ""
+    """How the response is made: ``return``, ``redirect``, ``proxy``, ``static``, ``autoindex``,
+    ``error`` (a status nginx generates), ``close`` (444), ``handler`` (unsupported handler),
+    ``none`` (nothing listens)."""
+    file_path: str | None = None
+    """For ``static``: the file to send."""
+    extra_headers: list[tuple[str, str]] = field(default_factory=list)
+    """Headers the routing decided (``WWW-Authenticate``)."""
+    override_status: int | None = None
+    """``error_page ... =code`` (or the original status) that replaces a proxied answer's."""
+    state: RequestState | None = None
+    """The request's state after routing (variables, scopes), for the content phase."""
 
 
 class _Finish(Exception):
@@ -120,7 +144,7 @@ class _Finish(Exception):
         self.status = status
 
 
-class _Ctx:
+class RequestState:
     """Mutable state of one request walk."""
 
     def __init__(self, interp: Interpreter, req: RouteRequest, server: Server,
@@ -158,13 +182,18 @@ class _Ctx:
         if name in self.captures:
             return self.captures[name]
         req = self.req
+        if req.var_hook is not None:
+            hooked = req.var_hook(name)
+            if hooked is not None:
+                return hooked
         simple = {
             "uri": self.uri, "document_uri": self.uri, "request_uri": self.request_uri,
             "args": self.args, "query_string": self.args, "is_args": "?" if self.args else "",
             "scheme": req.scheme, "request_method": self.method,
             "server_port": str(req.local_port), "server_addr": req.local_addr,
             "remote_addr": req.remote_addr, "binary_remote_addr": req.remote_addr,
-            "server_protocol": "HTTP/1.1", "https": "on" if req.scheme == "https" else "",
+            "server_protocol": f"HTTP/{req.http_version}",
+            "remote_port": str(req.remote_port), "https": "on" if req.scheme == "https" else "",
             "hostname": "localhost", "nginx_version": "1.22.1",
         }
         if name in simple:
@@ -179,7 +208,7 @@ class _Ctx:
         if name == "server_name":
             return self.server_name()
         if name == "request":
-            return f"{self.method} {self.request_uri} HTTP/1.1"
+            return f"{req.method} {self.request_uri} HTTP/{req.http_version}"
         if name == "document_root":
             return self.document_root()
         if name in ("request_filename", "realpath_root"):
@@ -292,6 +321,9 @@ class Interpreter:
         self.router = Router(config)
         self.prefix = prefix or config.prefix
         self.maps = {mp.variable: mp for mp in (config.http.maps if config.http else ())}
+        self.preaccess_hook: Callable[[RequestState], int | None] | None = None
+        """Set by the engine: limit_req / limit_conn; returns a status to refuse with."""
+        self._rules_cache: dict[int, tuple[object, tuple[CompiledRule, ...]]] = {}
 
     def route(self, req: RouteRequest) -> RouteResult:
         """Route one request. Never raises for bad input: a 400 is a result."""
@@ -312,7 +344,7 @@ class Interpreter:
             result.server_reason = "invalid Host: default server answers 400"
             return result
         result.server, result.server_reason = sm.server, sm.reason
-        ctx = _Ctx(self, req, sm.server, sm.captures, result)
+        ctx = RequestState(self, req, sm.server, sm.captures, result)
         # merge_slashes is read from the socket's default server: the URI is parsed before
         # the Host header picks a virtual server (seen on nginx 1.22.1)
         assert table.default is not None
@@ -335,6 +367,30 @@ class Interpreter:
         except _Done:
             pass
         result.uri = ctx.uri
+        result.state = ctx
+        if not result.kind:
+            result.kind = "error" if result.status is not None else "none"
+        return result
+
+    def after_upstream_error(self, result: RouteResult, status: int) -> RouteResult:
+        """``proxy_intercept_errors``: apply error_page to a status the upstream sent.
+
+        Returns:
+            ``result`` updated: kind ``error`` with the status when no error_page applies,
+            or whatever the error page's target produced.
+        """
+        ctx = result.state
+        assert ctx is not None
+        result.kind = ""
+        result.proxy_url = None
+        result.status = None
+        try:
+            self._finish(ctx, status)
+        except _Done:
+            pass
+        if not result.kind:
+            result.kind = "error"
+        result.uri = ctx.uri
         return result
 
     def _server_flag(self, server: Server, name: str) -> bool | None:
@@ -345,14 +401,14 @@ class Interpreter:
 
     # -- phases ---------------------------------------------------------------------------------
 
-    def _base_chain(self, ctx: _Ctx) -> list[Scope]:
+    def _base_chain(self, ctx: RequestState) -> list[Scope]:
         chain: list[Scope] = []
         if self.config.http is not None:
             chain.append(self.config.http.scope)
         chain.append(ctx.server.scope)
         return chain
 
-    def _run(self, ctx: _Ctx, *, first: bool) -> None:
+    def _run(self, ctx: RequestState, *, first: bool) -> None:
         """Server rewrite, then location search and the rest."""
         ctx.scope_chain = self._base_chain(ctx)
         ctx.location = None
@@ -360,7 +416,7 @@ class Interpreter:
             pass
         self._find_and_run(ctx, first=first)
 
-    def _find_and_run(self, ctx: _Ctx, *, first: bool, named: Location | None = None) -> None:
+    def _find_and_run(self, ctx: RequestState, *, first: bool, named: Location | None = None) -> None:
         while True:
             if named is not None:
                 loc, reason = named, f'named location "@{named.pattern}"'
@@ -383,18 +439,28 @@ class Interpreter:
                 # no location: the server's own configuration serves (static)
                 self._content(ctx)
                 return
-            if auto:
-                args = f"?{ctx.args}" if ctx.args else ""
-                ctx.result.redirect_to = ctx.uri + "/" + args
-                raise _Finish(301)
             if loc.scope.static.internal and not ctx.internal:
                 ctx.result.steps.append(Step("internal", "location is internal: 404", ctx.uri,
                                              loc))
                 raise _Finish(404)
+            # ngx_http_core_find_config_phase: the declared body size is checked here
+            length = ctx.req.content_length
+            if length is not None:
+                limit = ctx.effective(lambda s: s.limits.client_max_body_size)
+                limit = DEFAULT_MAX_BODY if limit is None else limit
+                if limit and length > limit:
+                    ctx.result.steps.append(Step("limit", f"body {length} > {limit}: 413",
+                                                 ctx.uri, loc))
+                    raise _Finish(413)
+            if auto:
+                args = f"?{ctx.args}" if ctx.args else ""
+                ctx.result.redirect_to = ctx.uri + "/" + args
+                raise _Finish(301)
             outcome = self._program(ctx, loc.scope.rewrites, server_level=False)
             if outcome == "changed":
                 self._uri_changed(ctx)
                 continue
+            self._access(ctx)
             self._precontent(ctx)
             return
 
@@ -416,13 +482,65 @@ class Interpreter:
         walk(server.locations, [])
         return [p.scope for p in path] or [loc.scope]
 
-    def _uri_changed(self, ctx: _Ctx) -> None:
+    def _access(self, ctx: RequestState) -> None:
+        """Preaccess (limits, via ``preaccess_hook``) and access (allow/deny, auth_basic)."""
+        if self.preaccess_hook is not None:
+            status = self.preaccess_hook(ctx)
+            if status:
+                ctx.result.steps.append(Step("limit", f"limited: {status}", ctx.uri,
+                                             ctx.location))
+                raise _Finish(status)
+        rules = ctx.effective(lambda s: s.access.rules)
+        realm_tpl = ctx.effective(lambda s: s.access.auth_basic)
+        if rules is None and realm_tpl is None:
+            return
+        satisfy = ctx.effective(lambda s: s.access.satisfy) or "all"
+        addr_ok = True
+        if rules:
+            compiled = self._rules_cache.get(id(rules))
+            if compiled is None:
+                compiled = self._rules_cache[id(rules)] = (rules, compile_rules(rules))
+            addr_ok = check_rules(compiled[1], ctx.req.remote_addr) is not False
+        auth_needed = False
+        auth_ok = True
+        if realm_tpl is not None:
+            realm = ctx.eval(realm_tpl)
+            user_file = ctx.effective(lambda s: s.access.auth_basic_user_file)
+            if realm != "off" and user_file is not None:
+                auth_needed = True
+                path = ctx.eval(user_file)
+                if not os.path.isabs(path):
+                    path = os.path.join(os.path.dirname(self.config.main_file), path)
+                try:
+                    auth_ok, user = check_basic(ctx.req.headers.get("authorization"), path)
+                except UserFileError:
+                    ctx.result.steps.append(Step("access", f"cannot read {path}", ctx.uri))
+                    raise _Finish(500) from None
+                ctx.vars["remote_user"] = user
+                if not auth_ok:
+                    ctx.result.extra_headers = [
+                        ("WWW-Authenticate", f'Basic realm="{realm}"')]
+        if satisfy == "any":
+            if addr_ok or (auth_needed and auth_ok):
+                ctx.result.extra_headers = []
+                return
+            denied = 401 if auth_needed else 403
+        else:
+            if addr_ok and auth_ok:
+                return
+            denied = 403 if not addr_ok else 401
+        if denied == 403:
+            ctx.result.extra_headers = []
+        ctx.result.steps.append(Step("access", f"denied: {denied}", ctx.uri, ctx.location))
+        raise _Finish(denied)
+
+    def _uri_changed(self, ctx: RequestState) -> None:
         ctx.uri_changes -= 1
         if ctx.uri_changes == 0:
             ctx.result.steps.append(Step("cycle", "rewrite or internal redirection cycle"))
             raise _Finish(500)
 
-    def _program(self, ctx: _Ctx, stmts: tuple[object, ...], *, server_level: bool) -> str:
+    def _program(self, ctx: RequestState, stmts: tuple[object, ...], *, server_level: bool) -> str:
         """Run a rewrite program. Returns "changed" (URI changed: new location search),
         "break", or "" (fell through)."""
         changed = False
@@ -468,6 +586,7 @@ class Interpreter:
                 if text is not None:
                     ctx.result.body = text
                     ctx.result.status = st.code
+                    ctx.result.kind = "return"
                     raise _Done()
                 raise _Finish(st.code)
             elif isinstance(st, SetVar):
@@ -493,13 +612,13 @@ class Interpreter:
         return ""
 
     @staticmethod
-    def _with_args(ctx: _Ctx, value: str) -> str:
+    def _with_args(ctx: RequestState, value: str) -> str:
         if "?" in value:
             return value[:-1] if value.endswith("?") else value + (
                 f"&{ctx.args}" if ctx.args else "")
         return value + (f"?{ctx.args}" if ctx.args else "")
 
-    def _condition(self, ctx: _Ctx, cond: Condition) -> bool:
+    def _condition(self, ctx: RequestState, cond: Condition) -> bool:
         op = cond.op
         subject = ctx.eval(cond.subject)
         if op is CondOp.TRUTHY:
@@ -529,7 +648,7 @@ class Interpreter:
 
     # -- precontent and content -----------------------------------------------------------------
 
-    def _precontent(self, ctx: _Ctx) -> None:
+    def _precontent(self, ctx: RequestState) -> None:
         tf = ctx.effective(lambda s: s.static.try_files) if ctx.location else None
         # try_files is not inherited from server to a location that sets... it is per level
         if ctx.location is not None:
@@ -565,7 +684,7 @@ class Interpreter:
             return
         self._content(ctx)
 
-    def _internal_redirect(self, ctx: _Ctx, kind: str, target: str,
+    def _internal_redirect(self, ctx: RequestState, kind: str, target: str,
                            named: Location | None = None) -> None:
         prev = ctx.location
         self._uri_changed(ctx)
@@ -584,7 +703,7 @@ class Interpreter:
         else:
             self._run(ctx, first=False)
 
-    def _content(self, ctx: _Ctx) -> None:
+    def _content(self, ctx: RequestState) -> None:
         loc = ctx.location
         pp = None
         for scope in ctx.scope_chain[len(self._base_chain(ctx)):]:
@@ -592,7 +711,8 @@ class Interpreter:
                 pp = scope.proxy_pass
         if pp is not None:
             ctx.result.proxy_url = pp.url.raw
-            ctx.result.upstream_uri = self._upstream_uri(ctx, pp)
+            ctx.result.kind = "proxy"
+            ctx.result.upstream_uri = self.upstream_uri(ctx, pp)
             ctx.result.steps.append(Step("proxy", f"proxy_pass {pp.url.raw}", ctx.uri, loc))
             raise _Done()
         if loc is not None and any(d.name.endswith("_pass") or d.name in ("stub_status",
@@ -602,6 +722,7 @@ class Interpreter:
                            or d.name in ("stub_status", "empty_gif"))
             ctx.result.steps.append(Step("handler", f"{handler} (not routed further)", ctx.uri,
                                          loc))
+            ctx.result.kind = "handler"
             raise _Done()
         uri = ctx.uri
         if uri.endswith("/"):
@@ -621,6 +742,7 @@ class Interpreter:
             if ctx.effective(lambda s: s.static.autoindex):
                 ctx.result.steps.append(Step("static", "autoindex listing", uri, loc))
                 ctx.result.status = 200
+                ctx.result.kind = "autoindex"
                 raise _Done()
             ctx.result.steps.append(Step("static", "directory index is forbidden", uri, loc))
             raise _Finish(403)
@@ -630,13 +752,17 @@ class Interpreter:
             raise _Finish(301)
         if os.path.isfile(path):
             ctx.result.steps.append(Step("static", f"file {path}", uri, loc))
+            if ctx.method not in ("GET", "HEAD"):
+                raise _Finish(405)
             ctx.result.status = 200
+            ctx.result.kind = "static"
+            ctx.result.file_path = path
             raise _Done()
         ctx.result.steps.append(Step("static", f"{path} not found", uri, loc))
         raise _Finish(404)
 
     @staticmethod
-    def _upstream_uri(ctx: _Ctx, pp: ProxyPass) -> str | None:
+    def upstream_uri(ctx: RequestState, pp: ProxyPass) -> str | None:
         """proxy_pass URI mapping (ngx_http_proxy_create_request)."""
         args = f"?{ctx.args}" if ctx.args else ""
         if pp.has_variables:
@@ -658,7 +784,7 @@ class Interpreter:
         tail = ctx.uri[len(loc.pattern):] if ctx.uri.startswith(loc.pattern) else ctx.uri
         return pp.uri + escape_uri(tail) + args
 
-    def _finish(self, ctx: _Ctx, status: int) -> None:
+    def _finish(self, ctx: RequestState, status: int) -> None:
         """A status nginx generates itself: apply error_page, else it is the answer."""
         pages = ctx.effective(lambda s: s.error_pages)
         recursive = ctx.effective(lambda s: s.limits.recursive_error_pages)
@@ -669,6 +795,7 @@ class Interpreter:
                     continue
                 target = ctx.eval(page.target)
                 ctx.error_page_used = True
+                ctx.result.redirect_to = None
                 ctx.result.steps.append(Step("error_page", f"error_page {status} -> {target}",
                                              ctx.uri, ctx.location))
                 new_status = page.response if page.response is not None else status
@@ -676,6 +803,7 @@ class Interpreter:
                     loc = find_named(ctx.server, target[1:])
                     if loc is None:
                         ctx.result.status = 500
+                        ctx.result.kind = "error"
                         return
                     try:
                         self._internal_redirect(ctx, "error_page", target, named=loc)
@@ -691,9 +819,12 @@ class Interpreter:
                     return
                 if target.startswith(("http://", "https://")) or target.startswith("$scheme"):
                     ctx.result.redirect_to = target
+                    ctx.result.kind = "redirect"
                     ctx.result.status = new_status if page.response in (
                         301, 302, 303, 307, 308) else 302
                     return
+                if not page.response_from_target:
+                    ctx.result.override_status = new_status
                 if ctx.method != "HEAD":
                     ctx.method = "GET"
                 try:
@@ -707,6 +838,12 @@ class Interpreter:
                     ctx.result.status = new_status
                 return
         ctx.result.status = status
+        if status == 444:
+            ctx.result.kind = "close"
+        elif ctx.result.redirect_to is not None and status in (301, 302, 303, 307, 308):
+            ctx.result.kind = "redirect"
+        else:
+            ctx.result.kind = "error"
 
 
 class _Done(Exception):

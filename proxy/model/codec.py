@@ -134,7 +134,7 @@ def _decode(data: Any, tp: Any, where: str) -> Any:
             return tuple(_decode(v, targs[0], f"{where}[{i}]") for i, v in enumerate(data))
         if len(targs) != len(data):
             raise ModelDecodeError(f"{where}: expected {len(targs)} items", NOWHERE)
-        return tuple(_decode(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(targs, data, strict=True)))
+        return tuple(_decode(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(data, targs, strict=True)))
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         try:
             return tp(data)
@@ -155,6 +155,8 @@ def _decode(data: Any, tp: Any, where: str) -> Any:
             return tp(**kwargs)
         except TypeError as exc:
             raise ModelDecodeError(f"{where}: {exc}", NOWHERE) from None
+        except ModelError as exc:  # a node nginx would reject (port 0, weight 0...)
+            raise ModelDecodeError(f"{where}: {exc.message}", exc.source) from None
     if tp is float:
         if isinstance(data, (int, float)) and not isinstance(data, bool):
             return float(data)

@@ -79,6 +79,9 @@ class ResponseHeaders:
     """Names as they should appear on the wire (HTTP/1.x keeps case)."""
     end_stream: bool = False
     """No body follows."""
+    reason: bytes | None = None
+    """HTTP/1.x reason phrase to write instead of the standard one (nginx passes the
+    upstream's status line text through)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

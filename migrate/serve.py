@@ -1,0 +1,100 @@
+"""``tern serve``: check the configuration the way nginx would, then run the proxy."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from proxy.model import Config, ModelDecodeError, from_json
+
+from .diagnostics import Level
+from .frontend import translate
+
+# What the running proxy cannot do yet although the model records it (each is refused at start-up
+# unless --allow-unsupported, which then skips that listener).
+_LISTEN_GAPS = (("ssl", "TLS termination (listen ... ssl) is not implemented yet"),
+                ("quic", "HTTP/3 (listen ... quic) is not implemented yet"),
+                ("http2", "HTTP/2 (listen ... http2) is not implemented yet"),
+                ("proxy_protocol", "the PROXY protocol is not implemented"))
+
+
+def serve_gaps(config: Config) -> list[str]:
+    """Start-up findings (file:line: message) for things the proxy would run wrongly."""
+    out: list[str] = []
+    for server in (config.http.servers if config.http else ()):
+        for lst in server.listens:
+            for attr, why in _LISTEN_GAPS:
+                if getattr(lst, attr):
+                    out.append(f"{lst.source}: unsupported: {why}")
+            if lst.address.startswith("unix:"):
+                out.append(f"{lst.source}: unsupported: unix socket listeners are not "
+                           "implemented")
+        if server.scope.http2 or server.scope.http3:
+            out.append(f"{server.source}: unsupported: http2/http3 are not implemented yet")
+    return out
+
+
+def make_loader(path: str, prefix: str | None, allow_unsupported: bool):  # type: ignore[no-untyped-def]
+    """A callable that loads and checks the configuration (used at start and on SIGHUP)."""
+    from proxy.io.workers import ConfigLoadError
+
+    def load() -> Config:
+        if path.endswith(".json"):
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    return from_json(fh.read())
+            except (OSError, ModelDecodeError) as exc:
+                raise ConfigLoadError(f"{path}: {exc}") from None
+        analysis = translate(path, prefix)
+        errors = [d for d in analysis.diagnostics if d.level is Level.ERROR]
+        if errors:
+            raise ConfigLoadError("\n".join(d.format() for d in errors))
+        blocking = [d.format() for d in analysis.diagnostics if d.level is Level.UNSUPPORTED]
+        blocking += serve_gaps(analysis.config)
+        if blocking and not allow_unsupported:
+            raise ConfigLoadError(
+                "\n".join(blocking) + f"\n{len(blocking)} unsupported directive(s) change how "
+                "this configuration answers; fix them or start with --allow-unsupported")
+        return analysis.config
+
+    return load
+
+
+@click.command("serve")
+@click.argument("config", type=click.Path(dir_okay=False, path_type=str))
+@click.option("-p", "--prefix", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="nginx prefix (-p) for relative paths; default: the config's directory.")
+@click.option("-w", "--workers", type=int, default=None,
+              help="Worker processes (default: worker_processes from the config, else 1).")
+@click.option("--allow-unsupported", is_flag=True,
+              help="Serve even when unsupported directives are present (they are ignored).")
+@click.option("-t", "--test", "test_only", is_flag=True,
+              help="Check the configuration as `nginx -t` does, then exit.")
+def serve_cmd(config: str, prefix: str | None, workers: int | None, allow_unsupported: bool,
+              test_only: bool) -> None:
+    """Run CONFIG as a reverse proxy with nginx's semantics (foreground; `daemon` is ignored).
+
+    Signals: HUP reloads (a bad configuration keeps the old one serving), QUIT drains and
+    exits, TERM and INT exit at once.
+    """
+    from proxy.io.workers import ConfigLoadError, run
+
+    load = make_loader(config, prefix, allow_unsupported)
+    try:
+        model = load()
+    except ConfigLoadError as exc:
+        click.echo(str(exc), err=True)
+        click.echo(f"tern: configuration {config} test failed", err=True)
+        sys.exit(2)
+    if test_only:
+        click.echo(f"tern: configuration {config} test is successful", err=True)
+        return
+    base = prefix or (model.prefix if model.prefix else os.path.dirname(os.path.abspath(config)))
+    try:
+        code = run(lambda: load(), prefix=base, workers=workers)
+    except OSError as exc:
+        click.echo(f"tern: cannot start: {exc}", err=True)
+        sys.exit(1)
+    sys.exit(code)

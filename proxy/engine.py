@@ -1,0 +1,889 @@
+"""The request engine: nginx's phases for one request, whatever protocol carried it.
+
+Routing (server selection, rewrite, location search, access, try_files, index, error_page) is
+``proxy.interp.Interpreter``; this module runs what routing decided (return, redirect, static file,
+proxy_pass), then the header filter (Server, Date, add_header, expires) and the log phase.
+
+Rules:
+
+1. The engine never touches sockets: the I/O layer gives it an ``Exchange`` (request head, body
+   reader, response sink) and an ``UpstreamPool``.
+2. Errors from the upstream map to nginx's statuses: connect/read/send errors 502, timeouts 504,
+   "no live upstreams" 502; ``proxy_next_upstream`` decides retries (default ``error timeout``;
+   POST/LOCK/PATCH are not retried once sent unless ``non_idempotent``).
+3. ``add_header`` applies to 200, 201, 204, 206, 301, 302, 303, 304, 307, 308 unless ``always``;
+   the innermost level that has any ``add_header`` is the only one used (inheritance rule).
+4. With ``proxy_request_buffering on`` (nginx's default) the request body is read completely
+   before the upstream is contacted and sent with one Content-Length, so retries can resend it;
+   with ``off`` it streams and a sent request is not retried.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from . import responses
+from .interp import Interpreter, RequestState, RouteRequest, RouteResult, escape_uri
+from .io.upstream import UpstreamConnection, UpstreamError, UpstreamPool
+from .model import Config, Expires, HeaderValue, ProxyConf, ProxyPass, Scope, Upstream
+from .protocol.events import RequestHeaders
+from .units import parse_time
+from .upstream.balancer import PeerGroup
+
+VERSION = "0.1.0"
+
+ADD_HEADER_STATUSES = frozenset({200, 201, 204, 206, 301, 302, 303, 304, 307, 308})
+# ngx_http_special_response_handler: these close the connection
+CLOSE_AFTER = frozenset({400, 413, 414, 494, 495, 496, 497, 500, 501})
+HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer",
+                        b"upgrade", b"proxy-connection"})
+DEFAULT_HIDE = frozenset({b"date", b"server", b"x-pad", b"x-accel-expires", b"x-accel-redirect",
+                          b"x-accel-limit-rate", b"x-accel-buffering", b"x-accel-charset"})
+# client headers nginx's proxy module replaces or drops by default
+PROXY_DROP = frozenset({"host", "connection", "content-length", "transfer-encoding", "te",
+                        "keep-alive", "expect", "upgrade"})
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
+FAILURE_STATUSES = frozenset({500, 502, 503, 504})
+DEFAULT_TYPES = {
+    "html": "text/html", "htm": "text/html", "shtml": "text/html", "css": "text/css",
+    "xml": "text/xml", "gif": "image/gif", "jpeg": "image/jpeg", "jpg": "image/jpeg",
+    "js": "application/javascript", "txt": "text/plain", "png": "image/png",
+    "json": "application/json", "svg": "image/svg+xml", "ico": "image/x-icon",
+    "pdf": "application/pdf", "woff": "font/woff", "woff2": "font/woff2",
+}
+
+
+class Exchange(abc.ABC):
+    """One request/response as the I/O layer presents it to the engine."""
+
+    head: RequestHeaders
+    scheme: str = "http"
+    local_addr: str = "127.0.0.1"
+    local_port: int = 80
+    remote_addr: str = "127.0.0.1"
+    remote_port: int = 0
+    connection_id: int = 0
+    connection_requests: int = 1
+
+    @abc.abstractmethod
+    def body(self) -> AsyncIterator[bytes]:
+        """The request body in pieces (transfer coding removed); empty when there is none."""
+
+    @abc.abstractmethod
+    def send_headers(self, status: int, headers: list[tuple[bytes, bytes]], *,
+                     end_stream: bool = False, reason: bytes | None = None,
+                     close: bool = False) -> None:
+        """Send the response head; ``close`` ends keep-alive after this response."""
+
+    @abc.abstractmethod
+    def send_data(self, data: bytes) -> None:
+        """Send body bytes."""
+
+    @abc.abstractmethod
+    async def drain(self) -> None:
+        """Wait until the client has taken what was sent (back-pressure)."""
+
+    @abc.abstractmethod
+    def end(self) -> None:
+        """The response is complete."""
+
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Close the connection without (further) response (``return 444``, upstream errors)."""
+
+    def tunnel(self, upstream: UpstreamConnection) -> asyncio.Future[None] | None:
+        """Switch to a raw byte tunnel with ``upstream`` after a 101; None if unsupported."""
+        return None
+
+
+@dataclass(slots=True)
+class _Run:
+    """Per-request values the log phase and variables need."""
+
+    start: float
+    status: int = 0
+    body_bytes: int = 0
+    upstream_addr: list[str] = field(default_factory=list)
+    upstream_status: list[str] = field(default_factory=list)
+    upstream_time: list[str] = field(default_factory=list)
+    upstream_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    sent_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    proxy_host: str = ""
+    proxy_port: str = ""
+
+
+class Engine:
+    """Runs requests against one loaded configuration."""
+
+    def __init__(self, config: Config, *, prefix: str | None = None, pool: UpstreamPool,
+                 product: str = "tern", version: str = VERSION) -> None:
+        self.config = config
+        self.interp = Interpreter(config, prefix=prefix)
+        self.pool = pool
+        self.product = product
+        self.version = version
+        http = config.http
+        self.upstreams: dict[str, Upstream] = {u.name: u for u in (http.upstreams if http else ())}
+        self.groups: dict[str, PeerGroup] = {
+            name: PeerGroup.from_model(up) for name, up in self.upstreams.items()}
+        self._literal_groups: dict[tuple[str, int], PeerGroup] = {}
+        self.log_sink: Callable[[Exchange, RouteResult | None, _Run], None] | None = None
+        self.reject_log_sink: Callable[[object, object, int, int], None] | None = None
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _eff(state: RequestState, getter: Callable[[Scope], object]) -> object:
+        return state.effective(getter)
+
+    def _server_tokens(self, state: RequestState | None) -> str:
+        if state is None:
+            http = self.config.http
+            v = http.scope.limits.server_tokens if http else None
+        else:
+            v = state.effective(lambda s: s.limits.server_tokens)
+        return v if isinstance(v, str) else "on"
+
+    def _base_headers(self, state: RequestState | None) -> list[tuple[bytes, bytes]]:
+        tokens = self._server_tokens(state)
+        return [(b"Server", responses.server_header(tokens, self.product, self.version)),
+                (b"Date", responses.http_date(time.time()))]
+
+    # -- entry ----------------------------------------------------------------------------------
+
+    async def handle(self, ex: Exchange) -> None:
+        """Serve one request to completion (never raises for request or upstream errors)."""
+        run = _Run(start=time.time())
+        result: RouteResult | None = None
+        try:
+            req = self._route_request(ex, run)
+            result = self.interp.route(req)
+            await self._respond(ex, result, run)
+        except asyncio.CancelledError:
+            ex.abort()
+            raise
+        except _ClientGone:
+            run.status = run.status or 499
+            ex.abort()
+        except Exception:  # an engine bug must cost one request, not the worker
+            import logging
+            logging.getLogger("tern").exception("internal error")
+            if run.status == 0:
+                await self._send_error(ex, None, 500, run)
+            else:
+                ex.abort()
+        finally:
+            if self.log_sink is not None:
+                self.log_sink(ex, result, run)
+
+    def rejection(self, rej: object) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """Status, headers and body for a request the adapter refused (400, 414, 494...)."""
+        from .protocol.events import RequestRejected
+
+        assert isinstance(rej, RequestRejected)
+        status = rej.status_hint
+        headers = self._base_headers(None)
+        body = responses.error_page_body(status, self._server_tokens(None), self.product,
+                                         self.version) or b""
+        if body:
+            headers.append((b"Content-Type", b"text/html"))
+            headers.append((b"Content-Length", str(len(body)).encode()))
+        return (400 if status == 494 else status), headers, body
+
+    def log_rejection(self, conn: object, rej: object, status: int, size: int) -> None:
+        """Access-log a refused request (nginx logs them too)."""
+        if self.reject_log_sink is not None:
+            self.reject_log_sink(conn, rej, status, size)
+
+    def _route_request(self, ex: Exchange, run: _Run) -> RouteRequest:
+        head = ex.head
+        headers: dict[str, str] = {}
+        for name, value in head.raw_headers:
+            key = name.decode("latin-1").lower()
+            val = value.decode("latin-1")
+            if key in headers:
+                if key == "cookie":
+                    headers[key] += "; " + val
+                elif key == "x-forwarded-for":
+                    headers[key] += ", " + val
+                continue
+            headers[key] = val
+        target = head.target.decode("latin-1")
+        host = head.host.decode("latin-1") if head.host is not None else None
+        if target.startswith(("http://", "https://")):
+            rest = target.split("://", 1)[1]
+            slash = rest.find("/")
+            host, target = (rest, "/") if slash < 0 else (rest[:slash], rest[slash:])
+        remote = ex.remote_addr
+
+        def hook(name: str) -> str | None:
+            return self._var(name, run)
+
+        req = RouteRequest(
+            method=head.method.decode("latin-1"), target=target, host=host, headers=headers,
+            scheme=ex.scheme, local_addr=ex.local_addr, local_port=ex.local_port,
+            remote_addr=remote, remote_port=ex.remote_port,
+            http_version=head.http_version, content_length=head.content_length, var_hook=hook,
+            raw_headers=head.raw_headers)
+        return req
+
+    # -- variables the engine knows ----------------------------------------------------------------
+
+    def _var(self, name: str, run: _Run) -> str | None:
+        if name == "status":
+            return str(run.status) if run.status else "000"
+        if name == "body_bytes_sent":
+            return str(run.body_bytes)
+        if name == "request_time":
+            return f"{time.time() - run.start:.3f}"
+        if name == "upstream_addr":
+            return ", ".join(run.upstream_addr) if run.upstream_addr else ""
+        if name == "upstream_status":
+            return ", ".join(run.upstream_status) if run.upstream_status else ""
+        if name == "upstream_response_time":
+            return ", ".join(run.upstream_time) if run.upstream_time else ""
+        if name == "proxy_host":
+            return run.proxy_host
+        if name == "proxy_port":
+            return run.proxy_port
+        if name.startswith("upstream_http_"):
+            want = name[14:].replace("_", "-").encode()
+            for k, v in run.upstream_headers:
+                if k.lower() == want:
+                    return v.decode("latin-1")
+            return ""
+        if name.startswith("sent_http_"):
+            want = name[10:].replace("_", "-").encode()
+            for k, v in run.sent_headers:
+                if k.lower() == want:
+                    return v.decode("latin-1")
+            return ""
+        if name == "msec":
+            return f"{time.time():.3f}"
+        if name == "time_local":
+            return responses.time_local(time.time())
+        return None
+
+    # -- content ------------------------------------------------------------------------------
+
+    async def _respond(self, ex: Exchange, result: RouteResult, run: _Run) -> None:
+        for _ in range(12):  # error_page after intercepted upstream errors may loop, bounded
+            kind = result.kind
+            state = result.state
+            if kind == "proxy":
+                assert state is not None
+                again = await self._proxy(ex, result, state, run)
+                if again is None:
+                    return
+                result = again
+                continue
+            if kind == "close":
+                run.status = 444
+                ex.abort()
+                return
+            if kind == "return":
+                assert state is not None and result.status is not None
+                await self._send_text(ex, state, result.status, result.body or "", run,
+                                      result.override_status)
+                return
+            if kind == "static":
+                assert state is not None and result.file_path is not None
+                await self._send_file(ex, state, result.file_path, run, result.override_status)
+                return
+            if kind == "redirect":
+                assert result.status is not None and result.redirect_to is not None
+                await self._send_error(ex, state, result.status, run,
+                                       location=result.redirect_to, extra=result.extra_headers)
+                return
+            if kind in ("error", "none"):
+                await self._send_error(ex, state, result.status or 404, run,
+                                       extra=result.extra_headers)
+                return
+            # handler Tern does not implement (fastcgi_pass...): nginx would talk to a peer
+            await self._send_error(ex, state, 502, run)
+            return
+        await self._send_error(ex, result.state, 500, run)
+
+    def _content_type(self, state: RequestState, uri: str) -> bytes:
+        types = state.effective(lambda s: s.static.types)
+        ext = uri.rsplit("/", 1)[-1]
+        ext = ext.rsplit(".", 1)[1].lower() if "." in ext else ""
+        if ext:
+            if types is not None:
+                for mime, exts in types:  # type: ignore[attr-defined]
+                    if ext in exts:
+                        return mime.encode()
+            elif ext in DEFAULT_TYPES:
+                return DEFAULT_TYPES[ext].encode()
+        dt = state.effective(lambda s: s.static.default_type)
+        return (dt if isinstance(dt, str) else "text/plain").encode()
+
+    def _finish_headers(self, state: RequestState | None, status: int,
+                        headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """Header filter: expires and add_header."""
+        if state is None:
+            return headers
+        if status in ADD_HEADER_STATUSES:
+            exp = state.effective(lambda s: s.expires)
+            if isinstance(exp, Expires):
+                _apply_expires(exp, headers)
+        adds = state.effective(lambda s: s.add_headers)
+        if adds:
+            for h in adds:  # type: ignore[attr-defined]
+                assert isinstance(h, HeaderValue)
+                if not h.always and status not in ADD_HEADER_STATUSES:
+                    continue
+                value = state.eval(h.value)
+                if value:
+                    headers.append((h.name.encode("latin-1"),
+                                    value.encode("latin-1", errors="replace")))
+        return headers
+
+    async def _send_text(self, ex: Exchange, state: RequestState, status: int, text: str,
+                         run: _Run, override: int | None) -> None:
+        body = text.encode("utf-8", errors="surrogateescape")
+        status = override or status
+        headers = self._base_headers(state)
+        headers.append((b"Content-Type", self._content_type(state, state.uri)))
+        headers.append((b"Content-Length", str(len(body)).encode()))
+        headers = self._finish_headers(state, status, headers)
+        await self._emit(ex, state, status, headers, body, run)
+
+    async def _send_error(self, ex: Exchange, state: RequestState | None, status: int,
+                          run: _Run, *, location: str | None = None,
+                          extra: list[tuple[str, str]] | None = None) -> None:
+        headers = self._base_headers(state)
+        tokens = self._server_tokens(state)
+        body = responses.error_page_body(status, tokens, self.product, self.version)
+        if body is not None:
+            headers.append((b"Content-Type", b"text/html"))
+            headers.append((b"Content-Length", str(len(body)).encode()))
+        if location is not None:
+            headers.append((b"Location", self._absolute(state, location).encode("latin-1")))
+        for name, value in extra or ():
+            headers.append((name.encode("latin-1"), value.encode("latin-1")))
+        headers = self._finish_headers(state, status, headers)
+        close = status in CLOSE_AFTER
+        wire = 400 if status == 494 else status
+        await self._emit(ex, state, wire, headers, body or b"", run, close=close)
+
+    def _absolute(self, state: RequestState | None, location: str) -> str:
+        if state is None or not location.startswith("/"):
+            return location
+        absolute = state.effective(lambda s: s.limits.absolute_redirect)
+        if absolute is False:
+            return location
+        port_in = state.effective(lambda s: s.limits.port_in_redirect)
+        name_in = state.effective(lambda s: s.limits.server_name_in_redirect)
+        host = state.server_name() if name_in else state.var("host")
+        req = state.req
+        return responses.absolute_location(location, req.scheme, host or req.local_addr,
+                                           req.local_port, absolute_redirect=True,
+                                           port_in_redirect=port_in is not False)
+
+    async def _emit(self, ex: Exchange, state: RequestState | None, status: int,
+                    headers: list[tuple[bytes, bytes]], body: bytes, run: _Run, *,
+                    close: bool = False) -> None:
+        run.status = status
+        run.sent_headers = headers
+        head_only = ex.head.method == b"HEAD" or status in (204, 304) or 100 <= status < 200
+        if head_only or not body:
+            ex.send_headers(status, headers, end_stream=True, close=close)
+        else:
+            ex.send_headers(status, headers, close=close)
+            ex.send_data(body)
+            run.body_bytes = len(body)
+            ex.end()
+
+    async def _send_file(self, ex: Exchange, state: RequestState, path: str, run: _Run,
+                         override: int | None) -> None:
+        try:
+            fh = open(path, "rb")
+        except OSError as exc:
+            import errno
+
+            code = 403 if exc.errno in (errno.EACCES, errno.EPERM) else 404
+            await self._send_error(ex, state, code, run)
+            return
+        with fh:
+            st = os.fstat(fh.fileno())
+            status = override or 200
+            headers = self._base_headers(state)
+            headers.append((b"Content-Type", self._content_type(state, state.uri)))
+            headers.append((b"Content-Length", str(st.st_size).encode()))
+            headers.append((b"Last-Modified", responses.http_date(st.st_mtime)))
+            etag_on = state.effective(lambda s: s.static.etag)
+            if etag_on is not False:
+                headers.append((b"ETag", f'"{int(st.st_mtime):x}-{st.st_size:x}"'.encode()))
+            headers.append((b"Accept-Ranges", b"bytes"))
+            ims = state.req.headers.get("if-modified-since")
+            if ims is not None and status == 200 and \
+                    ims.encode() == responses.http_date(st.st_mtime):
+                headers = [h for h in headers if h[0] not in (b"Content-Length",
+                                                              b"Accept-Ranges")]
+                headers = self._finish_headers(state, 304, headers)
+                await self._emit(ex, state, 304, headers, b"", run)
+                return
+            headers = self._finish_headers(state, status, headers)
+            run.status = status
+            run.sent_headers = headers
+            if ex.head.method == b"HEAD" or st.st_size == 0:
+                ex.send_headers(status, headers, end_stream=True)
+                return
+            ex.send_headers(status, headers)
+            while True:
+                chunk = fh.read(65536)
+                if not chunk:
+                    break
+                ex.send_data(chunk)
+                run.body_bytes += len(chunk)
+                await ex.drain()
+            ex.end()
+
+    # -- proxy ----------------------------------------------------------------------------------
+
+    def _group_for(self, pp: ProxyPass, state: RequestState, run: _Run
+                   ) -> tuple[PeerGroup | None, str]:
+        """The peer group for a proxy_pass and the URL's host part (for $proxy_host)."""
+        if pp.has_variables:
+            url = state.eval(pp.url)
+            rest = url.split("://", 1)[1] if "://" in url else url
+            hostport = rest.split("/", 1)[0]
+            name = hostport
+            if name in self.groups:
+                return self.groups[name], name
+            host, _, port_s = hostport.rpartition(":") if ":" in hostport else (hostport, "", "")
+            if not port_s.isdigit():
+                host, port_s = hostport, ""
+            port = int(port_s) if port_s else (443 if url.startswith("https") else 80)
+            if not _is_ip(host):
+                return None, hostport  # would need `resolver`: not resolved at run time yet
+            key = (host, port)
+            grp = self._literal_groups.get(key)
+            if grp is None:
+                grp = self._literal_groups[key] = PeerGroup.single(host, port)
+            return grp, hostport
+        if pp.port is None and pp.host in self.groups:
+            return self.groups[pp.host], pp.host
+        port = pp.port or (443 if pp.scheme == "https" else 80)
+        key = (pp.host, port)
+        grp = self._literal_groups.get(key)
+        if grp is None:
+            grp = self._literal_groups[key] = PeerGroup.from_address(pp.host, port)
+        hostport = pp.host if pp.port is None else f"{pp.host}:{pp.port}"
+        return grp, hostport
+
+    def _upstream_headers(self, state: RequestState, pconf: _ProxyEff, proxy_host: str,
+                          body_len: int | None) -> list[tuple[bytes, bytes]]:
+        out: list[tuple[bytes, bytes]] = []
+        overridden: set[str] = set()
+        for h in pconf.set_headers:
+            low = h.name.lower()
+            overridden.add(low)
+            value = state.eval(h.value)
+            if value == "":
+                continue
+            if low == "content-length":
+                continue
+            out.append((h.name.encode("latin-1"), value.encode("latin-1", errors="replace")))
+        if "host" not in overridden:
+            out.insert(0, (b"Host", proxy_host.encode("latin-1")))
+        if "connection" not in overridden:
+            out.insert(1 if "host" not in overridden else 0, (b"Connection", b"close"))
+        if body_len is not None:
+            out.append((b"Content-Length", str(body_len).encode()))
+        if pconf.pass_request_headers:
+            for name, value in state_raw_headers(state):
+                low = name.decode("latin-1").lower()
+                if low in overridden or low in PROXY_DROP:
+                    continue
+                out.append((name, value))
+        return out
+
+    async def _read_body(self, ex: Exchange, state: RequestState) -> bytes | None:
+        """Read the whole request body (proxy_request_buffering on), enforcing the size limit."""
+        head = ex.head
+        if head.end_stream:
+            return None
+        limit = state.effective(lambda s: s.limits.client_max_body_size)
+        limit = 1024 * 1024 if limit is None else limit
+        parts: list[bytes] = []
+        total = 0
+        async for piece in ex.body():
+            total += len(piece)
+            if limit and total > limit:  # type: ignore[operator]
+                raise _BodyTooLarge()
+            parts.append(piece)
+        if head.content_length is None and not head.chunked and total == 0:
+            return None
+        return b"".join(parts)
+
+    async def _proxy(self, ex: Exchange, result: RouteResult, state: RequestState,
+                     run: _Run) -> RouteResult | None:
+        pp = _proxy_pass_of(state)
+        assert pp is not None
+        pconf = _ProxyEff.of(state)
+        group, hostport = self._group_for(pp, state, run)
+        run.proxy_host = hostport
+        run.proxy_port = hostport.rsplit(":", 1)[1] if ":" in hostport else (
+            "443" if pp.scheme == "https" else "80")
+        if group is None:
+            await self._send_error(ex, state, 502, run)
+            return None
+        if pp.scheme == "https":
+            await self._send_error(ex, state, 502, run)  # upstream TLS: not implemented
+            return None
+        method = state.method
+        if pconf.method is not None:
+            method = state.eval(pconf.method)
+        try:
+            body = await self._read_body(ex, state) if pconf.pass_request_body else None
+        except _BodyTooLarge:
+            await self._send_error(ex, state, 413, run)
+            return None
+        if pconf.set_body is not None:
+            body = state.eval(pconf.set_body).encode("utf-8")
+        uri = self.interp.upstream_uri(state, pp) or "/"
+        version = pconf.http_version
+        headers = self._upstream_headers(state, pconf, hostport, len(body) if body is not None
+                                         else None)
+        conn_close = any(k.lower() == b"connection" and v.lower() == b"close"
+                         for k, v in headers)
+        upgrade = ex.head.upgrade is not None and version == "1.1"
+        head_bytes = (f"{method} {uri} HTTP/{version}\r\n".encode("latin-1")
+                      + b"".join(k + b": " + v + b"\r\n" for k, v in headers) + b"\r\n")
+        keepalive = 0
+        if pp.host in self.upstreams and not pp.has_variables:
+            keepalive = self.upstreams[pp.host].keepalive or 0
+        reuse = keepalive > 0 and version == "1.1" and not conn_close
+        tried: set[int] = set()
+        tries_left = pconf.next_upstream_tries or 10**9
+        deadline = (time.monotonic() + pconf.next_upstream_timeout
+                    if pconf.next_upstream_timeout else None)
+        idempotent = method in IDEMPOTENT or "non_idempotent" in pconf.next_upstream
+        client_ip = state.req.remote_addr
+        hash_key = None
+        up = self.upstreams.get(pp.host)
+        if up is not None and up.hash_key is not None:
+            hash_key = state.eval(up.hash_key)
+        last_error = 502
+        while True:
+            now = time.monotonic()
+            peer = group.select(tried=tried, client_addr=client_ip, hash_key=hash_key, now=now)
+            if peer is None:
+                await self._send_error(ex, state, last_error, run)
+                return None
+            tried.add(peer.index)
+            tries_left -= 1
+            run.upstream_addr.append(peer.address)
+            t0 = time.monotonic()
+            conn: UpstreamConnection | None = None
+            sent = False
+            try:
+                conn = await self.pool.acquire(peer.host, peer.port,
+                                               connect_timeout=pconf.connect_timeout,
+                                               reuse=reuse)
+                sent = True
+                try:
+                    resp = await conn.request(head_bytes, body, send_timeout=pconf.send_timeout,
+                                              read_timeout=pconf.read_timeout,
+                                              head_method=method == "HEAD")
+                except UpstreamError as exc:
+                    if conn.reused and not conn.got_bytes and not exc.timeout:
+                        # a cached connection the server had closed: retry once, fresh
+                        conn = await self.pool.acquire(peer.host, peer.port,
+                                                       connect_timeout=pconf.connect_timeout,
+                                                       reuse=False)
+                        resp = await conn.request(head_bytes, body,
+                                                  send_timeout=pconf.send_timeout,
+                                                  read_timeout=pconf.read_timeout,
+                                                  head_method=method == "HEAD")
+                    else:
+                        raise
+            except UpstreamError as exc:
+                group.failure(peer, time.monotonic())
+                group.release(peer)
+                run.upstream_status.append("504" if exc.timeout else "502")
+                run.upstream_time.append(f"{time.monotonic() - t0:.3f}")
+                kind = "timeout" if exc.timeout else "error"
+                last_error = 504 if exc.timeout else 502
+                can_retry = (kind in pconf.next_upstream and tries_left > 0
+                             and (deadline is None or time.monotonic() < deadline)
+                             and (idempotent or not sent or exc.phase == "connect"))
+                if can_retry:
+                    continue
+                await self._send_error(ex, state, last_error, run)
+                return None
+            status = resp.status
+            run.upstream_status.append(str(status))
+            run.upstream_time.append(f"{time.monotonic() - t0:.3f}")
+            run.upstream_headers = resp.headers
+            if status in FAILURE_STATUSES:
+                group.failure(peer, time.monotonic())
+            else:
+                group.success(peer, time.monotonic())
+            nu = f"http_{status}"
+            if nu in pconf.next_upstream and tries_left > 0 and idempotent and \
+                    (deadline is None or time.monotonic() < deadline) and \
+                    group.has_untried(tried):
+                conn.abort()
+                group.release(peer)
+                continue
+            if pconf.intercept_errors and status >= 300 and _has_error_page(state, status):
+                conn.abort()
+                group.release(peer)
+                return self.interp.after_upstream_error(result, status)
+            try:
+                await self._relay(ex, state, result, conn, resp, pconf, pp, run, keepalive,
+                                  upgrade)
+            finally:
+                group.release(peer)
+            return None
+
+    async def _relay(self, ex: Exchange, state: RequestState, result: RouteResult,
+                     conn: UpstreamConnection, resp: object, pconf: _ProxyEff, pp: ProxyPass,
+                     run: _Run, keepalive: int, upgrade: bool) -> None:
+        from .io.upstream import UpstreamResponse
+
+        assert isinstance(resp, UpstreamResponse)
+        status = result.override_status or resp.status
+        hide = (DEFAULT_HIDE | pconf.hide) - pconf.pass_
+        headers = self._base_headers(state)
+        # nginx's own headers first; upstream's Server/Date are hidden by default and when
+        # passed (proxy_pass_header) they replace nginx's
+        passed: list[tuple[bytes, bytes]] = []
+        for name, value in resp.headers:
+            low = name.lower()
+            if low in HOP_BY_HOP or low in hide:
+                if low in (b"server", b"date") and low in pconf.pass_:
+                    pass
+                else:
+                    continue
+            if low in (b"server", b"date"):
+                headers = [h for h in headers if h[0].lower() != low]
+                headers.insert(0 if low == b"server" else min(1, len(headers)), (name, value))
+                continue
+            if low in (b"location", b"refresh") and pconf.redirects is not None:
+                value = self._rewrite_redirect(state, pconf, pp, value)
+            passed.append((name, value))
+        headers.extend(passed)
+        is_upgrade = resp.status == 101 and upgrade
+        if is_upgrade:
+            headers.append((b"Upgrade", _header(resp.headers, b"upgrade") or b"websocket"))
+            headers.append((b"Connection", b"upgrade"))
+        headers = self._finish_headers(state, status, headers)
+        run.status = status
+        run.sent_headers = headers
+        reason = resp.reason if status == resp.status else None
+        no_body = ex.head.method == b"HEAD" or status in (204, 304)
+        if is_upgrade:
+            ex.send_headers(101, headers, reason=reason)
+            fut = ex.tunnel(conn)
+            if fut is not None:
+                await fut
+            return
+        if no_body:
+            ex.send_headers(status, headers, end_stream=True, reason=reason)
+            self.pool.release(conn, keepalive)
+            return
+        ex.send_headers(status, headers, reason=reason)
+        try:
+            while True:
+                data = await conn.read_body(pconf.read_timeout)
+                if data is None:
+                    break
+                ex.send_data(data)
+                run.body_bytes += len(data)
+                await ex.drain()
+        except UpstreamError:
+            # the client already has the head: nginx closes the connection
+            ex.abort()
+            conn.abort()
+            return
+        ex.end()
+        self.pool.release(conn, keepalive)
+
+    def _rewrite_redirect(self, state: RequestState, pconf: _ProxyEff, pp: ProxyPass,
+                          value: bytes) -> bytes:
+        text = value.decode("latin-1")
+        for rule in pconf.redirects:
+            if rule.mode == "off":
+                return value
+            if rule.mode == "default":
+                loc = state.location
+                if loc is None or pp.has_variables:
+                    continue
+                prefix = pp.url.raw if pp.uri is not None else pp.url.raw + "/"
+                replacement = loc.pattern if pp.uri is not None else "/"
+                if text.startswith(prefix):
+                    return (replacement + text[len(prefix):]).encode("latin-1")
+                continue
+            pattern = rule.pattern
+            repl = state.eval(rule.replacement) if rule.replacement is not None else ""
+            if pattern.startswith("~"):
+                from .regex import compile_pcre
+
+                ci = pattern.startswith("~*")
+                rx = compile_pcre(pattern[2:] if ci else pattern[1:], ci)
+                mt = rx.search(text)
+                if mt:
+                    return rx.sub(lambda _m: repl, text, count=1).encode("latin-1")
+                continue
+            if text.startswith(pattern):
+                return (repl + text[len(pattern):]).encode("latin-1")
+        return value
+
+
+class _ClientGone(Exception):
+    """The client closed the connection."""
+
+
+class _BodyTooLarge(Exception):
+    """The request body exceeded client_max_body_size while being read."""
+
+
+@dataclass(slots=True)
+class _ProxyEff:
+    """Proxy settings after inheritance (each directive from the innermost level setting it)."""
+
+    set_headers: tuple[HeaderValue, ...]
+    hide: frozenset[bytes]
+    pass_: frozenset[bytes]
+    http_version: str
+    redirects: tuple[object, ...]
+    connect_timeout: float
+    read_timeout: float
+    send_timeout: float
+    next_upstream: frozenset[str]
+    next_upstream_tries: int
+    next_upstream_timeout: float
+    intercept_errors: bool
+    pass_request_headers: bool
+    pass_request_body: bool
+    method: object
+    set_body: object
+
+    @classmethod
+    def of(cls, state: RequestState) -> _ProxyEff:
+        def g(getter: Callable[[ProxyConf], object], default: object) -> object:
+            v = state.effective(lambda s: getter(s.proxy))
+            return default if v is None else v
+
+        redirects = g(lambda p: p.redirects, None)
+        from .model import ProxyRedirect
+
+        return cls(
+            set_headers=g(lambda p: p.set_headers, ()),  # type: ignore[arg-type]
+            hide=frozenset(h.lower().encode() for h in g(lambda p: p.hide_headers, ())),  # type: ignore[attr-defined]
+            pass_=frozenset(h.lower().encode() for h in g(lambda p: p.pass_headers, ())),  # type: ignore[attr-defined]
+            http_version=g(lambda p: p.http_version, "1.0"),  # type: ignore[arg-type]
+            redirects=redirects if redirects is not None else (  # type: ignore[arg-type]
+                ProxyRedirect(mode="default", source=_NOWHERE),),
+            connect_timeout=g(lambda p: p.connect_timeout, 60.0),  # type: ignore[arg-type]
+            read_timeout=g(lambda p: p.read_timeout, 60.0),  # type: ignore[arg-type]
+            send_timeout=g(lambda p: p.send_timeout, 60.0),  # type: ignore[arg-type]
+            next_upstream=frozenset(g(lambda p: p.next_upstream, ("error", "timeout"))),  # type: ignore[arg-type]
+            next_upstream_tries=g(lambda p: p.next_upstream_tries, 0),  # type: ignore[arg-type]
+            next_upstream_timeout=g(lambda p: p.next_upstream_timeout, 0.0),  # type: ignore[arg-type]
+            intercept_errors=bool(g(lambda p: p.intercept_errors, False)),
+            pass_request_headers=bool(g(lambda p: p.pass_request_headers, True)),
+            pass_request_body=bool(g(lambda p: p.pass_request_body, True)),
+            method=g(lambda p: p.method, None),
+            set_body=g(lambda p: p.set_body, None),
+        )
+
+
+from .model import NOWHERE as _NOWHERE  # noqa: E402
+
+
+def _proxy_pass_of(state: RequestState) -> ProxyPass | None:
+    pp = None
+    for scope in state.scope_chain:
+        if scope.proxy_pass is not None:
+            pp = scope.proxy_pass
+    return pp
+
+
+def _has_error_page(state: RequestState, status: int) -> bool:
+    pages = state.effective(lambda s: s.error_pages)
+    return bool(pages) and any(status in p.codes for p in pages)  # type: ignore[attr-defined]
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    for k, v in headers:
+        if k.lower() == name:
+            return v
+    return None
+
+
+def state_raw_headers(state: RequestState) -> tuple[tuple[bytes, bytes], ...]:
+    """The client's header fields in order, as received."""
+    return state.req.raw_headers
+
+
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _apply_expires(exp: Expires, headers: list[tuple[bytes, bytes]]) -> None:
+    value = exp.value
+    if value == "off":
+        return
+    now = time.time()
+    drop = {b"expires", b"cache-control"}
+    headers[:] = [h for h in headers if h[0].lower() not in drop]
+    if value == "epoch":
+        headers.append((b"Expires", b"Thu, 01 Jan 1970 00:00:01 GMT"))
+        headers.append((b"Cache-Control", b"no-cache"))
+        return
+    if value == "max":
+        headers.append((b"Expires", b"Thu, 31 Dec 2037 23:55:55 GMT"))
+        headers.append((b"Cache-Control", b"max-age=315360000"))
+        return
+    modified_base = None
+    if exp.modified:
+        for k, v in headers:
+            if k.lower() == b"last-modified":
+                modified_base = v
+    text = value
+    if text.startswith("@"):
+        # time of day: the next occurrence of that time (nginx: ngx_http_set_expires)
+        secs = parse_time(text[1:])
+        day = now - (now % 86400)
+        expires_at = day + secs
+        if expires_at <= now:
+            expires_at += 86400
+        max_age = int(expires_at - now)
+    else:
+        negative = text.startswith("-")
+        secs = parse_time(text.lstrip("+-"))
+        if negative:
+            headers.append((b"Expires", responses.http_date(now - secs)))
+            headers.append((b"Cache-Control", b"no-cache"))
+            return
+        base = now
+        if modified_base is not None:
+            from email.utils import parsedate_to_datetime
+
+            try:
+                base = parsedate_to_datetime(modified_base.decode()).timestamp()
+            except (TypeError, ValueError):
+                base = now
+        expires_at = base + secs
+        max_age = int(expires_at - now)
+    headers.append((b"Expires", responses.http_date(expires_at)))
+    if max_age < 0:
+        headers.append((b"Cache-Control", b"no-cache"))
+    else:
+        headers.append((b"Cache-Control", f"max-age={max_age}".encode()))

@@ -1,0 +1,418 @@
+"""Client-side connections: the asyncio seam between sockets and the HTTP/1.x adapter + engine.
+
+Rules:
+
+1. ``data_received`` feeds the adapter; its events drive the connection; every write goes through
+   ``_flush`` (one ``transport.write`` per batch).
+2. Requests on a connection are served one at a time in order (pipelined ones wait their turn);
+   the engine task of a request is the only task per request.
+3. Timeouts, as nginx: ``client_header_timeout`` covers the whole head (close silently),
+   ``keepalive_timeout`` the idle time between requests (close silently),
+   ``client_body_timeout`` each body read, ``send_timeout`` each write stall.
+4. Back-pressure: the engine awaits ``drain()`` after writes; reading from the client pauses while
+   a request body has more than ``BODY_HIGH_WATER`` bytes queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from ..engine import Engine, Exchange
+from ..protocol.events import (
+    RequestData,
+    RequestEnd,
+    RequestHeaders,
+    RequestRejected,
+    ResponseData,
+    ResponseEnd,
+    ResponseHeaders,
+    StreamReset,
+)
+from ..protocol.h1 import H1Limits, H1Server
+from .upstream import UpstreamConnection
+
+BODY_HIGH_WATER = 256 * 1024
+_conn_ids = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnSettings:
+    """Per-socket settings, from the socket's default server (nginx reads them there)."""
+
+    limits: H1Limits
+    client_header_timeout: float = 60.0
+    client_body_timeout: float = 60.0
+    keepalive_timeout: float = 75.0
+    keepalive_requests: int = 1000
+    send_timeout: float = 60.0
+    scheme: str = "http"
+
+
+class H1Exchange(Exchange):
+    """One request on an HTTP/1.x connection."""
+
+    def __init__(self, conn: HttpConnection, head: RequestHeaders) -> None:
+        self.conn = conn
+        self.head = head
+        self.stream_id = head.stream_id
+        self.scheme = conn.settings.scheme
+        self.local_addr, self.local_port = conn.local
+        self.remote_addr, self.remote_port = conn.remote
+        self.connection_id = conn.id
+        self.connection_requests = head.stream_id
+        self._body: collections.deque[bytes] = collections.deque()
+        self._body_bytes = 0
+        self._body_done = head.end_stream
+        self._body_event = asyncio.Event()
+        self.finished = False
+        self.close_after = False
+        self.sent_head = False
+
+    # body --------------------------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        self._body.append(data)
+        self._body_bytes += len(data)
+        self._body_event.set()
+        if self._body_bytes > BODY_HIGH_WATER:
+            self.conn.pause_client()
+
+    def feed_end(self) -> None:
+        self._body_done = True
+        self._body_event.set()
+
+    async def body(self) -> AsyncIterator[bytes]:
+        timeout = self.conn.settings.client_body_timeout
+        while True:
+            if self._body:
+                data = self._body.popleft()
+                self._body_bytes -= len(data)
+                if self._body_bytes < BODY_HIGH_WATER // 2:
+                    self.conn.resume_client()
+                yield data
+                continue
+            if self._body_done:
+                return
+            if self.conn.closed:
+                raise ConnectionError("client closed the connection")
+            self._body_event.clear()
+            try:
+                await asyncio.wait_for(self._body_event.wait(), timeout)
+            except asyncio.TimeoutError:
+                # nginx: 408 is logged, the connection is closed
+                self.conn.close()
+                raise ConnectionError("client_body_timeout") from None
+
+    # response ------------------------------------------------------------------------------------
+
+    def send_headers(self, status: int, headers: list[tuple[bytes, bytes]], *,
+                     end_stream: bool = False, reason: bytes | None = None,
+                     close: bool = False) -> None:
+        if close:
+            self.close_after = True
+            self.conn.adapter.close_after_response()
+        self.sent_head = True
+        self.conn.adapter.send(ResponseHeaders(stream_id=self.stream_id, status=status,
+                                               headers=tuple(headers), end_stream=end_stream,
+                                               reason=reason))
+        if end_stream:
+            self._finish()
+        else:
+            self.conn.flush()
+
+    def send_data(self, data: bytes) -> None:
+        self.conn.adapter.send(ResponseData(stream_id=self.stream_id, data=data))
+        self.conn.flush()
+
+    async def drain(self) -> None:
+        await self.conn.drain()
+
+    def end(self) -> None:
+        self.conn.adapter.send(ResponseEnd(stream_id=self.stream_id))
+        self._finish()
+
+    def _finish(self) -> None:
+        self.finished = True
+        self.conn.flush()
+
+    def abort(self) -> None:
+        self.finished = True
+        self.conn.close(abort=True)
+
+    def tunnel(self, upstream: UpstreamConnection) -> asyncio.Future[None] | None:
+        return self.conn.start_tunnel(upstream)
+
+
+class HttpConnection(asyncio.Protocol):
+    """An accepted client connection speaking HTTP/1.x."""
+
+    def __init__(self, engine_ref: EngineRef, settings: ConnSettings) -> None:
+        self.engine_ref = engine_ref
+        self.settings = settings
+        self.adapter = H1Server(settings.limits)
+        self.id = next(_conn_ids)
+        self.transport: asyncio.Transport | None = None
+        self.loop = asyncio.get_running_loop()
+        self.closed = False
+        self.queue: collections.deque[H1Exchange | RequestRejected] = collections.deque()
+        self.current: H1Exchange | None = None
+        self.by_stream: dict[int, H1Exchange] = {}
+        self.task: asyncio.Task[None] | None = None
+        self._write_ready = asyncio.Event()
+        self._write_ready.set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._paused = False
+        self.local: tuple[str, int] = ("127.0.0.1", 0)
+        self.remote: tuple[str, int] = ("127.0.0.1", 0)
+        self.served = 0
+        self.tunnel_peer: UpstreamConnection | None = None
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("sockname")
+        peer = transport.get_extra_info("peername")
+        if isinstance(sock, tuple):
+            self.local = (sock[0], sock[1])
+        if isinstance(peer, tuple):
+            self.remote = (peer[0], peer[1])
+        self.engine_ref.connections.add(self)
+        self._arm(self.settings.client_header_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel_peer is not None:
+            t = self.tunnel_peer.transport
+            if t is not None:
+                t.write(data)
+            return
+        self._events(self.adapter.receive_data(data))
+
+    def eof_received(self) -> bool | None:
+        if self.tunnel_peer is not None:
+            t = self.tunnel_peer.transport
+            if t is not None and t.can_write_eof():
+                t.write_eof()
+            return True
+        self._events(self.adapter.receive_data(b""))
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._cancel_timer()
+        self._write_ready.set()
+        self.engine_ref.connections.discard(self)
+        for ex in self.by_stream.values():
+            ex._body_event.set()
+        if self.tunnel_peer is not None:
+            self.tunnel_peer.abort()
+        if self.task is not None and not self.task.done() and self.current is not None \
+                and self.current.sent_head:
+            # the client is gone mid-response: stop the engine work
+            self.task.cancel()
+
+    def pause_writing(self) -> None:
+        self._write_ready.clear()
+
+    def resume_writing(self) -> None:
+        self._write_ready.set()
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def _events(self, events: list[object]) -> None:
+        for ev in events:
+            if isinstance(ev, RequestHeaders):
+                self._cancel_timer()
+                ex = H1Exchange(self, ev)
+                self.by_stream[ev.stream_id] = ex
+                self.queue.append(ex)
+            elif isinstance(ev, RequestData):
+                target = self.by_stream.get(ev.stream_id)
+                if target is not None:
+                    target.feed(ev.data)
+            elif isinstance(ev, RequestEnd):
+                target = self.by_stream.get(ev.stream_id)
+                if target is not None:
+                    target.feed_end()
+            elif isinstance(ev, RequestRejected):
+                self._cancel_timer()
+                self.queue.append(ev)
+            elif isinstance(ev, StreamReset):
+                self.close(abort=True)
+                return
+            else:
+                raise RuntimeError(f"Unexpected event {ev!r}")
+        self._next()
+        if self.adapter_data_pending():
+            self.flush()
+
+    def adapter_data_pending(self) -> bool:
+        return False
+
+    def _next(self) -> None:
+        if self.task is not None or self.closed or not self.queue:
+            return
+        item = self.queue.popleft()
+        if isinstance(item, RequestRejected):
+            self.task = self.loop.create_task(self._reject(item))
+        else:
+            self.current = item
+            self.task = self.loop.create_task(self._serve(item))
+
+    async def _serve(self, ex: H1Exchange) -> None:
+        try:
+            await self.engine_ref.engine.handle(ex)
+        finally:
+            self.by_stream.pop(ex.stream_id, None)
+            self.current = None
+            self.task = None
+            self.served += 1
+            self._after_response(ex.close_after)
+
+    async def _reject(self, rej: RequestRejected) -> None:
+        try:
+            if rej.status_hint == 0:
+                self.close()
+                return
+            status, headers, body = self.engine_ref.engine.rejection(rej)
+            self.adapter.close_after_response()
+            self.adapter.send(ResponseHeaders(stream_id=rej.stream_id, status=status,
+                                              headers=tuple(headers), end_stream=not body))
+            if body:
+                self.adapter.send(ResponseData(stream_id=rej.stream_id, data=body))
+                self.adapter.send(ResponseEnd(stream_id=rej.stream_id))
+            self.flush()
+            self.engine_ref.engine.log_rejection(self, rej, status, len(body))
+        finally:
+            self.task = None
+            self.close()
+
+    def _after_response(self, close: bool) -> None:
+        if self.closed:
+            return
+        if close or not self.adapter.keep_alive or \
+                self.served >= self.settings.keepalive_requests or \
+                self.settings.keepalive_timeout <= 0 or self.engine_ref.draining:
+            self.close()
+            return
+        if self.queue:
+            self._next()
+        else:
+            self._arm(self.settings.keepalive_timeout)
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        data = self.adapter.data_to_send()
+        if data and self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self.closed:
+            raise ConnectionError("client closed the connection")
+        if self._write_ready.is_set():
+            return
+        try:
+            await asyncio.wait_for(self._write_ready.wait(), self.settings.send_timeout)
+        except asyncio.TimeoutError:
+            self.close(abort=True)
+            raise ConnectionError("send_timeout") from None
+        if self.closed:
+            raise ConnectionError("client closed the connection")
+
+    def pause_client(self) -> None:
+        if not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume_client(self) -> None:
+        if self._paused and self.transport is not None and not self.closed:
+            self._paused = False
+            self.transport.resume_reading()
+
+    # -- timers and closing -----------------------------------------------------------------------
+
+    def _arm(self, seconds: float) -> None:
+        self._cancel_timer()
+        if seconds > 0:
+            self._timer = self.loop.call_later(seconds, self._timeout)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _timeout(self) -> None:
+        # header / keep-alive timeout: nginx closes without a response
+        self._timer = None
+        if self.task is None:
+            self.close()
+
+    def idle(self) -> bool:
+        """No request in progress or queued (graceful shutdown closes idle connections)."""
+        return self.task is None and not self.queue
+
+    def close(self, *, abort: bool = False) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._cancel_timer()
+        if self.transport is not None:
+            if abort:
+                self.transport.abort()
+            else:
+                self.flush()
+                self.transport.close()
+
+    # -- tunnel (WebSocket) -----------------------------------------------------------------------
+
+    def start_tunnel(self, upstream: UpstreamConnection) -> asyncio.Future[None]:
+        """Relay raw bytes both ways until either side closes."""
+        done: asyncio.Future[None] = self.loop.create_future()
+        self.flush()
+        self.tunnel_peer = upstream
+        leftover = self.adapter.tunnel_bytes() if hasattr(self.adapter, "tunnel_bytes") else b""
+        if leftover and upstream.transport is not None:
+            upstream.transport.write(leftover)
+        client = self
+
+        def on_up(data: bytes) -> None:
+            if client.transport is not None and not client.closed:
+                client.transport.write(data)
+
+        def on_up_closed(_exc: Exception | None) -> None:
+            client.close()
+            if not done.done():
+                done.set_result(None)
+
+        upstream.become_tunnel(on_up, on_up_closed)
+        self._cancel_timer()
+
+        def client_gone(_f: object) -> None:
+            pass
+
+        done.add_done_callback(client_gone)
+        orig_lost = self.connection_lost
+
+        def lost(exc: Exception | None) -> None:
+            orig_lost(exc)
+            upstream.abort()
+            if not done.done():
+                done.set_result(None)
+
+        self.connection_lost = lost  # type: ignore[method-assign]
+        return done
+
+
+class EngineRef:
+    """What every connection of a worker shares: the current engine (swapped on reload)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.connections: set[HttpConnection] = set()
+        self.draining = False

@@ -1,0 +1,390 @@
+"""HTTP/1.x client connections to upstream servers, with a keep-alive pool.
+
+This module is one of the two places that touch sockets (the other is ``proxy.io.server``).
+
+Rules:
+
+1. One ``UpstreamConnection`` carries one request at a time; a response read to its end on a
+   connection that both sides keep alive goes back to the pool of its peer, up to the group's
+   ``keepalive`` count (nginx caches per worker; so does Tern).
+2. A pooled connection that the server closed is detected when it is taken (transport closing)
+   or when the first write fails before any byte of the response: then the request is retried
+   once on a fresh connection, as nginx does for cached connections.
+3. Errors carry where they happened (``UpstreamError.phase``: connect, send, read) and whether
+   anything of the response reached us, so ``proxy_next_upstream`` can decide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httptools
+
+
+class UpstreamError(Exception):
+    """A failure talking to an upstream peer."""
+
+    def __init__(self, phase: str, message: str, *, timeout: bool = False,
+                 response_started: bool = False) -> None:
+        super().__init__(message)
+        self.phase = phase
+        """``connect``, ``send`` or ``read``."""
+        self.timeout = timeout
+        """True for a timeout (504 family), else an error (502 family)."""
+        self.response_started = response_started
+        """True when some of the response was already received."""
+
+
+@dataclass(slots=True)
+class UpstreamResponse:
+    """A response head from upstream; the body follows through ``UpstreamConnection.read_body``."""
+
+    status: int
+    reason: bytes
+    version: str
+    headers: list[tuple[bytes, bytes]]
+    keep_alive: bool
+    chunked: bool
+    content_length: int | None
+    upgrade: bool = False
+
+
+class _Parser:
+    """httptools callbacks for one response."""
+
+    __slots__ = ("conn", "headers", "reason", "status", "_name", "complete", "head_done")
+
+    def __init__(self, conn: UpstreamConnection) -> None:
+        self.conn = conn
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.reason = b""
+        self.status = 0
+        self._name = b""
+        self.complete = False
+        self.head_done = False
+
+    def on_status(self, status: bytes) -> None:
+        self.reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.head_done = True
+        self.conn._on_head()
+
+    def on_body(self, body: bytes) -> None:
+        self.conn._on_body(body)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+        self.conn._on_complete()
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One TCP connection to a peer."""
+
+    def __init__(self, key: tuple[str, int]) -> None:
+        self.key = key
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.reused = False
+        self._loop = asyncio.get_running_loop()
+        self._head_waiter: asyncio.Future[UpstreamResponse] | None = None
+        self._body: collections.deque[bytes] = collections.deque()
+        self._body_event: asyncio.Event = asyncio.Event()
+        self._complete = False
+        self._error: UpstreamError | None = None
+        self._parser_cb: _Parser | None = None
+        self._parser: httptools.HttpResponseParser | None = None
+        self._response: UpstreamResponse | None = None
+        self._paused = False
+        self._write_ready = asyncio.Event()
+        self._write_ready.set()
+        self._head_method = False
+        self.got_bytes = False
+        self._tunnel: tuple[Callable[[bytes], None], Callable[[Exception | None], None]] | None = None
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.got_bytes = True
+        if self._tunnel is not None:
+            self._tunnel[0](data)
+            return
+        if self._parser is None:
+            # bytes with no request outstanding: the server is misbehaving; drop the connection
+            self._fail(UpstreamError("read", "unexpected data from upstream"))
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            # bytes after the 101 head belong to the tunnel
+            offset = exc.args[0] if exc.args else len(data)
+            if isinstance(offset, int) and offset < len(data):
+                self._body.append(data[offset:])
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamError("read", f"upstream sent invalid response: {exc}",
+                                     response_started=True))
+
+    def eof_received(self) -> bool | None:
+        if self._tunnel is not None:
+            return None
+        self._on_eof()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._tunnel is not None:
+            self._tunnel[1](exc)
+            return
+        self._on_eof()
+        self._write_ready.set()
+
+    def pause_writing(self) -> None:
+        self._write_ready.clear()
+
+    def resume_writing(self) -> None:
+        self._write_ready.set()
+
+    # -- parser events --------------------------------------------------------------------------
+
+    def _on_head(self) -> None:
+        cb = self._parser_cb
+        p = self._parser
+        assert cb is not None and p is not None
+        status = p.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            # interim response: nginx ignores 1xx from upstream (except 101); keep reading
+            cb.headers = []
+            cb.reason = b""
+            cb.head_done = False
+            self._parser = httptools.HttpResponseParser(cb)
+            return
+        chunked = False
+        length: int | None = None
+        for name, value in cb.headers:
+            ln = name.lower()
+            if ln == b"transfer-encoding" and b"chunked" in value.lower():
+                chunked = True
+            elif ln == b"content-length" and value.strip().isdigit():
+                length = int(value)
+        resp = UpstreamResponse(
+            status=status, reason=cb.reason.strip(), version=p.get_http_version(),
+            headers=cb.headers, keep_alive=p.should_keep_alive(), chunked=chunked,
+            content_length=length, upgrade=status == 101)
+        self._response = resp
+        if self._head_method or status in (204, 304) or status == 101:
+            # no body follows; httptools does not know the request was HEAD
+            if status != 101:
+                self._complete = True
+        w = self._head_waiter
+        if w is not None and not w.done():
+            w.set_result(resp)
+
+    def _on_body(self, body: bytes) -> None:
+        self._body.append(body)
+        self._body_event.set()
+
+    def _on_complete(self) -> None:
+        self._complete = True
+        self._body_event.set()
+
+    def _on_eof(self) -> None:
+        if self._response is not None and not self._complete:
+            resp = self._response
+            if not resp.chunked and resp.content_length is None and not resp.upgrade:
+                # close-delimited body: EOF ends it
+                self._complete = True
+                resp.keep_alive = False
+                self._body_event.set()
+                return
+        if not self._complete:
+            started = self._response is not None
+            self._fail(UpstreamError("read", "upstream prematurely closed connection",
+                                     response_started=started))
+        self.closed = True
+        self._body_event.set()
+
+    def _fail(self, err: UpstreamError) -> None:
+        if self._error is None:
+            self._error = err
+        w = self._head_waiter
+        if w is not None and not w.done():
+            w.set_exception(err)
+        self._body_event.set()
+        if self.transport is not None:
+            self.transport.abort()
+        self.closed = True
+
+    # -- API ------------------------------------------------------------------------------------
+
+    async def request(self, head: bytes, body: bytes | None, *, send_timeout: float,
+                      read_timeout: float, head_method: bool) -> UpstreamResponse:
+        """Send a request and wait for the response head.
+
+        Raises:
+            UpstreamError: send or read failed, or timed out.
+        """
+        assert self.transport is not None
+        self._head_method = head_method
+        self._complete = False
+        self._response = None
+        self._error = None
+        self._body.clear()
+        self._body_event.clear()
+        self.got_bytes = False
+        self._parser_cb = _Parser(self)
+        self._parser = httptools.HttpResponseParser(self._parser_cb)
+        loop = self._loop
+        self._head_waiter = loop.create_future()
+        if self.closed or self.transport.is_closing():
+            raise UpstreamError("send", "connection closed")
+        self.transport.write(head + body if body else head)
+        if not self._write_ready.is_set():
+            try:
+                await asyncio.wait_for(self._write_ready.wait(), send_timeout)
+            except asyncio.TimeoutError:
+                self.abort()
+                raise UpstreamError("send", "upstream timed out (send)", timeout=True) from None
+        try:
+            return await asyncio.wait_for(self._head_waiter, read_timeout)
+        except asyncio.TimeoutError:
+            self.abort()
+            raise UpstreamError("read", "upstream timed out (reading response header)",
+                                timeout=True) from None
+
+    async def send_more(self, data: bytes, send_timeout: float) -> None:
+        """Stream more request body bytes (proxy_request_buffering off)."""
+        assert self.transport is not None
+        if self.closed:
+            raise UpstreamError("send", "connection closed")
+        self.transport.write(data)
+        if not self._write_ready.is_set():
+            try:
+                await asyncio.wait_for(self._write_ready.wait(), send_timeout)
+            except asyncio.TimeoutError:
+                self.abort()
+                raise UpstreamError("send", "upstream timed out (send)", timeout=True) from None
+
+    async def read_body(self, read_timeout: float) -> bytes | None:
+        """Next piece of the response body, or None at its end.
+
+        Raises:
+            UpstreamError: the connection failed or timed out mid-body.
+        """
+        while True:
+            if self._body:
+                data = self._body.popleft()
+                if self._paused and len(self._body) < 4 and self.transport is not None:
+                    self._paused = False
+                    self.transport.resume_reading()
+                return data
+            if self._error is not None:
+                raise self._error
+            if self._complete:
+                return None
+            if self.closed:
+                raise UpstreamError("read", "upstream prematurely closed connection",
+                                    response_started=True)
+            self._body_event.clear()
+            if len(self._body) > 16 and self.transport is not None and not self._paused:
+                self._paused = True
+                self.transport.pause_reading()
+            try:
+                await asyncio.wait_for(self._body_event.wait(), read_timeout)
+            except asyncio.TimeoutError:
+                self.abort()
+                raise UpstreamError("read", "upstream timed out (reading body)", timeout=True,
+                                    response_started=True) from None
+
+    @property
+    def reusable(self) -> bool:
+        """The last response completed and both sides keep the connection."""
+        r = self._response
+        return (r is not None and self._complete and r.keep_alive and not self.closed
+                and self._error is None and self.transport is not None
+                and not self.transport.is_closing())
+
+    def abort(self) -> None:
+        """Drop the connection."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def become_tunnel(self, on_data: Callable[[bytes], None],
+                      on_closed: Callable[[Exception | None], None]) -> None:
+        """After a 101: every byte from upstream goes to ``on_data`` raw; close calls
+        ``on_closed``. Bytes already parsed past the response head are delivered first."""
+        self._tunnel = (on_data, on_closed)
+        self._parser = None
+        while self._body:
+            on_data(self._body.popleft())
+
+
+@dataclass(slots=True)
+class _Idle:
+    conns: collections.deque[UpstreamConnection] = field(default_factory=collections.deque)
+
+
+class UpstreamPool:
+    """Keep-alive connections per peer address, bounded per upstream group."""
+
+    def __init__(self) -> None:
+        self._idle: dict[tuple[str, int], _Idle] = {}
+
+    async def acquire(self, host: str, port: int, *, connect_timeout: float,
+                      reuse: bool) -> UpstreamConnection:
+        """A connection to ``host:port``: a cached one when ``reuse``, else a new one.
+
+        Raises:
+            UpstreamError: connect failed or timed out.
+        """
+        key = (host, port)
+        if reuse:
+            idle = self._idle.get(key)
+            while idle is not None and idle.conns:
+                conn = idle.conns.pop()
+                if not conn.closed and conn.transport is not None \
+                        and not conn.transport.is_closing():
+                    conn.reused = True
+                    return conn
+        loop = asyncio.get_running_loop()
+        try:
+            _, proto = await asyncio.wait_for(
+                loop.create_connection(lambda: UpstreamConnection(key), host.strip("[]"), port),
+                connect_timeout)
+        except asyncio.TimeoutError:
+            raise UpstreamError("connect", "upstream timed out (connect)", timeout=True) from None
+        except OSError as exc:
+            raise UpstreamError("connect", f"connect() failed ({exc.strerror or exc})") from None
+        return proto
+
+    def release(self, conn: UpstreamConnection, keepalive: int) -> None:
+        """Return a finished connection: pooled when reusable and there is room, else closed."""
+        if keepalive > 0 and conn.reusable:
+            idle = self._idle.setdefault(conn.key, _Idle())
+            if len(idle.conns) < keepalive:
+                conn._parser = None
+                idle.conns.append(conn)
+                return
+            # nginx closes the least recently used one to make room
+            old = idle.conns.popleft()
+            old.abort()
+            conn._parser = None
+            idle.conns.append(conn)
+            return
+        conn.abort()
+
+    def close_all(self) -> None:
+        """Close every cached connection (shutdown, reload)."""
+        for idle in self._idle.values():
+            while idle.conns:
+                idle.conns.pop().abort()
