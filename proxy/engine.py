@@ -27,7 +27,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from . import responses
+from . import accesslog, responses
 from .interp import Interpreter, RequestState, RouteRequest, RouteResult, escape_uri
 from .io.upstream import UpstreamConnection, UpstreamError, UpstreamPool
 from .model import Config, Expires, HeaderValue, ProxyConf, ProxyPass, Scope, Upstream
@@ -38,8 +38,7 @@ from .upstream.balancer import PeerGroup
 VERSION = "0.1.0"
 
 ADD_HEADER_STATUSES = frozenset({200, 201, 204, 206, 301, 302, 303, 304, 307, 308})
-# ngx_http_special_response_handler: these close the connection
-CLOSE_AFTER = frozenset({400, 413, 414, 494, 495, 496, 497, 500, 501})
+CLOSE_AFTER = responses.CLOSE_CONNECTION_STATUSES | {494}
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer",
                         b"upgrade", b"proxy-connection"})
 DEFAULT_HIDE = frozenset({b"date", b"server", b"x-pad", b"x-accel-expires", b"x-accel-redirect",
@@ -188,8 +187,8 @@ class Engine:
         assert isinstance(rej, RequestRejected)
         status = rej.status_hint
         headers = self._base_headers(None)
-        body = responses.error_page_body(status, self._server_tokens(None), self.product,
-                                         self.version) or b""
+        body = responses.error_page_body(status, self._server_tokens(None),
+                                         product=self.product, version=self.version) or b""
         if body:
             headers.append((b"Content-Type", b"text/html"))
             headers.append((b"Content-Length", str(len(body)).encode()))
@@ -240,7 +239,7 @@ class Engine:
         if name == "body_bytes_sent":
             return str(run.body_bytes)
         if name == "request_time":
-            return f"{time.time() - run.start:.3f}"
+            return accesslog.request_time(run.start, time.time())
         if name == "upstream_addr":
             return ", ".join(run.upstream_addr) if run.upstream_addr else ""
         if name == "upstream_status":
@@ -264,9 +263,11 @@ class Engine:
                     return v.decode("latin-1")
             return ""
         if name == "msec":
-            return f"{time.time():.3f}"
+            return accesslog.msec(time.time())
         if name == "time_local":
-            return responses.time_local(time.time())
+            return accesslog.time_local(time.time())
+        if name == "time_iso8601":
+            return accesslog.time_iso8601(time.time())
         return None
 
     # -- content ------------------------------------------------------------------------------
@@ -357,20 +358,36 @@ class Engine:
     async def _send_error(self, ex: Exchange, state: RequestState | None, status: int,
                           run: _Run, *, location: str | None = None,
                           extra: list[tuple[str, str]] | None = None) -> None:
+        """A response nginx generates itself (special response): page, redirect or empty."""
+        if status in responses.NO_RESPONSE_STATUSES:
+            run.status = status
+            ex.abort()
+            return
         headers = self._base_headers(state)
         tokens = self._server_tokens(state)
-        body = responses.error_page_body(status, tokens, self.product, self.version)
-        if body is not None:
-            headers.append((b"Content-Type", b"text/html"))
+        ua = _header(list(ex.head.raw_headers), b"user-agent")
+        version = tuple(int(x) for x in ex.head.http_version.split("."))
+        padding = responses.msie_padding_applies(status, ua, http_version=version)  # type: ignore[arg-type]
+        body = responses.error_page_body(status, tokens, product=self.product,
+                                         version=self.version, msie_padding=padding)
+        if status == 204:
+            pass
+        elif body is not None:
+            headers.append((b"Content-Type", responses.ERROR_CONTENT_TYPE))
             headers.append((b"Content-Length", str(len(body)).encode()))
+        elif status < 400 and state is not None:
+            headers.append((b"Content-Type", self._content_type(state, state.uri)))
+            headers.append((b"Content-Length", b"0"))
+        else:
+            headers.append((b"Content-Length", b"0"))
         if location is not None:
             headers.append((b"Location", self._absolute(state, location).encode("latin-1")))
         for name, value in extra or ():
             headers.append((name.encode("latin-1"), value.encode("latin-1")))
         headers = self._finish_headers(state, status, headers)
         close = status in CLOSE_AFTER
-        wire = 400 if status == 494 else status
-        await self._emit(ex, state, wire, headers, body or b"", run, close=close)
+        await self._emit(ex, state, responses.wire_status(status), headers, body or b"", run,
+                         close=close)
 
     def _absolute(self, state: RequestState | None, location: str) -> str:
         if state is None or not location.startswith("/"):
@@ -466,7 +483,7 @@ class Engine:
             key = (host, port)
             grp = self._literal_groups.get(key)
             if grp is None:
-                grp = self._literal_groups[key] = PeerGroup.single(host, port)
+                grp = self._literal_groups[key] = PeerGroup.implicit(host, port)
             return grp, hostport
         if pp.port is None and pp.host in self.groups:
             return self.groups[pp.host], pp.host
@@ -474,7 +491,7 @@ class Engine:
         key = (pp.host, port)
         grp = self._literal_groups.get(key)
         if grp is None:
-            grp = self._literal_groups[key] = PeerGroup.from_address(pp.host, port)
+            grp = self._literal_groups[key] = PeerGroup.implicit(pp.host, port)
         hostport = pp.host if pp.port is None else f"{pp.host}:{pp.port}"
         return grp, hostport
 
@@ -561,25 +578,24 @@ class Engine:
         if pp.host in self.upstreams and not pp.has_variables:
             keepalive = self.upstreams[pp.host].keepalive or 0
         reuse = keepalive > 0 and version == "1.1" and not conn_close
-        tried: set[int] = set()
-        tries_left = pconf.next_upstream_tries or 10**9
         deadline = (time.monotonic() + pconf.next_upstream_timeout
                     if pconf.next_upstream_timeout else None)
-        idempotent = method in IDEMPOTENT or "non_idempotent" in pconf.next_upstream
-        client_ip = state.req.remote_addr
+        non_idempotent_ok = method in IDEMPOTENT or "non_idempotent" in pconf.next_upstream
         hash_key = None
         up = self.upstreams.get(pp.host)
         if up is not None and up.hash_key is not None:
             hash_key = state.eval(up.hash_key)
+        attempt = group.begin(client_addr=state.req.remote_addr, hash_key=hash_key,
+                              max_tries=pconf.next_upstream_tries)
         last_error = 502
         while True:
-            now = time.monotonic()
-            peer = group.select(tried=tried, client_addr=client_ip, hash_key=hash_key, now=now)
+            peer = attempt.next(time.monotonic())
             if peer is None:
+                # "no live upstreams"
+                if not run.upstream_addr:
+                    run.upstream_addr.append(group.name or hostport)
                 await self._send_error(ex, state, last_error, run)
                 return None
-            tried.add(peer.index)
-            tries_left -= 1
             run.upstream_addr.append(peer.address)
             t0 = time.monotonic()
             conn: UpstreamConnection | None = None
@@ -606,16 +622,14 @@ class Engine:
                     else:
                         raise
             except UpstreamError as exc:
-                group.failure(peer, time.monotonic())
-                group.release(peer)
+                attempt.failure(time.monotonic())
                 run.upstream_status.append("504" if exc.timeout else "502")
                 run.upstream_time.append(f"{time.monotonic() - t0:.3f}")
                 kind = "timeout" if exc.timeout else "error"
                 last_error = 504 if exc.timeout else 502
-                can_retry = (kind in pconf.next_upstream and tries_left > 0
-                             and (deadline is None or time.monotonic() < deadline)
-                             and (idempotent or not sent or exc.phase == "connect"))
-                if can_retry:
+                if (kind in pconf.next_upstream and attempt.tries_left > 0
+                        and (deadline is None or time.monotonic() < deadline)
+                        and (non_idempotent_ok or not sent or exc.phase == "connect")):
                     continue
                 await self._send_error(ex, state, last_error, run)
                 return None
@@ -623,26 +637,25 @@ class Engine:
             run.upstream_status.append(str(status))
             run.upstream_time.append(f"{time.monotonic() - t0:.3f}")
             run.upstream_headers = resp.headers
-            if status in FAILURE_STATUSES:
-                group.failure(peer, time.monotonic())
-            else:
-                group.success(peer, time.monotonic())
-            nu = f"http_{status}"
-            if nu in pconf.next_upstream and tries_left > 0 and idempotent and \
-                    (deadline is None or time.monotonic() < deadline) and \
-                    group.has_untried(tried):
+            # ngx_http_upstream_test_next: retry on a listed status while tries remain
+            if (f"http_{status}" in pconf.next_upstream and attempt.tries_left > 1
+                    and non_idempotent_ok
+                    and (deadline is None or time.monotonic() < deadline)):
                 conn.abort()
-                group.release(peer)
+                if status in (403, 404):
+                    attempt.success(time.monotonic())
+                else:
+                    attempt.failure(time.monotonic())
                 continue
             if pconf.intercept_errors and status >= 300 and _has_error_page(state, status):
+                attempt.success(time.monotonic())
                 conn.abort()
-                group.release(peer)
                 return self.interp.after_upstream_error(result, status)
             try:
                 await self._relay(ex, state, result, conn, resp, pconf, pp, run, keepalive,
                                   upgrade)
             finally:
-                group.release(peer)
+                attempt.success(time.monotonic())
             return None
 
     async def _relay(self, ex: Exchange, state: RequestState, result: RouteResult,

@@ -134,7 +134,8 @@ def _decode(data: Any, tp: Any, where: str) -> Any:
             return tuple(_decode(v, targs[0], f"{where}[{i}]") for i, v in enumerate(data))
         if len(targs) != len(data):
             raise ModelDecodeError(f"{where}: expected {len(targs)} items", NOWHERE)
-        return tuple(_decode(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(data, targs, strict=True)))
+        return tuple(_decode(v, t, f"{where}[{i}]")
+                     for i, (v, t) in enumerate(zip(data, targs, strict=True)))
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         try:
             return tp(data)
