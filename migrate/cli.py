@@ -248,13 +248,10 @@ def _resolve_local(host: str) -> str:
 
 
 def _register() -> None:
+    from .compare import compare_cmd
     from .serve import serve_cmd
 
     main.add_command(serve_cmd)
-    try:
-        from .compare import compare_cmd
-    except ImportError:  # pragma: no cover - not built yet
-        return
     main.add_command(compare_cmd)
 
 

@@ -32,6 +32,7 @@ from .interp import Interpreter, RequestState, RouteRequest, RouteResult, escape
 from .io.upstream import UpstreamConnection, UpstreamError, UpstreamPool
 from .model import Config, Expires, HeaderValue, ProxyConf, ProxyPass, Scope, Upstream
 from .protocol.events import RequestHeaders
+from .limits import ConnZone, ReqZone
 from .units import parse_time
 from .upstream.balancer import PeerGroup
 
@@ -131,6 +132,9 @@ class Engine:
         self.groups: dict[str, PeerGroup] = {
             name: PeerGroup.from_model(up) for name, up in self.upstreams.items()}
         self._literal_groups: dict[tuple[str, int], PeerGroup] = {}
+        self.req_zones = {z.name: ReqZone(z) for z in (http.limit_req_zones if http else ())}
+        self.conn_zones = {z.name: ConnZone(z) for z in (http.limit_conn_zones if http else ())}
+        self.interp.preaccess_hook = self._preaccess
         self.log_sink: Callable[[Exchange, RouteResult | None, _Run], None] | None = None
         self.reject_log_sink: Callable[[object, object, int, int], None] | None = None
 
@@ -177,8 +181,93 @@ class Engine:
             else:
                 ex.abort()
         finally:
+            state = result.state if result is not None else None
+            if state is not None:
+                for czone, key in state.limit_conn_held:
+                    czone.release(key)  # type: ignore[attr-defined]
             if self.log_sink is not None:
                 self.log_sink(ex, result, run)
+
+    def _preaccess(self, state: RequestState) -> int | None:
+        """limit_conn then limit_req, once per request; a status to refuse with, or None."""
+        if state.limits_done:
+            return None
+        state.limits_done = True
+        conn_refs = state.effective(lambda s: s.access.limit_conn)
+        for ref in conn_refs or ():  # type: ignore[attr-defined]
+            czone = self.conn_zones.get(ref.zone)
+            if czone is None:
+                continue
+            key = state.eval(czone.zone.key)
+            if not key:
+                continue
+            if not czone.acquire(key, ref.number):
+                status = state.effective(lambda s: s.access.limit_conn_status)
+                return status if isinstance(status, int) else 503
+            state.limit_conn_held.append((czone, key))
+        req_refs = state.effective(lambda s: s.access.limit_req)
+        now = time.monotonic()
+        for ref in req_refs or ():  # type: ignore[attr-defined]
+            rzone = self.req_zones.get(ref.zone)
+            if rzone is None:
+                continue
+            key = state.eval(rzone.zone.key)
+            if not key:
+                continue
+            excess = rzone.check(key, ref.burst, now)
+            if excess is None:
+                status = state.effective(lambda s: s.access.limit_req_status)
+                return status if isinstance(status, int) else 503
+            if not ref.nodelay and excess > ref.delay:
+                state.limit_delay = max(state.limit_delay,
+                                        (excess - ref.delay) / rzone.rate)
+        return None
+
+    def log_values(self, ex: Exchange, result: RouteResult | None, run: _Run
+                   ) -> tuple[object, Callable[[str], str | None]]:
+        """The access_log entries in effect and a variable getter for the log phase."""
+        state = result.state if result is not None else None
+        http = self.config.http
+        if state is not None:
+            logs = state.effective(lambda s: s.logging.access_logs)
+        else:
+            logs = http.scope.logging.access_logs if http else None
+        head = ex.head
+        end = time.time()
+
+        def get(name: str) -> str | None:
+            if name == "status":
+                return accesslog.log_status(run.status)
+            if name == "request_time":
+                return accesslog.request_time(run.start, end)
+            if name == "remote_addr":
+                return state.req.remote_addr if state is not None else ex.remote_addr
+            if name == "remote_user":
+                return state.vars.get("remote_user") if state is not None else None
+            if name == "request":
+                return (f"{head.method.decode('latin-1')} {head.target.decode('latin-1')} "
+                        f"HTTP/{head.http_version}")
+            if name == "time_local":
+                return accesslog.time_local(run.start)
+            if name == "time_iso8601":
+                return accesslog.time_iso8601(run.start)
+            if name == "msec":
+                return accesslog.msec(end)
+            if name.startswith("http_"):
+                want = name[5:].replace("_", "-").encode()
+                for k, v in head.raw_headers:
+                    if k.lower() == want:
+                        return v.decode("latin-1")
+                return None
+            if name in ("upstream_addr", "upstream_status", "upstream_response_time") and \
+                    not run.upstream_addr:
+                return None
+            if state is not None:
+                return state.var(name)
+            value = self._var(name, run)
+            return value
+
+        return logs, get
 
     def rejection(self, rej: object) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """Status, headers and body for a request the adapter refused (400, 414, 494...)."""
@@ -273,6 +362,8 @@ class Engine:
     # -- content ------------------------------------------------------------------------------
 
     async def _respond(self, ex: Exchange, result: RouteResult, run: _Run) -> None:
+        if result.state is not None and result.state.limit_delay > 0:
+            await asyncio.sleep(result.state.limit_delay)
         for _ in range(12):  # error_page after intercepted upstream errors may loop, bounded
             kind = result.kind
             state = result.state

@@ -171,6 +171,12 @@ class RequestState:
         """True once rewrite, try_files or an internal redirect changed $uri."""
         self.rewrite_break = False
         """True after ``rewrite ... break`` changed the URI in this location."""
+        self.limits_done = False
+        """limit_req / limit_conn run once per request, not again after internal redirects."""
+        self.limit_conn_held: list[tuple[object, str]] = []
+        """(zone, key) counted by limit_conn, released when the request ends."""
+        self.limit_delay = 0.0
+        """Seconds limit_req asks this request to wait."""
 
     # -- variables ------------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from ..model import Config, Listen
 from ..protocol.h1 import H1Limits
 from ..routing import Router, SocketTable
+from .logs import AccessLogger
 from .server import ConnSettings, EngineRef, HttpConnection
 from .upstream import UpstreamPool
 
@@ -149,6 +150,13 @@ async def _worker(config: Config, prefix: str, sockets: dict[BindKey, socket.soc
     loop = asyncio.get_running_loop()
     pool = UpstreamPool()
     engine = Engine(config, prefix=prefix, pool=pool)
+    logger = AccessLogger(config, prefix)
+
+    def log_sink(ex: object, result: object, run: object) -> None:
+        logs, get = engine.log_values(ex, result, run)  # type: ignore[arg-type]
+        logger.write(logs, get)  # type: ignore[arg-type]
+
+    engine.log_sink = log_sink  # type: ignore[assignment]
     if setup is not None:
         setup(engine)
     ref = EngineRef(engine)
@@ -185,6 +193,7 @@ async def _worker(config: Config, prefix: str, sockets: dict[BindKey, socket.soc
     for conn in list(ref.connections):
         conn.close(abort=True)
     pool.close_all()
+    logger.close()
     return 0
 
 
