@@ -123,6 +123,7 @@ class H1Exchange(Exchange):
             self._finish()
         else:
             self.conn.flush()
+            self.conn.pump()
 
     def send_data(self, data: bytes) -> None:
         self.conn.adapter.send(ResponseData(stream_id=self.stream_id, data=data))
@@ -138,6 +139,7 @@ class H1Exchange(Exchange):
     def _finish(self) -> None:
         self.finished = True
         self.conn.flush()
+        self.conn.pump()
 
     def abort(self) -> None:
         self.finished = True
@@ -174,8 +176,8 @@ class HttpConnection(asyncio.Protocol):
     # -- asyncio.Protocol -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses; same interface
+        self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("sockname")
         peer = transport.get_extra_info("peername")
         if isinstance(sock, tuple):
@@ -192,6 +194,22 @@ class HttpConnection(asyncio.Protocol):
                 t.write(data)
             return
         self._events(self.adapter.receive_data(data))
+        self._reading_state()
+
+    def pump(self) -> None:
+        """After a response head or end: the adapter may release held or paused requests."""
+        if self.closed or self.tunnel_peer is not None:
+            return
+        self._events(self.adapter.next_events())
+        self._reading_state()
+
+    def _reading_state(self) -> None:
+        if self.closed or self.transport is None:
+            return
+        if self.adapter.paused:
+            self.pause_client()
+        elif not any(ex._body_bytes > BODY_HIGH_WATER for ex in self.by_stream.values()):
+            self.resume_client()
 
     def eof_received(self) -> bool | None:
         if self.tunnel_peer is not None:
@@ -241,6 +259,13 @@ class HttpConnection(asyncio.Protocol):
                     target.feed_end()
             elif isinstance(ev, RequestRejected):
                 self._cancel_timer()
+                target = self.by_stream.get(ev.stream_id)
+                if target is not None:
+                    # the body went wrong after the head was handed over: nginx closes
+                    target._body_done = True
+                    target._body_event.set()
+                    self.close(abort=True)
+                    return
                 self.queue.append(ev)
             elif isinstance(ev, StreamReset):
                 self.close(abort=True)
@@ -248,11 +273,6 @@ class HttpConnection(asyncio.Protocol):
             else:
                 raise RuntimeError(f"Unexpected event {ev!r}")
         self._next()
-        if self.adapter_data_pending():
-            self.flush()
-
-    def adapter_data_pending(self) -> bool:
-        return False
 
     def _next(self) -> None:
         if self.task is not None or self.closed or not self.queue:
@@ -311,6 +331,8 @@ class HttpConnection(asyncio.Protocol):
         data = self.adapter.data_to_send()
         if data and self.transport is not None and not self.closed:
             self.transport.write(data)
+        if self.adapter.must_close and self.task is None and not self.closed:
+            self.close()
 
     async def drain(self) -> None:
         if self.closed:
@@ -376,7 +398,7 @@ class HttpConnection(asyncio.Protocol):
         done: asyncio.Future[None] = self.loop.create_future()
         self.flush()
         self.tunnel_peer = upstream
-        leftover = self.adapter.tunnel_bytes() if hasattr(self.adapter, "tunnel_bytes") else b""
+        leftover = self.adapter.tunnel_bytes()
         if leftover and upstream.transport is not None:
             upstream.transport.write(leftover)
         client = self
