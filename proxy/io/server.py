@@ -112,7 +112,8 @@ class H1Exchange(Exchange):
     def send_headers(self, status: int, headers: list[tuple[bytes, bytes]], *,
                      end_stream: bool = False, reason: bytes | None = None,
                      close: bool = False) -> None:
-        if close:
+        if close or self.conn.engine_ref.draining:
+            # draining (graceful stop): this response says "Connection: close"
             self.close_after = True
             self.conn.adapter.close_after_response()
         self.sent_head = True
@@ -376,8 +377,12 @@ class HttpConnection(asyncio.Protocol):
             self.close()
 
     def idle(self) -> bool:
-        """No request in progress or queued (graceful shutdown closes idle connections)."""
-        return self.task is None and not self.queue
+        """Between two requests of a keep-alive connection (graceful shutdown closes these).
+
+        A fresh connection waiting for its first request is not idle: its request may be on
+        the wire, and nginx serves it (bounded by client_header_timeout)."""
+        return self.task is None and not self.queue and self.served > 0 and \
+            not self.by_stream
 
     def close(self, *, abort: bool = False) -> None:
         if self.closed:
