@@ -84,6 +84,11 @@ class _Parser:
         self.conn._on_complete()
 
 
+def _expire(fut: asyncio.Future[bool]) -> None:
+    if not fut.done():
+        fut.set_result(False)
+
+
 class UpstreamConnection(asyncio.Protocol):
     """One TCP connection to a peer."""
 
@@ -93,17 +98,15 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.reused = False
         self._loop = asyncio.get_running_loop()
-        self._head_waiter: asyncio.Future[UpstreamResponse] | None = None
         self._body: collections.deque[bytes] = collections.deque()
-        self._body_event: asyncio.Event = asyncio.Event()
         self._complete = False
         self._error: UpstreamError | None = None
         self._parser_cb: _Parser | None = None
         self._parser: httptools.HttpResponseParser | None = None
         self._response: UpstreamResponse | None = None
         self._paused = False
-        self._write_ready = asyncio.Event()
-        self._write_ready.set()
+        self._writable = True
+        self._waiter: asyncio.Future[bool] | None = None
         self._head_method = False
         self.got_bytes = False
         self._tunnel: tuple[Callable[[bytes], None], Callable[[Exception | None], None]] | None = None
@@ -146,13 +149,14 @@ class UpstreamConnection(asyncio.Protocol):
             self._tunnel[1](exc)
             return
         self._on_eof()
-        self._write_ready.set()
+        self._wake()
 
     def pause_writing(self) -> None:
-        self._write_ready.clear()
+        self._writable = False
 
     def resume_writing(self) -> None:
-        self._write_ready.set()
+        self._writable = True
+        self._wake()
 
     # -- parser events --------------------------------------------------------------------------
 
@@ -185,17 +189,18 @@ class UpstreamConnection(asyncio.Protocol):
             # no body follows; httptools does not know the request was HEAD
             if status != 101:
                 self._complete = True
-        w = self._head_waiter
-        if w is not None and not w.done():
-            w.set_result(resp)
+        self._wake()
 
     def _on_body(self, body: bytes) -> None:
         self._body.append(body)
-        self._body_event.set()
+        if len(self._body) > 16 and not self._paused and self.transport is not None:
+            self._paused = True  # back-pressure: the client is slower than the upstream
+            self.transport.pause_reading()
+        self._wake()
 
     def _on_complete(self) -> None:
         self._complete = True
-        self._body_event.set()
+        self._wake()
 
     def _on_eof(self) -> None:
         if self._response is not None and not self._complete:
@@ -204,27 +209,42 @@ class UpstreamConnection(asyncio.Protocol):
                 # close-delimited body: EOF ends it
                 self._complete = True
                 resp.keep_alive = False
-                self._body_event.set()
+                self._wake()
                 return
         if not self._complete:
             started = self._response is not None
             self._fail(UpstreamError("read", "upstream prematurely closed connection",
                                      response_started=started))
         self.closed = True
-        self._body_event.set()
+        self._wake()
 
     def _fail(self, err: UpstreamError) -> None:
         if self._error is None:
             self._error = err
-        w = self._head_waiter
-        if w is not None and not w.done():
-            w.set_exception(err)
-        self._body_event.set()
+        self._wake()
         if self.transport is not None:
             self.transport.abort()
         self.closed = True
 
     # -- API ------------------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(True)
+
+    async def _wait(self, timeout: float) -> bool:
+        """Wait for the next parser or transport event; False on timeout.
+
+        One future and one timer handle per wait (``asyncio.wait_for`` would wrap a task)."""
+        fut = self._loop.create_future()
+        self._waiter = fut
+        handle = self._loop.call_later(timeout, _expire, fut)
+        try:
+            return bool(await fut)
+        finally:
+            handle.cancel()
+            self._waiter = None
 
     async def request(self, head: bytes, body: bytes | None, *, send_timeout: float,
                       read_timeout: float, head_method: bool) -> UpstreamResponse:
@@ -233,33 +253,39 @@ class UpstreamConnection(asyncio.Protocol):
         Raises:
             UpstreamError: send or read failed, or timed out.
         """
-        assert self.transport is not None
+        transport = self.transport
+        assert transport is not None
         self._head_method = head_method
         self._complete = False
         self._response = None
         self._error = None
         self._body.clear()
-        self._body_event.clear()
         self.got_bytes = False
         self._parser_cb = _Parser(self)
         self._parser = httptools.HttpResponseParser(self._parser_cb)
-        loop = self._loop
-        self._head_waiter = loop.create_future()
-        if self.closed or self.transport.is_closing():
+        if self.closed or transport.is_closing():
             raise UpstreamError("send", "connection closed")
-        self.transport.write(head + body if body else head)
-        if not self._write_ready.is_set():
-            try:
-                await asyncio.wait_for(self._write_ready.wait(), send_timeout)
-            except asyncio.TimeoutError:
+        transport.write(head + body if body else head)
+        if not self._writable:
+            await self._drain(send_timeout)
+        while self._response is None:
+            if self._error is not None:
+                raise self._error
+            if self.closed:
+                raise UpstreamError("read", "upstream prematurely closed connection")
+            if not await self._wait(read_timeout):
                 self.abort()
-                raise UpstreamError("send", "upstream timed out (send)", timeout=True) from None
-        try:
-            return await asyncio.wait_for(self._head_waiter, read_timeout)
-        except asyncio.TimeoutError:
-            self.abort()
-            raise UpstreamError("read", "upstream timed out (reading response header)",
-                                timeout=True) from None
+                raise UpstreamError("read", "upstream timed out (reading response header)",
+                                    timeout=True)
+        return self._response
+
+    async def _drain(self, send_timeout: float) -> None:
+        while not self._writable and not self.closed:
+            if not await self._wait(send_timeout):
+                self.abort()
+                raise UpstreamError("send", "upstream timed out (send)", timeout=True)
+        if self.closed and self._error is not None:
+            raise self._error
 
     async def send_more(self, data: bytes, send_timeout: float) -> None:
         """Stream more request body bytes (proxy_request_buffering off)."""
@@ -267,12 +293,24 @@ class UpstreamConnection(asyncio.Protocol):
         if self.closed:
             raise UpstreamError("send", "connection closed")
         self.transport.write(data)
-        if not self._write_ready.is_set():
-            try:
-                await asyncio.wait_for(self._write_ready.wait(), send_timeout)
-            except asyncio.TimeoutError:
-                self.abort()
-                raise UpstreamError("send", "upstream timed out (send)", timeout=True) from None
+        if not self._writable:
+            await self._drain(send_timeout)
+
+    def take_buffered(self) -> tuple[bytes, bool]:
+        """Body bytes already received and whether the body is complete (no await needed)."""
+        if self._error is not None:
+            return b"", False
+        if not self._body:
+            return b"", self._complete
+        data = b"".join(self._body) if len(self._body) > 1 else self._body[0]
+        self._body.clear()
+        self._resume()
+        return data, self._complete
+
+    def _resume(self) -> None:
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
 
     async def read_body(self, read_timeout: float) -> bytes | None:
         """Next piece of the response body, or None at its end.
@@ -283,9 +321,8 @@ class UpstreamConnection(asyncio.Protocol):
         while True:
             if self._body:
                 data = self._body.popleft()
-                if self._paused and len(self._body) < 4 and self.transport is not None:
-                    self._paused = False
-                    self.transport.resume_reading()
+                if len(self._body) < 4:
+                    self._resume()
                 return data
             if self._error is not None:
                 raise self._error
@@ -294,16 +331,10 @@ class UpstreamConnection(asyncio.Protocol):
             if self.closed:
                 raise UpstreamError("read", "upstream prematurely closed connection",
                                     response_started=True)
-            self._body_event.clear()
-            if len(self._body) > 16 and self.transport is not None and not self._paused:
-                self._paused = True
-                self.transport.pause_reading()
-            try:
-                await asyncio.wait_for(self._body_event.wait(), read_timeout)
-            except asyncio.TimeoutError:
+            if not await self._wait(read_timeout):
                 self.abort()
                 raise UpstreamError("read", "upstream timed out (reading body)", timeout=True,
-                                    response_started=True) from None
+                                    response_started=True)
 
     @property
     def reusable(self) -> bool:
