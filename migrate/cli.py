@@ -137,6 +137,33 @@ def check_cmd(config: str, prefix: str | None, fmt: str) -> None:
     sys.exit(code)
 
 
+@main.command("lint")
+@_config_arg
+@_prefix_opt
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+def lint_cmd(config: str, prefix: str | None, fmt: str) -> None:
+    """Security and correctness lint of CONFIG (see docs/lint.md).
+
+    Exit 0 when clean, 1 when there are findings, 2 on configuration errors.
+    """
+    from .lint import lint
+
+    analysis = translate(config, prefix)
+    if analysis.has_errors:
+        _print_diagnostics(analysis.diagnostics, min_level=Level.ERROR)
+        sys.exit(EXIT_CONFIG_ERROR)
+    findings = lint(analysis.config)
+    if fmt == "json":
+        click.echo(json.dumps({"schema_version": 1, "config": analysis.config.main_file,
+                               "findings": [d.to_json() for d in findings]}, indent=2))
+    else:
+        for d in findings:
+            click.echo(d.format())
+        click.echo(f"{len(findings)} finding(s)")
+    sys.exit(EXIT_UNSUPPORTED if findings else EXIT_OK)
+
+
 def _server_json(server: Server | None) -> dict[str, Any] | None:
     if server is None:
         return None
