@@ -402,8 +402,7 @@ _d("proxy_send_lowat", P, "H S L", 1, 1, IGN, _TUNE)
 _f("proxy_socket_keepalive", P, "H S L", IGN, _TUNE)
 _d("proxy_headers_hash_max_size", P, "H S L", 1, 1, IGN, _HASH)
 _d("proxy_headers_hash_bucket_size", P, "H S L", 1, 1, IGN, _HASH)
-_d("proxy_ignore_headers", P, "H S L", 1, N, IGN,
-   "only disables caching and X-Accel-* handling, which Tern does not perform")
+_d("proxy_ignore_headers", P, "H S L", 1, N, OK)
 _d("proxy_bind", P, "H S L", 1, 2, NO, _BIND)
 _d("proxy_limit_rate", P, "H S L", 1, 1, NO, _RATE)
 _f("proxy_force_ranges", P, "H S L", NO,

@@ -1,4 +1,6 @@
-"""Access phase: ``allow``/``deny`` and ``auth_basic`` (ngx_http_access_module, ngx_http_auth_basic_module).
+"""Access phase: ``allow``/``deny``, ``auth_basic``, and realip's client address.
+
+Modules: ngx_http_access_module, ngx_http_auth_basic_module, ngx_http_realip_module.
 
 Rules:
 
@@ -12,6 +14,10 @@ Rules:
 4. Password formats of htpasswd files: ``{PLAIN}``, ``{SHA}``, ``{SSHA}``, ``$apr1$`` and ``$1$``
    (MD5-crypt). Other crypt(3) schemes (DES, ``$5$``, ``$6$``) are not verified: they never match
    (listed as a known difference in docs).
+5. realip (``set_real_ip_from``, ``real_ip_header``, ``real_ip_recursive``): when the connection
+   comes from a trusted address, the client address is the last one of the header
+   (``X-Forwarded-For`` lines count as one list); recursively, the walk goes on leftwards while
+   the address found is trusted too. An address that does not parse changes nothing.
 """
 
 from __future__ import annotations
@@ -200,3 +206,71 @@ def check_basic(authorization: str | None, user_file: str) -> tuple[bool, str]:
     if stored is None:
         return False, user.decode("latin-1")
     return verify_password(password, stored), user.decode("latin-1")
+
+
+# ---------------------------------------------------------------------------------------------
+# realip (ngx_http_realip_module, ngx_http_get_forwarded_addr)
+
+
+def compile_networks(addresses: tuple[str, ...]) -> tuple[CompiledRule, ...]:
+    """``set_real_ip_from`` entries as rules that allow (``unix:`` never matches TCP)."""
+    return compile_rules(tuple(_TrustRule(a) for a in addresses))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class _TrustRule:
+    address: str
+    action: AccessAction = AccessAction.ALLOW
+
+
+def _trusted(rules: tuple[CompiledRule, ...], addr: str) -> bool:
+    return check_rules(rules, addr) is True
+
+
+def parse_addr(text: str) -> tuple[str, int] | None:
+    """An address with its optional port as ``ngx_parse_addr_port`` reads it (port 0 when
+    absent), the address written as ``ngx_sock_ntop`` writes it; None when it is not one."""
+    text = text.strip()
+    port = "0"
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not (rest.startswith(":") and rest[1:].isdigit())):
+            return None
+        text, port = host, rest[1:] or "0"
+    elif text.count(":") == 1:
+        text, _, port = text.partition(":")
+        if not port.isdigit():
+            return None
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if int(port) > 65535:
+        return None
+    return str(ip), int(port)
+
+
+def forwarded_addr(conn_addr: str, values: list[str], trusted: tuple[CompiledRule, ...],
+                   recursive: bool) -> tuple[str, int] | None:
+    """The client address (and port, 0 when not given) behind trusted proxies, or None when
+    nothing changes.
+
+    ``values`` are the header values in order (several ``X-Forwarded-For`` lines count as one
+    list); without ``recursive`` the last address is taken, with it the walk goes on from the
+    right while the address found is trusted too.
+    """
+    addr: tuple[str, int] = (conn_addr, 0)
+    found = False
+    items: list[str] = []
+    for v in values:
+        items.extend(p for p in v.replace(" ", ",").split(",") if p)
+    while items:
+        if not _trusted(trusted, addr[0]):
+            break
+        new = parse_addr(items.pop())
+        if new is None:
+            break
+        addr, found = new, True
+        if not recursive:
+            break
+    return addr if found else None

@@ -15,7 +15,15 @@ Rules:
    the innermost level that has any ``add_header`` is the only one used (inheritance rule).
 4. With ``proxy_request_buffering on`` (nginx's default) the request body is read completely
    before the upstream is contacted and sent with one Content-Length, so retries can resend it;
-   with ``off`` it streams and a sent request is not retried.
+   with ``off`` a body still arriving streams (chunked to an HTTP/1.1 upstream when the client
+   sent it chunked) and a sent request is not retried.
+5. Statuses the engine makes itself while proxying (502, 504, 413) are special responses:
+   ``error_page`` applies to them as to routing's own.
+6. An upstream's ``X-Accel-Redirect`` (unless ``proxy_ignore_headers`` names it) is an internal
+   redirect; Content-Type, Set-Cookie, Cache-Control, Expires, Content-Disposition and
+   Accept-Ranges survive it. A response head larger than ``proxy_buffer_size`` is a 502.
+7. ``Expect: 100-continue`` (HTTP/1.1) gets ``100 Continue`` the first time the body is read or
+   discarded, except for nginx's own error pages (ngx_http_test_expect).
 """
 
 from __future__ import annotations
@@ -28,12 +36,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from . import accesslog, responses
-from .interp import Interpreter, RequestState, RouteRequest, RouteResult, escape_uri
+from .interp import Interpreter, RequestState, RouteRequest, RouteResult
 from .io.upstream import UpstreamConnection, UpstreamError, UpstreamPool
+from .limits import ConnZone, ReqZone
 from .model import Config, Expires, HeaderValue, ProxyConf, ProxyPass, Scope, Upstream
 from .protocol.events import RequestHeaders
-from .limits import ConnZone, ReqZone
-from .units import parse_time
+from .units import parse_size, parse_time
 from .upstream.balancer import PeerGroup
 
 VERSION = "0.1.0"
@@ -47,6 +55,11 @@ DEFAULT_HIDE = frozenset({b"date", b"server", b"x-pad", b"x-accel-expires", b"x-
 # client headers nginx's proxy module replaces or drops by default
 PROXY_DROP = frozenset({"host", "connection", "content-length", "transfer-encoding", "te",
                         "keep-alive", "expect", "upgrade"})
+PAGE_SIZE = 4096
+"""nginx's default proxy_buffer_size (one memory page on x86-64 and arm64 Debian)."""
+ACCEL_KEEP = frozenset({b"content-type", b"set-cookie", b"content-disposition",
+                        b"cache-control", b"expires", b"accept-ranges"})
+"""Upstream headers kept across X-Accel-Redirect (``redirect`` flag in ngx_http_upstream)."""
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 FAILURE_STATUSES = frozenset({500, 502, 503, 504})
 DEFAULT_TYPES = {
@@ -95,6 +108,14 @@ class Exchange(abc.ABC):
     @abc.abstractmethod
     def abort(self) -> None:
         """Close the connection without (further) response (``return 444``, upstream errors)."""
+
+    def body_complete(self) -> bool:
+        """True when the whole request body has already been received."""
+        return False
+
+    def send_continue(self) -> None:
+        """Send an interim ``100 Continue`` (HTTP/1.1 only; a no-op elsewhere)."""
+        return None
 
     def tunnel(self, upstream: UpstreamConnection) -> asyncio.Future[None] | None:
         """Switch to a raw byte tunnel with ``upstream`` after a 101; None if unsupported."""
@@ -154,8 +175,11 @@ class Engine:
 
     def _base_headers(self, state: RequestState | None) -> list[tuple[bytes, bytes]]:
         tokens = self._server_tokens(state)
-        return [(b"Server", responses.server_header(tokens, self.product, self.version)),
-                (b"Date", responses.http_date(time.time()))]
+        out = [(b"Server", responses.server_header(tokens, self.product, self.version)),
+               (b"Date", responses.http_date(time.time()))]
+        if state is not None and state.carried_headers:
+            out.extend(h for h in state.carried_headers if h[0].lower() != b"content-type")
+        return out
 
     # -- entry ----------------------------------------------------------------------------------
 
@@ -170,8 +194,9 @@ class Engine:
         except asyncio.CancelledError:
             ex.abort()
             raise
-        except _ClientGone:
-            run.status = run.status or 499
+        except (_ClientGone, ConnectionError) as exc:
+            # nginx logs 408 for client_body_timeout, 400 for a body cut short, else 499
+            run.status = run.status or getattr(exc, "status", 0) or 499
             ex.abort()
         except Exception:  # an engine bug must cost one request, not the worker
             import logging
@@ -263,7 +288,7 @@ class Engine:
                     not run.upstream_addr:
                 return None
             if state is not None:
-                return state.var(name)
+                return state.lookup(name)
             value = self._var(name, run)
             return value
 
@@ -402,6 +427,9 @@ class Engine:
         await self._send_error(ex, result.state, 500, run)
 
     def _content_type(self, state: RequestState, uri: str) -> bytes:
+        for k, v in state.carried_headers:  # set before: ngx_http_set_content_type keeps it
+            if k.lower() == b"content-type":
+                return v
         types = state.effective(lambda s: s.static.types)
         ext = uri.rsplit("/", 1)[-1]
         ext = ext.rsplit(".", 1)[1].lower() if "." in ext else ""
@@ -416,8 +444,10 @@ class Engine:
         return (dt if isinstance(dt, str) else "text/plain").encode()
 
     def _finish_headers(self, state: RequestState | None, status: int,
-                        headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-        """Header filter: expires and add_header."""
+                        headers: list[tuple[bytes, bytes]], run: _Run
+                        ) -> list[tuple[bytes, bytes]]:
+        """Header filter: expires and add_header (``$status`` is the status being sent)."""
+        run.status = responses.wire_status(status)
         if state is None:
             return headers
         if status in ADD_HEADER_STATUSES:
@@ -443,7 +473,7 @@ class Engine:
         headers = self._base_headers(state)
         headers.append((b"Content-Type", self._content_type(state, state.uri)))
         headers.append((b"Content-Length", str(len(body)).encode()))
-        headers = self._finish_headers(state, status, headers)
+        headers = self._finish_headers(state, status, headers, run)
         await self._emit(ex, state, status, headers, body, run)
 
     async def _send_error(self, ex: Exchange, state: RequestState | None, status: int,
@@ -454,6 +484,8 @@ class Engine:
             run.status = status
             ex.abort()
             return
+        if state is not None and not state.send_response:
+            state.expect_tested = True  # ngx_http_special_response_handler: no 100 Continue
         headers = self._base_headers(state)
         tokens = self._server_tokens(state)
         ua = _header(list(ex.head.raw_headers), b"user-agent")
@@ -475,7 +507,7 @@ class Engine:
             headers.append((b"Location", self._absolute(state, location).encode("latin-1")))
         for name, value in extra or ():
             headers.append((name.encode("latin-1"), value.encode("latin-1")))
-        headers = self._finish_headers(state, status, headers)
+        headers = self._finish_headers(state, status, headers, run)
         close = status in CLOSE_AFTER
         await self._emit(ex, state, responses.wire_status(status), headers, body or b"", run,
                          close=close)
@@ -497,6 +529,8 @@ class Engine:
     async def _emit(self, ex: Exchange, state: RequestState | None, status: int,
                     headers: list[tuple[bytes, bytes]], body: bytes, run: _Run, *,
                     close: bool = False) -> None:
+        if status != 444:
+            self._expect(ex, state)  # the body is discarded: ngx_http_discard_request_body
         run.status = status
         run.sent_headers = headers
         head_only = ex.head.method == b"HEAD" or status in (204, 304) or 100 <= status < 200
@@ -534,12 +568,13 @@ class Engine:
                     ims.encode() == responses.http_date(st.st_mtime):
                 headers = [h for h in headers if h[0] not in (b"Content-Length",
                                                               b"Accept-Ranges")]
-                headers = self._finish_headers(state, 304, headers)
+                headers = self._finish_headers(state, 304, headers, run)
                 await self._emit(ex, state, 304, headers, b"", run)
                 return
-            headers = self._finish_headers(state, status, headers)
+            headers = self._finish_headers(state, status, headers, run)
             run.status = status
             run.sent_headers = headers
+            self._expect(ex, state)
             if ex.head.method == b"HEAD" or st.st_size == 0:
                 ex.send_headers(status, headers, end_stream=True)
                 return
@@ -587,7 +622,8 @@ class Engine:
         return grp, hostport
 
     def _upstream_headers(self, state: RequestState, pconf: _ProxyEff, proxy_host: str,
-                          body_len: int | None) -> list[tuple[bytes, bytes]]:
+                          body_len: int | None, *, chunked: bool = False
+                          ) -> list[tuple[bytes, bytes]]:
         out: list[tuple[bytes, bytes]] = []
         overridden: set[str] = set()
         for h in pconf.set_headers:
@@ -599,12 +635,16 @@ class Engine:
             if low == "content-length":
                 continue
             out.append((h.name.encode("latin-1"), value.encode("latin-1", errors="replace")))
+        # ngx_http_proxy_init_headers: proxy_set_header entries first, then the defaults
+        # they do not override (Host, Connection, Content-Length...), then the client's
         if "host" not in overridden:
-            out.insert(0, (b"Host", proxy_host.encode("latin-1")))
+            out.append((b"Host", proxy_host.encode("latin-1")))
         if "connection" not in overridden:
-            out.insert(1 if "host" not in overridden else 0, (b"Connection", b"close"))
+            out.append((b"Connection", b"close"))
         if body_len is not None:
             out.append((b"Content-Length", str(body_len).encode()))
+        elif chunked:
+            out.append((b"Transfer-Encoding", b"chunked"))
         if pconf.pass_request_headers:
             for name, value in state_raw_headers(state):
                 low = name.decode("latin-1").lower()
@@ -613,23 +653,64 @@ class Engine:
                 out.append((name, value))
         return out
 
+    @staticmethod
+    def _expect(ex: Exchange, state: RequestState | None) -> None:
+        """ngx_http_test_expect: the first time the body is read or discarded, an HTTP/1.1
+        ``Expect: 100-continue`` gets an interim ``100 Continue`` (even with no body)."""
+        if state is None or state.expect_tested:
+            return
+        state.expect_tested = True
+        head = ex.head
+        if head.http_version != "1.1":
+            return
+        for k, v in head.raw_headers:
+            if k.lower() == b"expect":
+                if v.strip().lower() == b"100-continue":
+                    ex.send_continue()
+                return
+
     async def _read_body(self, ex: Exchange, state: RequestState) -> bytes | None:
         """Read the whole request body (proxy_request_buffering on), enforcing the size limit."""
+        self._expect(ex, state)
         head = ex.head
         if head.end_stream:
-            return None
+            # $proxy_internal_body_length: a declared "Content-Length: 0" is passed on
+            return b"" if head.content_length is not None else None
         limit = state.effective(lambda s: s.limits.client_max_body_size)
         limit = 1024 * 1024 if limit is None else limit
         parts: list[bytes] = []
         total = 0
-        async for piece in ex.body():
-            total += len(piece)
-            if limit and total > limit:  # type: ignore[operator]
-                raise _BodyTooLarge()
-            parts.append(piece)
+        try:
+            async for piece in ex.body():
+                total += len(piece)
+                if limit and total > limit:  # type: ignore[operator]
+                    raise _BodyTooLarge()
+                parts.append(piece)
+        except ConnectionError as exc:
+            raise _ClientGone.reading_body(exc) from None
         if head.content_length is None and not head.chunked and total == 0:
             return None
         return b"".join(parts)
+
+    async def _stream_body(self, ex: Exchange, state: RequestState) -> AsyncIterator[bytes]:
+        """The request body as it arrives (proxy_request_buffering off), size-limited."""
+        self._expect(ex, state)
+        limit = state.effective(lambda s: s.limits.client_max_body_size)
+        limit = 1024 * 1024 if limit is None else limit
+        total = 0
+        try:
+            async for piece in ex.body():
+                total += len(piece)
+                if limit and total > limit:  # type: ignore[operator]
+                    raise _BodyTooLarge()
+                yield piece
+        except ConnectionError as exc:
+            raise _ClientGone.reading_body(exc) from None
+
+    def _proxy_error(self, result: RouteResult, status: int) -> RouteResult:
+        """A status nginx makes itself while proxying (502, 504, 413): like any special
+        response, error_page applies to it."""
+        return self.interp.after_upstream_error(result, status)
 
     async def _proxy(self, ex: Exchange, result: RouteResult, state: RequestState,
                      run: _Run) -> RouteResult | None:
@@ -641,25 +722,43 @@ class Engine:
         run.proxy_port = hostport.rsplit(":", 1)[1] if ":" in hostport else (
             "443" if pp.scheme == "https" else "80")
         if group is None:
-            await self._send_error(ex, state, 502, run)
-            return None
+            return self._proxy_error(result, 502)
         if pp.scheme == "https":
-            await self._send_error(ex, state, 502, run)  # upstream TLS: not implemented
-            return None
+            return self._proxy_error(result, 502)  # upstream TLS: not implemented
         method = state.method
         if pconf.method is not None:
             method = state.eval(pconf.method)
-        try:
-            body = await self._read_body(ex, state) if pconf.pass_request_body else None
-        except _BodyTooLarge:
-            await self._send_error(ex, state, 413, run)
-            return None
-        if pconf.set_body is not None:
-            body = state.eval(pconf.set_body).encode("utf-8")
-        uri = self.interp.upstream_uri(state, pp) or "/"
         version = pconf.http_version
-        headers = self._upstream_headers(state, pconf, hostport, len(body) if body is not None
-                                         else None)
+        stream: AsyncIterator[bytes] | None = None
+        body_len: int | None = None
+        chunked_up = False
+        head = ex.head
+        if (not state.body_read and not pconf.request_buffering and pconf.pass_request_body
+                and pconf.set_body is None and not head.end_stream and not ex.body_complete()
+                and not (head.chunked and version == "1.0")):
+            # proxy_request_buffering off, body still arriving: stream it (a chunked one as
+            # chunked, to an HTTP/1.1 upstream only; nginx buffers it for HTTP/1.0)
+            stream = self._stream_body(ex, state)
+            state.body_read = True
+            body = None
+            chunked_up = head.chunked
+            body_len = None if chunked_up else head.content_length
+        else:
+            try:
+                if state.body_read:
+                    body = state.request_body
+                else:
+                    body = await self._read_body(ex, state)
+                    state.body_read, state.request_body = True, body
+                if not pconf.pass_request_body:
+                    body = None
+            except _BodyTooLarge:
+                return self._proxy_error(result, 413)
+            if pconf.set_body is not None:
+                body = state.eval(pconf.set_body).encode("utf-8")
+            body_len = len(body) if body is not None else None
+        uri = self.interp.upstream_uri(state, pp) or "/"
+        headers = self._upstream_headers(state, pconf, hostport, body_len, chunked=chunked_up)
         conn_close = any(k.lower() == b"connection" and v.lower() == b"close"
                          for k, v in headers)
         upgrade = ex.head.upgrade is not None and version == "1.1"
@@ -668,10 +767,12 @@ class Engine:
         keepalive = 0
         if pp.host in self.upstreams and not pp.has_variables:
             keepalive = self.upstreams[pp.host].keepalive or 0
-        reuse = keepalive > 0 and version == "1.1" and not conn_close
+        reuse = keepalive > 0 and version == "1.1" and not conn_close and stream is None
         deadline = (time.monotonic() + pconf.next_upstream_timeout
                     if pconf.next_upstream_timeout else None)
         non_idempotent_ok = method in IDEMPOTENT or "non_idempotent" in pconf.next_upstream
+        if stream is not None:
+            non_idempotent_ok = False  # a streamed body cannot be sent again
         hash_key = None
         up = self.upstreams.get(pp.host)
         if up is not None and up.hash_key is not None:
@@ -682,11 +783,12 @@ class Engine:
         while True:
             peer = attempt.next(time.monotonic())
             if peer is None:
-                # "no live upstreams"
-                if not run.upstream_addr:
-                    run.upstream_addr.append(group.name or hostport)
-                await self._send_error(ex, state, last_error, run)
-                return None
+                # "no live upstreams" (NGX_BUSY): one more $upstream_* entry, named after the
+                # group, status 502
+                run.upstream_addr.append(group.name or hostport)
+                run.upstream_status.append("502")
+                run.upstream_time.append("0.000")
+                return self._proxy_error(result, 502)
             run.upstream_addr.append(peer.address)
             t0 = time.monotonic()
             conn: UpstreamConnection | None = None
@@ -699,9 +801,10 @@ class Engine:
                 try:
                     resp = await conn.request(head_bytes, body, send_timeout=pconf.send_timeout,
                                               read_timeout=pconf.read_timeout,
-                                              head_method=method == "HEAD")
+                                              head_method=method == "HEAD", stream=stream,
+                                              chunked=chunked_up)
                 except UpstreamError as exc:
-                    if conn.reused and not conn.got_bytes and not exc.timeout:
+                    if conn.reused and not conn.got_bytes and not exc.timeout and stream is None:
                         # a cached connection the server had closed: retry once, fresh
                         conn = await self.pool.acquire(peer.host, peer.port,
                                                        connect_timeout=pconf.connect_timeout,
@@ -712,6 +815,15 @@ class Engine:
                                                   head_method=method == "HEAD")
                     else:
                         raise
+            except (_ClientGone, _BodyTooLarge) as exc:
+                # the client went away, or overran client_max_body_size, while its body was
+                # streamed upstream
+                if conn is not None:
+                    conn.abort()
+                attempt.success(time.monotonic())
+                if isinstance(exc, _ClientGone):
+                    raise
+                return self._proxy_error(result, 413)
             except UpstreamError as exc:
                 attempt.failure(time.monotonic())
                 run.upstream_status.append("504" if exc.timeout else "502")
@@ -722,8 +834,19 @@ class Engine:
                         and (deadline is None or time.monotonic() < deadline)
                         and (non_idempotent_ok or not sent or exc.phase == "connect")):
                     continue
-                await self._send_error(ex, state, last_error, run)
-                return None
+                return self._proxy_error(result, last_error)
+            if _head_size(resp) > pconf.buffer_size:
+                # "upstream sent too big header": the head must fit in proxy_buffer_size
+                conn.abort()
+                attempt.failure(time.monotonic())
+                run.upstream_status.append("502")
+                run.upstream_time.append(f"{time.monotonic() - t0:.3f}")
+                last_error = 502
+                if ("invalid_header" in pconf.next_upstream and attempt.tries_left > 0
+                        and (deadline is None or time.monotonic() < deadline)
+                        and non_idempotent_ok):
+                    continue
+                return self._proxy_error(result, 502)
             status = resp.status
             run.upstream_status.append(str(status))
             run.upstream_time.append(f"{time.monotonic() - t0:.3f}")
@@ -738,6 +861,15 @@ class Engine:
                 else:
                     attempt.failure(time.monotonic())
                 continue
+            accel = _header(resp.headers, b"x-accel-redirect")
+            if accel is not None and not pconf.ignore_accel_redirect:
+                # ngx_http_upstream_process_headers: an internal redirect; the headers marked
+                # "redirect" in ngx_http_upstream_headers_in survive it
+                attempt.success(time.monotonic())
+                conn.abort()
+                state.carried_headers = [(k, v) for k, v in resp.headers
+                                         if k.lower() in ACCEL_KEEP]
+                return self.interp.accel_redirect(result, accel.decode("latin-1"))
             if pconf.intercept_errors and status >= 300 and _has_error_page(state, status):
                 attempt.success(time.monotonic())
                 conn.abort()
@@ -772,15 +904,25 @@ class Engine:
                 headers = [h for h in headers if h[0].lower() != low]
                 headers.insert(0 if low == b"server" else min(1, len(headers)), (name, value))
                 continue
-            if low in (b"location", b"refresh") and pconf.redirects is not None:
-                value = self._rewrite_redirect(state, pconf, pp, value)
+            if low == b"location" and value:
+                # ngx_http_upstream_rewrite_location: a Location that proxy_redirect rewrote
+                # becomes nginx's own (made absolute by the header filter); others pass as sent
+                new = self._rewrite_redirect(state, pconf, pp, value, 0)
+                if new is not None:
+                    value = self._absolute(state, new.decode("latin-1")).encode("latin-1")
+            elif low == b"refresh":
+                at = value.lower().find(b"url=")
+                if at >= 0:
+                    new = self._rewrite_redirect(state, pconf, pp, value, at + 4)
+                    if new is not None:
+                        value = new
             passed.append((name, value))
         headers.extend(passed)
         is_upgrade = resp.status == 101 and upgrade
         if is_upgrade:
             headers.append((b"Upgrade", _header(resp.headers, b"upgrade") or b"websocket"))
             headers.append((b"Connection", b"upgrade"))
-        headers = self._finish_headers(state, status, headers)
+        headers = self._finish_headers(state, status, headers, run)
         run.status = status
         run.sent_headers = headers
         reason = resp.reason if status == resp.status else None
@@ -813,38 +955,61 @@ class Engine:
         self.pool.release(conn, keepalive)
 
     def _rewrite_redirect(self, state: RequestState, pconf: _ProxyEff, pp: ProxyPass,
-                          value: bytes) -> bytes:
+                          value: bytes, prefix: int) -> bytes | None:
+        """proxy_redirect on ``value[prefix:]`` (ngx_http_proxy_rewrite_redirect): the first rule
+        that applies rewrites it; None when none applies (or ``off``)."""
         text = value.decode("latin-1")
+        head, rest = text[:prefix], text[prefix:]
         for rule in pconf.redirects:
             if rule.mode == "off":
-                return value
+                return None
             if rule.mode == "default":
                 loc = state.location
                 if loc is None or pp.has_variables:
                     continue
-                prefix = pp.url.raw if pp.uri is not None else pp.url.raw + "/"
+                pattern = pp.url.raw if pp.uri is not None else pp.url.raw + "/"
                 replacement = loc.pattern if pp.uri is not None else "/"
-                if text.startswith(prefix):
-                    return (replacement + text[len(prefix):]).encode("latin-1")
+                if rest.startswith(pattern):
+                    return (head + replacement + rest[len(pattern):]).encode("latin-1")
                 continue
             pattern = rule.pattern
-            repl = state.eval(rule.replacement) if rule.replacement is not None else ""
             if pattern.startswith("~"):
                 from .regex import compile_pcre
 
                 ci = pattern.startswith("~*")
                 rx = compile_pcre(pattern[2:] if ci else pattern[1:], ci)
-                mt = rx.search(text)
-                if mt:
-                    return rx.sub(lambda _m: repl, text, count=1).encode("latin-1")
-                continue
-            if text.startswith(pattern):
-                return (repl + text[len(pattern):]).encode("latin-1")
-        return value
+                mt = rx.search(rest)
+                if not mt:
+                    continue
+                # the whole value after the prefix is replaced; $1... are the regex's captures
+                saved = state.captures
+                state.captures = {**saved, **_regex_caps(mt)}
+                try:
+                    repl = state.eval(rule.replacement) if rule.replacement is not None else ""
+                finally:
+                    state.captures = saved
+                return (head + repl).encode("latin-1")
+            if rest.startswith(pattern):
+                repl = state.eval(rule.replacement) if rule.replacement is not None else ""
+                return (head + repl + rest[len(pattern):]).encode("latin-1")
+        return None
 
 
 class _ClientGone(Exception):
-    """The client closed the connection."""
+    """The client closed the connection (``status``: what the access log says, 0 = 499)."""
+
+    def __init__(self, status: int = 0) -> None:
+        super().__init__(status)
+        self.status = status
+
+    @classmethod
+    def reading_body(cls, exc: ConnectionError) -> _ClientGone:
+        return cls(408 if isinstance(exc, ClientBodyTimeout) else 400)
+
+
+class ClientBodyTimeout(ConnectionError):
+    """``client_body_timeout`` expired while the request body was read (raised by the I/O
+    layer's ``Exchange.body``)."""
 
 
 class _BodyTooLarge(Exception):
@@ -867,6 +1032,9 @@ class _ProxyEff:
     next_upstream_tries: int
     next_upstream_timeout: float
     intercept_errors: bool
+    buffer_size: int
+    ignore_accel_redirect: bool
+    request_buffering: bool
     pass_request_headers: bool
     pass_request_body: bool
     method: object
@@ -895,6 +1063,10 @@ class _ProxyEff:
             next_upstream_tries=g(lambda p: p.next_upstream_tries, 0),  # type: ignore[arg-type]
             next_upstream_timeout=g(lambda p: p.next_upstream_timeout, 0.0),  # type: ignore[arg-type]
             intercept_errors=bool(g(lambda p: p.intercept_errors, False)),
+            buffer_size=_raw_size(state, "proxy_buffer_size", PAGE_SIZE),
+            ignore_accel_redirect="x-accel-redirect" in (
+                a.lower() for a in _raw_args(state, "proxy_ignore_headers")),
+            request_buffering=bool(g(lambda p: p.request_buffering, True)),
             pass_request_headers=bool(g(lambda p: p.pass_request_headers, True)),
             pass_request_body=bool(g(lambda p: p.pass_request_body, True)),
             method=g(lambda p: p.method, None),
@@ -911,6 +1083,46 @@ def _proxy_pass_of(state: RequestState) -> ProxyPass | None:
         if scope.proxy_pass is not None:
             pp = scope.proxy_pass
     return pp
+
+
+def _regex_caps(mt: object) -> dict[str, str]:
+    import re
+
+    assert isinstance(mt, re.Match)
+    caps = {k: v for k, v in mt.groupdict().items() if v is not None}
+    caps["0"] = mt.group(0)
+    for i, g in enumerate(mt.groups(), start=1):
+        caps[str(i)] = g or ""
+    return caps
+
+
+def _head_size(resp: object) -> int:
+    """Bytes of a response head as received (status line, header lines, empty line)."""
+    from .io.upstream import UpstreamResponse
+
+    assert isinstance(resp, UpstreamResponse)
+    size = len(resp.reason) + 15  # "HTTP/1.x NNN " reason CRLF
+    for k, v in resp.headers:
+        size += len(k) + len(v) + 4
+    return size + 2
+
+
+def _raw_args(state: RequestState, name: str) -> tuple[str, ...]:
+    """Arguments of a directive the model keeps as written (``proxy_buffer_size``,
+    ``proxy_ignore_headers``), from the innermost level that has it."""
+    for scope in reversed(state.scope_chain):
+        for d in scope.other:
+            if d.name == name:
+                return d.args
+    return ()
+
+
+def _raw_size(state: RequestState, name: str, default: int) -> int:
+    args = _raw_args(state, name)
+    try:
+        return parse_size(args[0]) if args else default
+    except ValueError:
+        return default
 
 
 def _has_error_page(state: RequestState, status: int) -> bool:

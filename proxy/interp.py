@@ -23,6 +23,11 @@ Rules (nginx's phases, ngx_http_core_module + ngx_http_rewrite_module):
 7. ``error_page`` applies to statuses nginx generates itself (``return`` without a body, static
    errors), once unless ``recursive_error_pages on``; a URI target is an internal redirect
    (method becomes GET), ``@name`` a named location, a URL a 302.
+8. Internal redirects to a URI (try_files fallback, error_page, X-Accel-Redirect) take the
+   target's arguments, none when it has no ``?``; ``index`` keeps the request's.
+9. realip runs at post-read with the server's settings and again at preaccess with the
+   location's, until it has changed the address once (``$realip_remote_addr`` keeps the
+   connection's).
 """
 
 from __future__ import annotations
@@ -33,6 +38,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote_plus
 
+from .access import (
+    CompiledRule,
+    UserFileError,
+    check_basic,
+    check_rules,
+    compile_networks,
+    compile_rules,
+    forwarded_addr,
+)
 from .model import (
     Break,
     Condition,
@@ -53,7 +67,6 @@ from .model import (
     Template,
     Var,
 )
-from .access import CompiledRule, UserFileError, check_basic, check_rules, compile_rules
 from .regex import compile_pcre
 from .routing import BadRequest, Router, find_location, find_named, normalize_host, normalize_uri
 
@@ -177,10 +190,29 @@ class RequestState:
         """(zone, key) counted by limit_conn, released when the request ends."""
         self.limit_delay = 0.0
         """Seconds limit_req asks this request to wait."""
+        self.original_remote_addr = req.remote_addr
+        """The connection's address ($realip_remote_addr) whatever realip made of it."""
+        self.realip_done = False
+        self.send_response = False
+        """The answer comes from ``ngx_http_send_response`` (``return``), not an error page."""
+        self.expect_tested = False
+        """``Expect: 100-continue`` was looked at (ngx_http_test_expect runs once)."""
+        self.body_read = False
+        """The request body was read (it is kept for internal redirects to another proxy)."""
+        self.request_body: bytes | None = None
+        self.carried_headers: list[tuple[bytes, bytes]] = []
+        """Upstream headers kept across an ``X-Accel-Redirect`` (Content-Type, Set-Cookie...)."""
 
     # -- variables ------------------------------------------------------------------------------
 
     def var(self, name: str) -> str:
+        """A variable's value; "" when it is not found (as in a complex value)."""
+        value = self.lookup(name)
+        return "" if value is None else value
+
+    def lookup(self, name: str) -> str | None:
+        """A variable's value, or None when nginx would call it "not found" (the access log
+        writes ``-`` for those): absent arguments, cookies and headers, empty ``$args``..."""
         if name.isdigit():
             return self.captures.get(name, "")
         if name in self.vars:
@@ -199,10 +231,15 @@ class RequestState:
             "server_port": str(req.local_port), "server_addr": req.local_addr,
             "remote_addr": req.remote_addr, "binary_remote_addr": req.remote_addr,
             "server_protocol": f"HTTP/{req.http_version}",
-            "remote_port": str(req.remote_port), "https": "on" if req.scheme == "https" else "",
+            "remote_port": str(req.remote_port) if req.remote_port else "",
+            "realip_remote_addr": self.original_remote_addr,
+            "https": "on" if req.scheme == "https" else "",
             "hostname": "localhost", "nginx_version": "1.22.1",
         }
         if name in simple:
+            if name in ("args", "query_string") and not self.args and \
+                    (self.uri_changed_ever or "?" not in self.request_uri):
+                return None
             return simple[name]
         if name == "host":
             if req.host:
@@ -213,6 +250,9 @@ class RequestState:
             return self.server_name()
         if name == "server_name":
             return self.server_name()
+        if name == "proxy_add_x_forwarded_for":
+            xff = req.headers.get("x-forwarded-for")
+            return f"{xff}, {req.remote_addr}" if xff else req.remote_addr
         if name == "request":
             return f"{req.method} {self.request_uri} HTTP/{req.http_version}"
         if name == "document_root":
@@ -223,26 +263,26 @@ class RequestState:
             key = name[5:].replace("_", "-")
             if key == "host" and req.host is not None:
                 return req.host
-            return req.headers.get(key, "")
+            return req.headers.get(key)
         if name.startswith("arg_"):
             want = name[4:].lower()
             for pair in self.args.split("&"):
                 k, _, v = pair.partition("=")
                 if k.lower() == want:
                     return v
-            return ""
+            return None
         if name.startswith("cookie_"):
-            want = name[7:]
+            want = name[7:].lower()
             for part in req.headers.get("cookie", "").split(";"):
                 k, _, v = part.strip().partition("=")
-                if k == want:
+                if k.lower() == want:
                     return v
-            return ""
+            return None
         mp = self.interp.maps.get(name)
         if mp is not None:
             return self.eval_map(mp)
         self.result.unknown_variables.add(name)
-        return ""
+        return None
 
     def server_name(self) -> str:
         for n in self.server.names:
@@ -330,6 +370,7 @@ class Interpreter:
         self.preaccess_hook: Callable[[RequestState], int | None] | None = None
         """Set by the engine: limit_req / limit_conn; returns a status to refuse with."""
         self._rules_cache: dict[int, tuple[object, tuple[CompiledRule, ...]]] = {}
+        self._trust_cache: dict[int, tuple[object, tuple[CompiledRule, ...]]] = {}
 
     def route(self, req: RouteRequest) -> RouteResult:
         """Route one request. Never raises for bad input: a 400 is a result."""
@@ -351,6 +392,8 @@ class Interpreter:
             return result
         result.server, result.server_reason = sm.server, sm.reason
         ctx = RequestState(self, req, sm.server, sm.captures, result)
+        # realip, post-read phase: with the server's configuration
+        self._realip(ctx, self._base_chain(ctx))
         # merge_slashes is read from the socket's default server: the URI is parsed before
         # the Host header picks a virtual server (seen on nginx 1.22.1)
         assert table.default is not None
@@ -399,6 +442,36 @@ class Interpreter:
         result.uri = ctx.uri
         return result
 
+    def accel_redirect(self, result: RouteResult, target: str) -> RouteResult:
+        """An upstream's ``X-Accel-Redirect``: internal redirect to a URI (the method becomes
+        GET unless HEAD; arguments come from the target only) or to a named location."""
+        ctx = result.state
+        assert ctx is not None
+        result.kind = ""
+        result.proxy_url = None
+        result.status = None
+        try:
+            if target.startswith("@"):
+                loc = find_named(ctx.server, target[1:])
+                if loc is None:
+                    raise _Finish(500)
+                self._internal_redirect(ctx, "x-accel-redirect", target, named=loc)
+            else:
+                path = target.partition("?")[0]
+                if not path.startswith("/") or any(seg == ".." for seg in path.split("/")):
+                    raise _Finish(404)  # ngx_http_parse_unsafe_uri
+                if ctx.method != "HEAD":
+                    ctx.method = "GET"
+                self._internal_redirect(ctx, "x-accel-redirect", target)
+        except _Finish as fin:
+            self._finish(ctx, fin.status)
+        except _Done:
+            pass
+        if not result.kind:
+            result.kind = "error" if result.status is not None else "none"
+        result.uri = ctx.uri
+        return result
+
     def _server_flag(self, server: Server, name: str) -> bool | None:
         v = getattr(server.scope.limits, name)
         if v is None and self.config.http is not None:
@@ -422,7 +495,8 @@ class Interpreter:
             pass
         self._find_and_run(ctx, first=first)
 
-    def _find_and_run(self, ctx: RequestState, *, first: bool, named: Location | None = None) -> None:
+    def _find_and_run(self, ctx: RequestState, *, first: bool,
+                      named: Location | None = None) -> None:
         while True:
             if named is not None:
                 loc, reason = named, f'named location "@{named.pattern}"'
@@ -457,6 +531,9 @@ class Interpreter:
                 if limit and length > limit:
                     ctx.result.steps.append(Step("limit", f"body {length} > {limit}: 413",
                                                  ctx.uri, loc))
+                    ctx.expect_tested = True  # no 100 Continue for a body refused unread
+                    # the body is discarded: an error_page target is not checked again
+                    ctx.req.content_length = None
                     raise _Finish(413)
             if auto:
                 args = f"?{ctx.args}" if ctx.args else ""
@@ -488,8 +565,49 @@ class Interpreter:
         walk(server.locations, [])
         return [p.scope for p in path] or [loc.scope]
 
+    def _realip(self, ctx: RequestState, chain: list[Scope]) -> None:
+        """ngx_http_realip_handler: the client address from a header sent by a trusted proxy
+        (post-read phase with the server's settings, again at preaccess with the location's,
+        until it changed the address once)."""
+        if ctx.realip_done:
+            return
+
+        def eff(getter: Callable[[object], object]) -> object:
+            for scope in reversed(chain):
+                v = getter(scope.realip)
+                if v is not None:
+                    return v
+            return None
+
+        trusted_from = eff(lambda r: r.set_real_ip_from)  # type: ignore[attr-defined]
+        if not trusted_from:
+            return
+        header = eff(lambda r: r.header) or "X-Real-IP"  # type: ignore[attr-defined]
+        recursive = bool(eff(lambda r: r.recursive))  # type: ignore[attr-defined]
+        want = str(header).lower().encode("latin-1")
+        if want == b"proxy_protocol":
+            return
+        raw = ctx.req.raw_headers
+        if want == b"x-forwarded-for":
+            values = [v.decode("latin-1") for k, v in raw if k.lower() == want]
+        else:
+            first = next((v for k, v in raw if k.lower() == want), None)
+            values = [first.decode("latin-1")] if first is not None else []
+        if not values:
+            return
+        key = id(trusted_from)
+        cached = self._trust_cache.get(key)
+        if cached is None or cached[0] is not trusted_from:
+            cached = self._trust_cache[key] = (trusted_from,
+                                               compile_networks(trusted_from))  # type: ignore[arg-type]
+        new = forwarded_addr(ctx.req.remote_addr, values, cached[1], recursive)
+        if new is not None:
+            ctx.realip_done = True
+            ctx.req.remote_addr, ctx.req.remote_port = new
+
     def _access(self, ctx: RequestState) -> None:
         """Preaccess (limits, via ``preaccess_hook``) and access (allow/deny, auth_basic)."""
+        self._realip(ctx, ctx.scope_chain)
         if self.preaccess_hook is not None:
             status = self.preaccess_hook(ctx)
             if status:
@@ -522,7 +640,8 @@ class Interpreter:
                 except UserFileError:
                     ctx.result.steps.append(Step("access", f"cannot read {path}", ctx.uri))
                     raise _Finish(500) from None
-                ctx.vars["remote_user"] = user
+                if user:
+                    ctx.vars["remote_user"] = user
                 if not auth_ok:
                     ctx.result.extra_headers = [
                         ("WWW-Authenticate", f'Basic realm="{realm}"')]
@@ -586,6 +705,9 @@ class Interpreter:
                 ctx.result.steps.append(Step("return", f"return {st.code}"
                                              + (f" {text}" if text is not None else ""),
                                              ctx.uri, ctx.location))
+                # ngx_http_script_return_code: below 400 or with a text, ngx_http_send_response
+                # answers (it discards the body, testing Expect first)
+                ctx.send_response = st.code < 400 or text is not None
                 if st.code in (301, 302, 303, 307, 308) and text is not None:
                     ctx.result.redirect_to = text
                     raise _Finish(st.code)
@@ -699,7 +821,9 @@ class Interpreter:
         if named is None:
             ctx.uri_changed_ever = True
             path, _, args = target.partition("?")
-            if _:
+            # index keeps the request's arguments; try_files, error_page and X-Accel-Redirect
+            # pass the target's own (none when it has no "?": ngx_http_split_args)
+            if _ or kind != "index":
                 ctx.args = args
             ctx.uri = path
         ctx.result.redirects.append({"kind": kind, "uri": target, "from": prev})

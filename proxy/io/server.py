@@ -21,7 +21,7 @@ import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from ..engine import Engine, Exchange
+from ..engine import ClientBodyTimeout, Engine, Exchange
 from ..protocol.events import (
     RequestData,
     RequestEnd,
@@ -105,7 +105,14 @@ class H1Exchange(Exchange):
             except asyncio.TimeoutError:
                 # nginx: 408 is logged, the connection is closed
                 self.conn.close()
-                raise ConnectionError("client_body_timeout") from None
+                raise ClientBodyTimeout("client_body_timeout") from None
+
+    def body_complete(self) -> bool:
+        return self._body_done
+
+    def send_continue(self) -> None:
+        self.conn.adapter.send(ResponseHeaders(stream_id=self.stream_id, status=100, headers=()))
+        self.conn.flush()
 
     # response ------------------------------------------------------------------------------------
 

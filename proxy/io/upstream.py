@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import httptools
@@ -247,11 +247,17 @@ class UpstreamConnection(asyncio.Protocol):
             self._waiter = None
 
     async def request(self, head: bytes, body: bytes | None, *, send_timeout: float,
-                      read_timeout: float, head_method: bool) -> UpstreamResponse:
+                      read_timeout: float, head_method: bool,
+                      stream: AsyncIterator[bytes] | None = None,
+                      chunked: bool = False) -> UpstreamResponse:
         """Send a request and wait for the response head.
+
+        ``stream`` (proxy_request_buffering off): more body pieces, sent as they come after
+        ``head`` and ``body``; each one a chunk when ``chunked`` (the last chunk ends them).
 
         Raises:
             UpstreamError: send or read failed, or timed out.
+            Whatever ``stream`` raises (the client went away) propagates.
         """
         transport = self.transport
         assert transport is not None
@@ -268,6 +274,17 @@ class UpstreamConnection(asyncio.Protocol):
         transport.write(head + body if body else head)
         if not self._writable:
             await self._drain(send_timeout)
+        if stream is not None:
+            async for piece in stream:
+                if self.closed or self._response is not None:
+                    break  # the upstream answered or gave up: that decides
+                if piece:
+                    transport.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+                    if not self._writable:
+                        await self._drain(send_timeout)
+            else:
+                if chunked and not self.closed:
+                    transport.write(b"0\r\n\r\n")
         while self._response is None:
             if self._error is not None:
                 raise self._error
