@@ -126,7 +126,12 @@ def test_pid_file_and_sigquit_drain(tmp_path: Path) -> None:
                           upstream=echo.port)
         with serve(conf) as proc:
             wait_port(port)
-            pid = int((tmp_path / "tern.pid").read_text().strip())
+            pid_file = tmp_path / "tern.pid"
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not pid_file.read_text().strip() \
+                    if pid_file.exists() else time.monotonic() < deadline:
+                time.sleep(0.05)
+            pid = int(pid_file.read_text().strip())
             assert pid == proc.pid
             result: dict[str, object] = {}
 
