@@ -1042,6 +1042,16 @@ class _ProxyEff:
 
     @classmethod
     def of(cls, state: RequestState) -> _ProxyEff:
+        """The proxy settings in effect for the request's chain (computed once per chain)."""
+        cache = state.interp.effective_cache
+        key = (state.chain_key, "proxy")
+        eff = cache.get(key)
+        if eff is None:
+            eff = cache[key] = cls._compute(state)
+        return eff  # type: ignore[return-value]
+
+    @classmethod
+    def _compute(cls, state: RequestState) -> _ProxyEff:
         def g(getter: Callable[[ProxyConf], object], default: object) -> object:
             v = state.effective(lambda s: getter(s.proxy))
             return default if v is None else v

@@ -179,7 +179,8 @@ class RequestState:
         self.error_page_used = False
         self.uri_changes = MAX_URI_CHANGES + 1
         self.location: Location | None = None
-        self.scope_chain: list[Scope] = []
+        self._chain: list[Scope] = []
+        self._chain_key: tuple[int, ...] | None = None
         self.uri_changed_ever = False
         """True once rewrite, try_files or an internal redirect changed $uri."""
         self.rewrite_break = False
@@ -322,8 +323,45 @@ class RequestState:
 
     # -- paths ----------------------------------------------------------------------------------
 
+    @property
+    def scope_chain(self) -> list[Scope]:
+        """The levels whose configuration applies now, outermost first (http, server,
+        locations, true ifs). Always replaced, never mutated in place."""
+        return self._chain
+
+    @scope_chain.setter
+    def scope_chain(self, chain: list[Scope]) -> None:
+        self._chain = chain
+        self._chain_key = None
+
+    @property
+    def chain_key(self) -> tuple[int, ...]:
+        """Identity of the current chain (scopes live as long as the model): a cache key for
+        anything computed from the chain alone."""
+        key = self._chain_key
+        if key is None:
+            key = self._chain_key = tuple(map(id, self._chain))
+        return key
+
     def effective(self, getter):  # type: ignore[no-untyped-def]
-        for scope in reversed(self.scope_chain):
+        """The innermost value ``getter(scope)`` that is set (nginx's merge of one directive).
+
+        Results depend only on the chain, so getters without captured variables are cached per
+        chain: the hot path does this walk once per configuration, not per request."""
+        if getter.__closure__ is None:
+            key = (self.chain_key, getter.__code__)
+            cache = self.interp.effective_cache
+            try:
+                return cache[key]
+            except KeyError:
+                pass
+            value = self._walk(getter)
+            cache[key] = value
+            return value
+        return self._walk(getter)
+
+    def _walk(self, getter):  # type: ignore[no-untyped-def]
+        for scope in reversed(self._chain):
             v = getter(scope)
             if v is not None:
                 return v
@@ -367,6 +405,10 @@ class Interpreter:
         self.router = Router(config)
         self.prefix = prefix or config.prefix
         self.maps = {mp.variable: mp for mp in (config.http.maps if config.http else ())}
+        self.effective_cache: dict[tuple[object, ...], object] = {}
+        """(chain identity, getter code) -> merged value; see ``RequestState.effective``."""
+        self._base_chains: dict[int, list[Scope]] = {}
+        self._loc_chains: dict[int, list[Scope]] = {}
         self.preaccess_hook: Callable[[RequestState], int | None] | None = None
         """Set by the engine: limit_req / limit_conn; returns a status to refuse with."""
         self._rules_cache: dict[int, tuple[object, tuple[CompiledRule, ...]]] = {}
@@ -481,11 +523,14 @@ class Interpreter:
     # -- phases ---------------------------------------------------------------------------------
 
     def _base_chain(self, ctx: RequestState) -> list[Scope]:
-        chain: list[Scope] = []
-        if self.config.http is not None:
-            chain.append(self.config.http.scope)
-        chain.append(ctx.server.scope)
-        return chain
+        chain = self._base_chains.get(id(ctx.server))
+        if chain is None:
+            chain = []
+            if self.config.http is not None:
+                chain.append(self.config.http.scope)
+            chain.append(ctx.server.scope)
+            self._base_chains[id(ctx.server)] = chain
+        return list(chain)
 
     def _run(self, ctx: RequestState, *, first: bool) -> None:
         """Server rewrite, then location search and the rest."""
@@ -547,10 +592,16 @@ class Interpreter:
             self._precontent(ctx)
             return
 
-    @staticmethod
-    def _loc_scopes(server: Server, loc: Location | None) -> list[Scope]:
+    def _loc_scopes(self, server: Server, loc: Location | None) -> list[Scope]:
         if loc is None:
             return []
+        cached = self._loc_chains.get(id(loc))
+        if cached is None:
+            cached = self._loc_chains[id(loc)] = self._loc_path(server, loc)
+        return cached
+
+    @staticmethod
+    def _loc_path(server: Server, loc: Location) -> list[Scope]:
         path: list[Location] = []
 
         def walk(locs: tuple[Location, ...], trail: list[Location]) -> bool:

@@ -130,14 +130,16 @@ class H1Exchange(Exchange):
         if end_stream:
             self._finish()
         else:
-            self.conn.flush()
+            # written together with the first body bytes (drain/end), or at the end of this
+            # loop iteration if none come: one write per response instead of one per event
+            self.conn.defer_flush()
             self.conn.pump()
 
     def send_data(self, data: bytes) -> None:
         self.conn.adapter.send(ResponseData(stream_id=self.stream_id, data=data))
-        self.conn.flush()
 
     async def drain(self) -> None:
+        self.conn.flush()
         await self.conn.drain()
 
     def end(self) -> None:
@@ -180,6 +182,7 @@ class HttpConnection(asyncio.Protocol):
         self.remote: tuple[str, int] = ("127.0.0.1", 0)
         self.served = 0
         self.tunnel_peer: UpstreamConnection | None = None
+        self._flush_pending = False
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -335,7 +338,13 @@ class HttpConnection(asyncio.Protocol):
 
     # -- writes ---------------------------------------------------------------------------------
 
+    def defer_flush(self) -> None:
+        if not self._flush_pending:
+            self._flush_pending = True
+            self.loop.call_soon(self.flush)
+
     def flush(self) -> None:
+        self._flush_pending = False
         data = self.adapter.data_to_send()
         if data and self.transport is not None and not self.closed:
             self.transport.write(data)
