@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 from . import accesslog, responses
 from .interp import Interpreter, RequestState, RouteRequest, RouteResult
-from .io.upstream import UpstreamConnection, UpstreamError, UpstreamPool
+from .io.upstream import UpstreamConnection, UpstreamError, UpstreamPool, UpstreamResponse
 from .limits import ConnZone, ReqZone
 from .model import Config, Expires, HeaderValue, ProxyConf, ProxyPass, Scope, Upstream
 from .protocol.events import RequestHeaders
@@ -145,6 +145,7 @@ class Engine:
                  product: str = "tern", version: str = VERSION) -> None:
         self.config = config
         self.interp = Interpreter(config, prefix=prefix)
+        self.interp.explain = False
         self.pool = pool
         self.product = product
         self.version = version
@@ -212,6 +213,10 @@ class Engine:
                     czone.release(key)  # type: ignore[attr-defined]
             if self.log_sink is not None:
                 self.log_sink(ex, result, run)
+            if state is not None:
+                # state <-> result is a reference cycle: break it so the request is freed by
+                # reference counting, not by the cyclic GC (which costs ~10% of throughput)
+                state.result = None  # type: ignore[assignment]
 
     def _preaccess(self, state: RequestState) -> int | None:
         """limit_conn then limit_req, once per request; a status to refuse with, or None."""
@@ -884,8 +889,6 @@ class Engine:
     async def _relay(self, ex: Exchange, state: RequestState, result: RouteResult,
                      conn: UpstreamConnection, resp: object, pconf: _ProxyEff, pp: ProxyPass,
                      run: _Run, keepalive: int, upgrade: bool) -> None:
-        from .io.upstream import UpstreamResponse
-
         assert isinstance(resp, UpstreamResponse)
         status = result.override_status or resp.status
         hide = (DEFAULT_HIDE | pconf.hide) - pconf.pass_
@@ -1108,8 +1111,6 @@ def _regex_caps(mt: object) -> dict[str, str]:
 
 def _head_size(resp: object) -> int:
     """Bytes of a response head as received (status line, header lines, empty line)."""
-    from .io.upstream import UpstreamResponse
-
     assert isinstance(resp, UpstreamResponse)
     size = len(resp.reason) + 15  # "HTTP/1.x NNN " reason CRLF
     for k, v in resp.headers:

@@ -405,6 +405,9 @@ class Interpreter:
         self.router = Router(config)
         self.prefix = prefix or config.prefix
         self.maps = {mp.variable: mp for mp in (config.http.maps if config.http else ())}
+        self.explain = True
+        """Record ``Step``s in results (``tern route``); the engine turns it off: the steps
+        are never read while serving, and building them costs on every request."""
         self.effective_cache: dict[tuple[object, ...], object] = {}
         """(chain identity, getter code) -> merged value; see ``RequestState.effective``."""
         self._base_chains: dict[int, list[Scope]] = {}
@@ -413,6 +416,8 @@ class Interpreter:
         """Set by the engine: limit_req / limit_conn; returns a status to refuse with."""
         self._rules_cache: dict[int, tuple[object, tuple[CompiledRule, ...]]] = {}
         self._trust_cache: dict[int, tuple[object, tuple[CompiledRule, ...]]] = {}
+        self._realip_cache: dict[tuple[int, ...], tuple[object, object, bool]] = {}
+        """chain identity -> merged realip settings; see ``_realip``."""
 
     def route(self, req: RouteRequest) -> RouteResult:
         """Route one request. Never raises for bad input: a 400 is a result."""
@@ -559,7 +564,8 @@ class Interpreter:
             ctx.captures = {**ctx.server_caps, **caps}
             ctx.vars.update({k: v for k, v in caps.items() if not k.isdigit()})
             ctx.scope_chain = self._base_chain(ctx) + self._loc_scopes(ctx.server, loc)
-            ctx.result.steps.append(Step("location", reason, ctx.uri, loc))
+            if self.explain:
+                ctx.result.steps.append(Step("location", reason, ctx.uri, loc))
             if loc is None:
                 # no location: the server's own configuration serves (static)
                 self._content(ctx)
@@ -616,12 +622,9 @@ class Interpreter:
         walk(server.locations, [])
         return [p.scope for p in path] or [loc.scope]
 
-    def _realip(self, ctx: RequestState, chain: list[Scope]) -> None:
-        """ngx_http_realip_handler: the client address from a header sent by a trusted proxy
-        (post-read phase with the server's settings, again at preaccess with the location's,
-        until it changed the address once)."""
-        if ctx.realip_done:
-            return
+    @staticmethod
+    def _realip_settings(chain: list[Scope]) -> tuple[object, object, bool]:
+        """set_real_ip_from, real_ip_header and real_ip_recursive merged over ``chain``."""
 
         def eff(getter: Callable[[object], object]) -> object:
             for scope in reversed(chain):
@@ -631,10 +634,24 @@ class Interpreter:
             return None
 
         trusted_from = eff(lambda r: r.set_real_ip_from)  # type: ignore[attr-defined]
-        if not trusted_from:
-            return
         header = eff(lambda r: r.header) or "X-Real-IP"  # type: ignore[attr-defined]
         recursive = bool(eff(lambda r: r.recursive))  # type: ignore[attr-defined]
+        return trusted_from, header, recursive
+
+    def _realip(self, ctx: RequestState, chain: list[Scope]) -> None:
+        """ngx_http_realip_handler: the client address from a header sent by a trusted proxy
+        (post-read phase with the server's settings, again at preaccess with the location's,
+        until it changed the address once)."""
+        if ctx.realip_done:
+            return
+        # the merged settings depend on the chain alone (scopes live as long as the model)
+        ckey = tuple(map(id, chain))
+        merged = self._realip_cache.get(ckey)
+        if merged is None:
+            merged = self._realip_cache[ckey] = self._realip_settings(chain)
+        trusted_from, header, recursive = merged
+        if not trusted_from:
+            return
         want = str(header).lower().encode("latin-1")
         if want == b"proxy_protocol":
             return
@@ -753,9 +770,10 @@ class Interpreter:
                 changed = changed or path != old or True
             elif isinstance(st, Return):
                 text = ctx.eval(st.text) if st.text is not None else None
-                ctx.result.steps.append(Step("return", f"return {st.code}"
-                                             + (f" {text}" if text is not None else ""),
-                                             ctx.uri, ctx.location))
+                if self.explain:
+                    ctx.result.steps.append(Step("return", f"return {st.code}"
+                                                 + (f" {text}" if text is not None else ""),
+                                                 ctx.uri, ctx.location))
                 # ngx_http_script_return_code: below 400 or with a text, ngx_http_send_response
                 # answers (it discards the body, testing Expect first)
                 ctx.send_response = st.code < 400 or text is not None
@@ -894,7 +912,8 @@ class Interpreter:
             ctx.result.proxy_url = pp.url.raw
             ctx.result.kind = "proxy"
             ctx.result.upstream_uri = self.upstream_uri(ctx, pp)
-            ctx.result.steps.append(Step("proxy", f"proxy_pass {pp.url.raw}", ctx.uri, loc))
+            if self.explain:
+                ctx.result.steps.append(Step("proxy", f"proxy_pass {pp.url.raw}", ctx.uri, loc))
             raise _Done()
         if loc is not None and any(d.name.endswith("_pass") or d.name in ("stub_status",
                                                                               "empty_gif")

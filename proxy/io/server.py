@@ -219,7 +219,8 @@ class HttpConnection(asyncio.Protocol):
             return
         if self.adapter.paused:
             self.pause_client()
-        elif not any(ex._body_bytes > BODY_HIGH_WATER for ex in self.by_stream.values()):
+        elif self._paused and not any(ex._body_bytes > BODY_HIGH_WATER
+                                      for ex in self.by_stream.values()):
             self.resume_client()
 
     def eof_received(self) -> bool | None:
