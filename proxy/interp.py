@@ -554,7 +554,7 @@ class Interpreter:
                 named = None
                 auto = False
             else:
-                lm = find_location(ctx.server, ctx.uri)
+                lm = self.router.find_location(ctx.server, ctx.uri)
                 loc, reason, caps, auto = lm.location, lm.reason, lm.captures, lm.auto_redirect
             result = ctx.result
             if result.first_location is None and result.location is None:

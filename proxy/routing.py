@@ -53,6 +53,8 @@ def normalize_uri(raw: str, *, merge_slashes: bool = True) -> str:
     """
     if not raw.startswith("/"):
         raise BadRequest(f"invalid URI {raw!r}")
+    if "%" not in raw and "/." not in raw and "//" not in raw:
+        return raw  # nothing to decode, resolve or merge: the common case
     # decode first; nginx feeds decoded bytes back through its state machine, so %2F is a slash
     # and %2E%2E is a dot segment. Decoded "%" and "#" stay literal; they cannot form segments.
     out_bytes = bytearray()
@@ -146,6 +148,8 @@ class Router:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.sockets: dict[tuple[str, int], SocketTable] = {}
+        self._server_cache: dict[tuple[int, str | None], ServerMatch] = {}
+        self._location_cache: dict[tuple[int, str], LocationMatch] = {}
         servers = config.http.servers if config.http else ()
         for server in servers:
             for lst in _listens(server):
@@ -190,6 +194,23 @@ class Router:
         table.wild_start.sort(key=lambda t: -len(t[0]))
         table.wild_end.sort(key=lambda t: -len(t[0]))
 
+    def find_location(self, server: Server, uri: str) -> LocationMatch:
+        """``find_location`` with a bounded cache per configuration.
+
+        The search depends only on (server, uri); answers without regex captures are cached
+        (captures must be fresh per request). Keys use ``id(server)``, safe because this
+        router keeps its configuration alive."""
+        key = (id(server), uri)
+        hit = self._location_cache.get(key)
+        if hit is not None:
+            return hit
+        match = find_location(server, uri)
+        if not match.captures:
+            if len(self._location_cache) >= CACHE_LIMIT:
+                self._location_cache.clear()
+            self._location_cache[key] = match
+        return match
+
     def socket_for(self, address: str, port: int, *, quic: bool = False) -> SocketTable | None:
         """The listening socket a connection to ``address:port`` lands on."""
         pre = "quic:" if quic else ""
@@ -203,7 +224,22 @@ class Router:
         return self.sockets.get((pre + wildcard, port))
 
     def select_server(self, table: SocketTable, host: str | None) -> ServerMatch:
-        """Pick the server for a Host on a socket (rule 2)."""
+        """Pick the server for a Host on a socket (rule 2).
+
+        Answers that carry no regex captures depend only on (socket, Host): they are cached
+        (bounded), so a busy virtual host costs one dict lookup."""
+        key = (id(table), host)
+        hit = self._server_cache.get(key)
+        if hit is not None:
+            return hit
+        match = self._select_server(table, host)
+        if not match.captures:
+            if len(self._server_cache) >= CACHE_LIMIT:
+                self._server_cache.clear()
+            self._server_cache[key] = match
+        return match
+
+    def _select_server(self, table: SocketTable, host: str | None) -> ServerMatch:
         sock = (table.address, table.port)
         assert table.default is not None
         if host is None:
@@ -341,6 +377,9 @@ def _find(locations: tuple[Location, ...], uri: str
                 return "ok", loc, why, caps
     return rc, found, reason, caps
 
+
+CACHE_LIMIT = 4096
+"""Entries kept per routing cache before it is emptied (bounds memory under hostile input)."""
 
 def find_location(server: Server, uri: str) -> LocationMatch:
     """Location search for ``uri`` (already normalised) in ``server`` (rule 4)."""
