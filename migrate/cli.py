@@ -277,9 +277,10 @@ def _resolve_local(host: str) -> str:
 def _register() -> None:
     from .compare import compare_cmd
     from .serve import serve_cmd
+    from .shadow_cmd import diffs_cmd, replay_cmd, shadow_cmd
 
-    main.add_command(serve_cmd)
-    main.add_command(compare_cmd)
+    for cmd in (serve_cmd, compare_cmd, shadow_cmd, replay_cmd, diffs_cmd):
+        main.add_command(cmd)
 
 
 _register()

@@ -1,4 +1,6 @@
-"""Shadow traffic: mirror, replay, normalise, diff, store (not built yet).
+"""Shadow traffic: mirror live requests (``mirror``), replay recorded ones (``replay``,
+``logparse``), normalise and diff responses (``diff``, ``noise``, ``rules``), keep the results
+(``store``). ``echo`` is a recording upstream for tests and ``tern compare``.
 
-May import ``proxy`` (model, events, phases); never ``migrate``.
+May import ``proxy`` (model, events, adapters); never ``migrate``.
 """

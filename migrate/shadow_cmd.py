@@ -1,0 +1,324 @@
+"""The ``tern shadow``, ``tern replay`` and ``tern diffs`` commands (click).
+
+The lead registers them in :mod:`migrate.cli` (``main.add_command(shadow_cmd)`` etc.). This layer
+reads ``--config`` with :func:`migrate.frontend.translate` and hands :mod:`shadow` a plain
+callable for attribution, so ``shadow/`` never imports ``migrate``.
+
+Exit codes: 0 done (``diffs``: also when differences exist; they are data), 2 bad usage, a store
+that cannot be used (missing, newer schema), a config or rules file with errors, an unreadable
+replay source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import time
+from typing import Any
+
+import click
+
+from proxy.accesslog import COMBINED
+from proxy.interp import Interpreter, RouteRequest
+from proxy.model import Config, LogFormat
+from shadow.mirror import Analyzer, Attribution, Attributor, ShadowOptions, ShadowProxy
+from shadow.noise import BROTLI, NoiseModel
+from shadow.replay import ReplaySummary, SourceError, read_source, replay
+from shadow.rules import Rules, RulesError, load_rules
+from shadow.store import Store, StoreError
+
+from .frontend import translate
+
+__all__ = ["attributor", "diffs_cmd", "replay_cmd", "shadow_cmd"]
+
+EXIT_USAGE = 2
+
+
+def _fail(message: str) -> None:
+    click.echo(f"tern: {message}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+def _load_config(path: str) -> Config:
+    analysis = translate(path)
+    if analysis.has_errors:
+        for d in analysis.diagnostics:
+            click.echo(d.format(), err=True)
+        _fail(f"{path}: configuration has errors")
+    return analysis.config
+
+
+def attributor(config: Config) -> Attributor:
+    """A callable naming the server and location ``config`` chooses for a request.
+
+    The request is routed as if it arrived on the first ``listen`` of the config's first server.
+    """
+    interp = Interpreter(config)
+    interp.explain = False
+    addr, port = "127.0.0.1", 80
+    servers = config.http.servers if config.http is not None else ()
+    for srv in servers:
+        if srv.listens:
+            lst = srv.listens[0]
+            port = lst.port
+            if lst.address not in ("", "*", "[::]", "0.0.0.0"):
+                addr = lst.address.strip("[]")
+            break
+
+    def attribute(method: str, host: str | None, target: str) -> Attribution | None:
+        res = interp.route(RouteRequest(method=method, target=target, host=host,
+                                        local_addr=addr, local_port=port))
+        if res.server is None:
+            return None
+        names = ",".join(n.value for n in res.server.names) or '""'
+        loc = res.location or res.first_location
+        return Attribution(
+            server=f"{names} ({res.server.source.file}:{res.server.source.line})",
+            location=loc.match if loc else None,
+            location_source=f"{loc.source.file}:{loc.source.line}" if loc else None)
+
+    return attribute
+
+
+def _rules(path: str | None) -> Rules:
+    if path is None:
+        return Rules()
+    try:
+        return load_rules(path)
+    except RulesError as exc:
+        _fail(str(exc))
+        raise AssertionError from exc  # unreachable
+
+
+def _store(path: str, *, create: bool) -> Store:
+    try:
+        return Store(path, create=create)
+    except StoreError as exc:
+        _fail(str(exc))
+        raise AssertionError from exc  # unreachable
+
+
+def _split_listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not port.isdigit():
+        _fail(f"--listen must be HOST:PORT: {value}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _run_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+        return uvloop.new_event_loop()
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        return asyncio.new_event_loop()
+
+
+@click.command("shadow")
+@click.option("--listen", required=True, help="HOST:PORT to accept clients on.")
+@click.option("--primary", required=True, help="Origin URL that answers clients.")
+@click.option("--candidate", required=True, help="Origin URL that gets the mirrored requests.")
+@click.option("--secondary", help="A second primary: answers compared to learn noise.")
+@click.option("--store", "store_path", required=True, help="SQLite store to write.")
+@click.option("--sample", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
+              help="Share of eligible requests mirrored.")
+@click.option("--mirror-unsafe", is_flag=True, help="Mirror POST, PUT, DELETE, PATCH... too.")
+@click.option("--learn-noise", is_flag=True,
+              help="Without --secondary: send mirrored requests to the primary twice.")
+@click.option("--config", "config_path", help="The candidate's nginx.conf (attribution).")
+@click.option("--rules", "rules_path", help="Ignore rules file (JSON or TOML).")
+@click.option("--concurrency", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--queue", "queue_size", type=click.IntRange(1), default=256, show_default=True)
+@click.option("--candidate-timeout", type=float, default=5.0, show_default=True)
+@click.option("--duration", type=float, default=None,
+              help="Stop after this many seconds (tests, benchmarks).")
+@click.option("--no-mirror", is_flag=True, help="Only proxy to the primary (benchmarks).")
+def shadow_cmd(listen: str, primary: str, candidate: str, secondary: str | None,
+               store_path: str, sample: float, mirror_unsafe: bool, learn_noise: bool,
+               config_path: str | None, rules_path: str | None, concurrency: int,
+               queue_size: int, candidate_timeout: float, duration: float | None,
+               no_mirror: bool) -> None:
+    """Answer clients from the primary and mirror their requests to the candidate."""
+    host, port = _split_listen(listen)
+    rules = _rules(rules_path)
+    attribute = attributor(_load_config(config_path)) if config_path else None
+    store = _store(store_path, create=True)
+    store.set_meta({"primary": primary, "candidate": candidate, "secondary": secondary or "",
+                    "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "brotli": "decoded" if BROTLI else "not decoded (no brotli module)"})
+    options = ShadowOptions(sample=sample, mirror_unsafe=mirror_unsafe, learn_noise=learn_noise,
+                            concurrency=concurrency, queue_size=queue_size,
+                            candidate_timeout=candidate_timeout)
+    analyzer = Analyzer(store, rules=rules, noise=NoiseModel(store.noise_seed()),
+                        attribute=attribute)
+    try:
+        proxy = ShadowProxy(primary, candidate, analyzer=analyzer, secondary=secondary,
+                            options=options, mirror=not no_mirror)
+    except ValueError as exc:
+        _fail(str(exc))
+        return
+    analyzer.counters = proxy.stats.as_dict
+    analyzer.start()
+    loop = _run_loop()
+    asyncio.set_event_loop(loop)
+
+    async def main() -> None:
+        bound = await proxy.start(host, port)
+        click.echo(f"tern shadow: listening on {bound[0]}:{bound[1]}, primary {primary}, "
+                   f"candidate {candidate}", err=True)
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        if duration is not None:
+            loop.call_later(duration, stop.set)
+        await stop.wait()
+        await proxy.stop()
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+        analyzer.close()
+        store.close()
+    st = proxy.stats
+    click.echo(f"tern shadow: {st.requests} requests, {st.eligible} eligible, {st.mirrored} "
+               f"mirrored, {st.dropped} dropped, {st.skipped} skipped, "
+               f"{st.candidate_errors} candidate errors; {analyzer.differing} of "
+               f"{analyzer.analysed} compared differ", err=True)
+
+
+def _log_format(config: Config | None, name: str | None) -> LogFormat:
+    if name in (None, "combined"):
+        return COMBINED
+    formats = {f.name: f for f in (config.http.log_formats if config and config.http else ())}
+    if name not in formats:
+        _fail(f"no log_format {name!r} in the config" if config else
+              f"--format {name} needs --config (the file that defines it)")
+    return formats[name]
+
+
+@click.command("replay")
+@click.argument("source")
+@click.option("--primary", required=True)
+@click.option("--candidate", required=True)
+@click.option("--secondary")
+@click.option("--store", "store_path", required=True)
+@click.option("--config", "config_path", help="nginx.conf: log_format and attribution.")
+@click.option("--format", "format_name", help="log_format name to read an access log with "
+              "(default combined).")
+@click.option("--rules", "rules_path")
+@click.option("--concurrency", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--rate", type=float, default=None, help="Requests started per second at most.")
+@click.option("--learn-noise", is_flag=True)
+@click.option("--safe-only", is_flag=True, help="Skip unsafe methods.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def replay_cmd(source: str, primary: str, candidate: str, secondary: str | None,
+               store_path: str, config_path: str | None, format_name: str | None,
+               rules_path: str | None, concurrency: int, rate: float | None,
+               learn_noise: bool, safe_only: bool, as_json: bool) -> None:
+    """Replay an access log, a HAR file or a JSONL capture to primary and candidate."""
+    config = _load_config(config_path) if config_path else None
+    fmt = _log_format(config, format_name)
+    rules = _rules(rules_path)
+    try:
+        kind, items = read_source(source, fmt)
+    except SourceError as exc:
+        _fail(str(exc))
+        return
+    store = _store(store_path, create=True)
+    store.set_meta({"primary": primary, "candidate": candidate, "source": source})
+    analyzer = Analyzer(store, rules=rules, noise=NoiseModel(store.noise_seed()),
+                        attribute=attributor(config) if config else None).start()
+    summary = ReplaySummary(kind=kind)
+    tty = sys.stderr.isatty()
+
+    def progress(s: ReplaySummary) -> None:
+        line = (f"\rreplay: {s.sent}/{s.read} sent, {len(s.malformed)} malformed, "
+                f"{analyzer.differing} differing, {s.elapsed:.1f}s")
+        click.echo(line if tty else line.lstrip("\r") + "\n", err=True, nl=False)
+
+    loop = _run_loop()
+    try:
+        loop.run_until_complete(replay(
+            items, primary=primary, candidate=candidate, analyzer=analyzer,
+            secondary=secondary, learn_noise=learn_noise, concurrency=concurrency, rate=rate,
+            safe_only=safe_only, progress=progress, summary=summary))
+    except ValueError as exc:
+        _fail(str(exc))
+    finally:
+        loop.close()
+        analyzer.close()
+        store.close()
+    if tty:
+        click.echo("", err=True)
+    result = summary.to_json()
+    result["analysed"] = analyzer.analysed
+    result["differing"] = analyzer.differing
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    for line, why in summary.malformed[:20]:
+        click.echo(f"{source}:{line}: malformed: {why}", err=True)
+    if len(summary.malformed) > 20:
+        click.echo(f"... and {len(summary.malformed) - 20} more malformed lines", err=True)
+    click.echo(f"replayed {summary.sent} of {summary.read} requests ({kind}) in "
+               f"{summary.elapsed:.1f}s: {analyzer.differing} differ, {len(summary.malformed)} "
+               f"malformed line(s), {summary.primary_errors} primary errors, "
+               f"{summary.candidate_errors} candidate errors; store {store_path}")
+
+
+@click.command("diffs")
+@click.option("--store", "store_path", required=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--examples", type=click.IntRange(0), default=3, show_default=True)
+def diffs_cmd(store_path: str, as_json: bool, examples: int) -> None:
+    """Summarise a shadow/replay store: totals, per-route rates, top fields, examples."""
+    store = _store(store_path, create=False)
+    try:
+        summary = store.summary(examples=examples)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    click.echo(_render(summary))
+
+
+def _ms(v: dict[str, Any]) -> str:
+    return "-" if v["p50"] is None else f"{v['p50']:.1f}/{v['p99']:.1f}"
+
+
+def _render(s: dict[str, Any]) -> str:
+    t = s["totals"]
+    out = [f"store {s['store']} (schema {s['schema_version']})",
+           f"exchanges {t['exchanges']}, differing {t['differing']} ({t['rate']:.1%}), "
+           f"noise only {t['noisy_only']}"]
+    c = s["counters"]
+    if c:
+        out.append(f"mirror: eligible {c.get('eligible', 0)}, mirrored {c.get('mirrored', 0)}, "
+                   f"dropped {c.get('dropped', 0)}, skipped {c.get('skipped', 0)}, "
+                   f"candidate errors {c.get('candidate_errors', 0)}")
+    if s["top_fields"]:
+        out.append("top differing fields:")
+        out += [f"  {f['count']:>6}  {f['field']}" for f in s["top_fields"]]
+    out.append("")
+    out.append(f"{'route':<40} {'n':>6} {'diff':>6} {'rate':>7}  {'primary ms':>12} "
+               f"{'cand. ms':>12}")
+    for r in s["routes"]:
+        out.append(f"{r['route'][:40]:<40} {r['exchanges']:>6} {r['differing']:>6} "
+                   f"{r['rate']:>7.1%}  {_ms(r['primary_ms']):>12} {_ms(r['candidate_ms']):>12}")
+        if r["top_fields"]:
+            out.append("    fields: " + ", ".join(f"{f['field']} ({f['count']})"
+                                                  for f in r["top_fields"][:5]))
+        if r["noise_fields"]:
+            out.append("    noise:  " + ", ".join(f"{f['field']} ({f['count']})"
+                                                  for f in r["noise_fields"][:5]))
+        for e in r["examples"]:
+            where = f" -> {e['location']} @ {e['location_source']}" if e["location"] else ""
+            fields = f" [{', '.join(e['fields'])}]" if e["fields"] else ""
+            out.append(f"    e.g. {e['method']} {e['host']}{e['target']} "
+                       f"{e['primary_status']}/{e['candidate_status']}{fields}{where}")
+    return "\n".join(out)

@@ -1,0 +1,1029 @@
+"""``tern shadow``: a front proxy that answers from the primary and mirrors to a candidate.
+
+Invariants (DESIGN.md §6), and how this module keeps them:
+
+1. **Primary untouched, byte for byte.** The client's request goes to the primary as the client
+   sent it (method, target, version, header lines in order and case, ``Connection`` included);
+   only the body framing is redone (the body is read whole first, as nginx's
+   ``proxy_request_buffering on`` does, and sent with ``Content-Length``) and ``Expect`` is dropped
+   (the proxy has already answered ``100 Continue``). The primary's response bytes are written to
+   the client as they arrive, unchanged: status line, headers, chunk framing and body. The client
+   connection is closed after the response exactly when the primary's connection is (a
+   ``Connection: close`` answer or a close-delimited body), so the framing the client sees is the
+   one it was sent. :class:`proxy.protocol.h1.H1Server` parses the client side and is told about
+   every response so that its keep-alive and pipelining state stays right; its own output for
+   relayed responses is discarded (it is used for the answers this proxy makes itself: ``502``
+   when the primary fails before sending a byte, and the rejections of malformed requests).
+2. **Never delayed.** Mirroring runs on separate tasks with a separate connection pool; the
+   client path never awaits them. Diffing, noise learning and SQLite writes happen on a separate
+   thread (:class:`Analyzer`), fed through a bounded queue.
+3. **Bounded, drop and count.** Jobs wait in a bounded queue (``queue_size``) for a bounded set of
+   workers (``concurrency``); the request body tee keeps at most ``max_body`` bytes per request
+   and ``max_queue_bytes`` over all queued jobs. Every complete request counts once as
+   ``eligible`` and then exactly once as ``mirrored`` (sent to the candidate, whatever came back),
+   ``dropped_*`` (queue full, byte budget, shutdown) or ``skipped_*`` (unsafe method, sampled out,
+   body over the tee limit, upgrade): after :meth:`ShadowProxy.stop`,
+   mirrored + dropped + skipped = eligible (:meth:`MirrorStats.balanced`).
+4. **Failures contained.** The candidate has its own pool and timeouts; a dead, black-holed,
+   erroring or resetting candidate is counted (``candidate_errors``) and never touches the
+   primary's connections.
+5. **Safe methods only** (GET, HEAD, OPTIONS, TRACE; RFC 9110 §9.2.1) unless ``mirror_unsafe``.
+6. **Marked.** Every mirrored request carries ``X-Tern-Shadow: 1`` (not compared).
+
+Noise: with a ``secondary`` (a second primary) each mirrored request also goes there; with
+``learn_noise`` and no secondary, it goes to the primary a second time (marked, and only for
+mirrored requests; unsafe methods are then never sent twice). See :mod:`shadow.noise`.
+
+Not supported yet: HTTP/2 and HTTP/3 clients, TLS on either side, protocol upgrades (an upgrade
+request is forwarded and its answer relayed, but a 101 tunnel is closed after the head).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import httptools
+
+from proxy.protocol.events import (
+    RequestData,
+    RequestEnd,
+    RequestHeaders,
+    RequestRejected,
+    ResponseData,
+    ResponseEnd,
+    ResponseHeaders,
+    StreamReset,
+)
+from proxy.protocol.h1 import H1Limits, H1Server
+
+from .diff import CapturedResponse, diff_responses
+from .noise import NoiseModel, normalise, route_key
+from .rules import Rules
+from .store import DiffRow, ExchangeRow, Store
+
+__all__ = [
+    "MARKER",
+    "SAFE_METHODS",
+    "Analyzer",
+    "Attribution",
+    "Exchange",
+    "Fetched",
+    "MirrorStats",
+    "OutRequest",
+    "ShadowOptions",
+    "ShadowProxy",
+    "UpstreamClient",
+    "parse_origin",
+]
+
+MARKER = (b"X-Tern-Shadow", b"1")
+"""The header every mirrored request carries."""
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+"""RFC 9110 §9.2.1."""
+
+_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"expect"})
+
+
+def parse_origin(url: str) -> tuple[str, int]:
+    """``http://host:port`` (or ``host:port``) -> ``(host, port)``.
+
+    Raises:
+        ValueError: not an http origin.
+    """
+    if "://" not in url:
+        url = "http://" + url
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"not an http:// origin: {url}")
+    return parts.hostname, parts.port or 80
+
+
+# --------------------------------------------------------------------------------------------
+# requests and responses
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutRequest:
+    """A request to send upstream."""
+
+    method: str
+    target: str
+    version: str = "1.1"
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    """Header lines in order, framing headers (Content-Length, Transfer-Encoding) excluded."""
+    body: bytes = b""
+    had_length: bool = False
+    """The original had a ``Content-Length`` (send one even for an empty body)."""
+
+    def head(self, *extra: tuple[bytes, bytes]) -> bytes:
+        """The request head on the wire, with ``extra`` header lines appended."""
+        parts = [f"{self.method} {self.target} HTTP/{self.version}\r\n".encode("latin-1")]
+        for n, v in self.headers:
+            parts += (n, b": ", v, b"\r\n")
+        for n, v in extra:
+            parts += (n, b": ", v, b"\r\n")
+        if self.body or self.had_length:
+            parts.append(b"Content-Length: %d\r\n" % len(self.body))
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+    def header(self, name: bytes) -> bytes | None:
+        """First value of a header (name in lower case)."""
+        for n, v in self.headers:
+            if n.lower() == name:
+                return v
+        return None
+
+
+@dataclass(slots=True)
+class Fetched:
+    """A response received from an upstream (or the failure to get one)."""
+
+    status: int | None = None
+    reason: bytes = b""
+    version: str = "1.1"
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    body: bytes = b""
+    """The body (transfer coding removed), at most the capture limit."""
+    truncated: bool = False
+    """The body was longer than the capture limit."""
+    error: str = ""
+    """"" for a complete response, else ``refused``, ``timeout``, ``reset``, ``closed``..."""
+    relayed: bool = False
+    """Some bytes went to ``on_data`` (the response cannot be replaced any more)."""
+    keep_alive: bool = False
+    elapsed_ms: float = 0.0
+
+    def captured(self) -> CapturedResponse:
+        """As :mod:`shadow.diff` wants it."""
+        return CapturedResponse(status=self.status, version=self.version,
+                                headers=tuple(self.headers), body=self.body, error=self.error)
+
+
+class _Pending:
+    """One response being read (httptools callbacks)."""
+
+    def __init__(self, conn: _UConn, head_only: bool, on_data: Callable[[bytes], Any] | None,
+                 capture: int) -> None:
+        self.conn = conn
+        self.head_only = head_only
+        self.on_data = on_data
+        self.capture = capture
+        self.parser = httptools.HttpResponseParser(self)
+        self.result = Fetched()
+        self.body = bytearray()
+        self.headbuf = b""
+        self.head_done = False
+        self.interim = False
+        self.framed = False
+        self.done = False
+        self.any_byte = False
+        self.fut: asyncio.Future[Fetched] = asyncio.get_running_loop().create_future()
+
+    # httptools ------------------------------------------------------------------------------
+    def on_status(self, status: bytes) -> None:
+        self.result.reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.result.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        code = self.parser.get_status_code()
+        if code < 200 and code != 101:
+            self.interim = True
+            self.result.headers = []
+            self.result.reason = b""
+            return
+        self.result.status = code
+        self.result.version = self.parser.get_http_version()
+        for n, v in self.result.headers:
+            ln = n.lower()
+            if ln == b"content-length" or (ln == b"transfer-encoding" and b"chunked" in v.lower()):
+                self.framed = True
+        self.head_done = True
+
+    def on_body(self, body: bytes) -> None:
+        room = self.capture - len(self.body)
+        if len(body) > room:
+            self.result.truncated = True
+            body = body[:max(room, 0)]
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+            return
+        self._finish("", self.parser.should_keep_alive())
+
+    # feeding --------------------------------------------------------------------------------
+    def feed(self, data: bytes) -> None:
+        if self.done:
+            return
+        self.any_byte = True
+        if self.head_only:
+            self.headbuf += data
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserUpgrade:
+                pass
+            except httptools.HttpParserError:
+                self._finish("bad response", False)
+                return
+            if self.head_done:
+                end = self.headbuf.find(b"\r\n\r\n")
+                end = end + 4 if end >= 0 else len(self.headbuf)
+                self._relay(self.headbuf[:end])
+                self._finish("", self.parser.should_keep_alive() and end == len(self.headbuf))
+            return
+        self._relay(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._finish("", False)  # a 101: the head went to the client, the tunnel is not kept
+        except httptools.HttpParserError:
+            self._finish("bad response", False)
+
+    def _relay(self, data: bytes) -> None:
+        if self.on_data is not None and data:
+            self.result.relayed = True
+            self.on_data(data)
+
+    def eof(self, error: str) -> None:
+        if self.done:
+            return
+        if self.head_done and not self.framed and not self.head_only and not error:
+            self._finish("", False)  # close-delimited body (RFC 9112 §6.3 rule 8)
+        elif self.head_done:
+            self._finish(f"incomplete body ({error or 'closed'})", False)
+        else:
+            self._finish(error or "closed", False)
+
+    def _finish(self, error: str, keep_alive: bool) -> None:
+        if self.done:
+            return
+        self.done = True
+        r = self.result
+        r.error = error
+        r.keep_alive = keep_alive and not error
+        r.body = bytes(self.body)
+        if not self.fut.done():
+            self.fut.set_result(r)
+
+
+class _UConn(asyncio.Protocol):
+    """One upstream connection, one request at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.pending: _Pending | None = None
+        self.closed = False
+        self.used = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance check
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        p = self.pending
+        if p is None:
+            self.abort()  # bytes nobody asked for: the connection is unusable
+            return
+        p.feed(data)
+
+    def eof_received(self) -> bool | None:
+        if self.pending is not None:
+            self.pending.eof("")
+        self.closed = True
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.pending is not None:
+            err = ""
+            if isinstance(exc, ConnectionResetError):
+                err = "reset"
+            elif exc is not None:
+                err = type(exc).__name__
+            self.pending.eof(err)
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class UpstreamClient:
+    """HTTP/1.x client to one origin, with a keep-alive pool of its own.
+
+    Args:
+        host, port: the origin.
+        connect_timeout: seconds to connect.
+        timeout: seconds without a byte from the upstream before giving up (idle timeout).
+        capture: bytes of each response body kept in :attr:`Fetched.body`.
+        max_idle: idle connections kept.
+    """
+
+    def __init__(self, host: str, port: int, *, connect_timeout: float = 5.0,
+                 timeout: float = 60.0, capture: int = 1 << 20, max_idle: int = 256) -> None:
+        self.host, self.port = host, port
+        self.connect_timeout = connect_timeout
+        self.timeout = timeout
+        self.capture = capture
+        self.max_idle = max_idle
+        self._idle: deque[_UConn] = deque()
+        self._all: set[_UConn] = set()
+
+    async def _connect(self) -> _UConn:
+        loop = asyncio.get_running_loop()
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(_UConn, self.host, self.port), self.connect_timeout)
+        self._all.add(conn)
+        return conn
+
+    async def fetch(self, req: OutRequest, *extra: tuple[bytes, bytes],
+                    on_data: Callable[[bytes], Any] | None = None) -> Fetched:
+        """Send ``req`` (plus ``extra`` header lines) and read the response.
+
+        Args:
+            req: the request.
+            extra: header lines appended (the shadow marker).
+            on_data: called with the raw response bytes as they arrive (relay).
+
+        Returns:
+            The response; failures are in :attr:`Fetched.error`, never raised.
+        """
+        start = time.perf_counter()
+        data = req.head(*extra) + req.body
+        head_only = req.method == "HEAD"
+        for attempt in (0, 1):
+            conn: _UConn | None = None
+            while self._idle:
+                c = self._idle.pop()
+                if not c.closed and c.transport is not None and not c.transport.is_closing():
+                    conn = c
+                    break
+                self._all.discard(c)
+            reused = conn is not None
+            if conn is None:
+                try:
+                    conn = await self._connect()
+                except TimeoutError:
+                    return Fetched(error="connect timeout",
+                                   elapsed_ms=(time.perf_counter() - start) * 1000)
+                except OSError as exc:
+                    err = "refused" if isinstance(exc, ConnectionRefusedError) else (
+                        f"connect: {exc.strerror or exc}")
+                    return Fetched(error=err, elapsed_ms=(time.perf_counter() - start) * 1000)
+            pending = _Pending(conn, head_only, on_data, self.capture)
+            conn.pending = pending
+            assert conn.transport is not None
+            conn.transport.write(data)
+            result = await self._wait(pending)
+            conn.pending = None
+            if result.keep_alive and not conn.closed and len(self._idle) < self.max_idle:
+                self._idle.append(conn)
+            else:
+                conn.abort() if result.error else _close(conn)
+                self._all.discard(conn)
+            if reused and result.error and not pending.any_byte and attempt == 0:
+                continue  # a cached connection the server had closed: retry once, fresh
+            result.elapsed_ms = (time.perf_counter() - start) * 1000
+            return result
+        raise RuntimeError("Unexpected: retry loop ended")  # pragma: no cover
+
+    async def _wait(self, pending: _Pending) -> Fetched:
+        while True:
+            seen = pending.any_byte
+            pending.any_byte = False
+            try:
+                return await asyncio.wait_for(asyncio.shield(pending.fut), self.timeout)
+            except TimeoutError:
+                if pending.any_byte:
+                    continue  # bytes arrived meanwhile: an idle timeout, not a total one
+                pending.any_byte = seen
+                pending.eof("timeout")
+                pending.conn.abort()
+                return await pending.fut
+            finally:
+                pending.any_byte = pending.any_byte or seen
+
+    def close(self) -> None:
+        """Close every connection."""
+        for c in list(self._all):
+            c.abort()
+        self._all.clear()
+        self._idle.clear()
+
+
+def _close(conn: _UConn) -> None:
+    conn.closed = True
+    if conn.transport is not None:
+        conn.transport.close()
+
+
+# --------------------------------------------------------------------------------------------
+# analysis (a thread of its own)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attribution:
+    """Which server and location of the candidate's config answers a request."""
+
+    server: str
+    """``name (file:line)``."""
+    location: str | None
+    """The location's match, e.g. ``= /x``; None when no location matched."""
+    location_source: str | None
+    """``file:line`` of the location."""
+
+
+Attributor = Callable[[str, str | None, str], "Attribution | None"]
+"""(method, host, target) -> attribution; built by the command layer from ``--config``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Exchange:
+    """One request with the answers of every side, ready to be diffed."""
+
+    source: str
+    """``shadow`` or ``replay``."""
+    request: OutRequest
+    host: str
+    primary: Fetched
+    candidate: Fetched
+    secondary: Fetched | None = None
+    """Second primary answer (noise learning), if any."""
+
+
+class Analyzer:
+    """Normalises, diffs, learns noise and stores exchanges on a thread of its own.
+
+    Args:
+        store: where results go (used only by the analysis thread once started).
+        rules: user ignore rules.
+        noise: the noise model (seeded from the store by the caller, if wanted).
+        attribute: attribution of requests to the candidate's config, or None.
+        queue_size: exchanges waiting; :meth:`submit` refuses more (counted in ``dropped``).
+        counters: called now and then, its values stored as the store's counters.
+    """
+
+    def __init__(self, store: Store, *, rules: Rules | None = None,
+                 noise: NoiseModel | None = None, attribute: Attributor | None = None,
+                 queue_size: int = 1024,
+                 counters: Callable[[], dict[str, int]] | None = None) -> None:
+        self.store = store
+        self.rules = rules or Rules()
+        self.options = self.rules.options(MARKER[0].decode())
+        self.noise = noise or NoiseModel()
+        self.attribute = attribute
+        self.counters = counters
+        self._q: queue.Queue[Exchange | None] = queue.Queue(queue_size)
+        self._thread: threading.Thread | None = None
+        self.analysed = 0
+        self.differing = 0
+        self.dropped = 0
+        self.errors: list[str] = []
+        self._last_flush = 0.0
+
+    def start(self) -> Analyzer:
+        """Start the thread."""
+        self._thread = threading.Thread(target=self._run, name="shadow-analyzer", daemon=True)
+        self._thread.start()
+        return self
+
+    def submit(self, ex: Exchange) -> bool:
+        """Queue an exchange; False (and counted) when the queue is full."""
+        try:
+            self._q.put_nowait(ex)
+            return True
+        except queue.Full:
+            self.dropped += 1
+            return False
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Analyse what is queued, flush the counters and stop the thread."""
+        if self._thread is not None:
+            self._q.put(None)
+            self._thread.join(timeout)
+            self._thread = None
+        self._flush(force=True)
+
+    def _run(self) -> None:
+        while True:
+            ex = self._q.get()
+            if ex is None:
+                return
+            try:
+                self.process(ex)
+            except Exception as exc:  # noqa: BLE001 - one bad exchange must not stop the thread
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+            self._flush()
+
+    def _flush(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.counters is not None and (force or now - self._last_flush > 1.0):
+            self._last_flush = now
+            values = dict(self.counters())
+            values["analysis_dropped"] = self.dropped
+            self.store.set_counters(values)
+
+    def process(self, ex: Exchange) -> int:
+        """Diff one exchange and store it (on the caller's thread); returns the exchange id."""
+        req = ex.request
+        route = route_key(req.method, req.target)
+        primary = normalise(_bounded(ex.primary), self.rules)
+        candidate = normalise(_bounded(ex.candidate), self.rules)
+        learned: set[str] = set()
+        if ex.secondary is not None:
+            secondary = normalise(_bounded(ex.secondary), self.rules)
+            learned = self.noise.learn(route, diff_responses(primary, secondary, self.options))
+        real, noisy = self.noise.split(route, diff_responses(primary, candidate, self.options))
+        att = None
+        if self.attribute is not None:
+            try:
+                att = self.attribute(req.method, ex.host or None, req.target)
+            except Exception:  # noqa: BLE001 - attribution is best effort
+                att = None
+        rows = [DiffRow(field=d.field, primary=d.primary, candidate=d.candidate,
+                        verdict="difference") for d in real]
+        rows += [DiffRow(field=d.field, primary=d.primary, candidate=d.candidate,
+                         verdict="noise") for d in noisy]
+
+        def text(h: list[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
+            return tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in h)
+
+        row = ExchangeRow(
+            source=ex.source, route=route, method=req.method, host=ex.host, target=req.target,
+            request_headers=text(list(req.headers)), request_body=req.body,
+            primary_status=ex.primary.status, candidate_status=ex.candidate.status,
+            secondary_status=ex.secondary.status if ex.secondary else None,
+            primary_error=ex.primary.error, candidate_error=ex.candidate.error,
+            primary_ms=round(ex.primary.elapsed_ms, 3),
+            candidate_ms=round(ex.candidate.elapsed_ms, 3),
+            primary_headers=text(ex.primary.headers), candidate_headers=text(ex.candidate.headers),
+            primary_body=ex.primary.body, candidate_body=ex.candidate.body,
+            server=att.server if att else None, location=att.location if att else None,
+            location_source=att.location_source if att else None)
+        xid = self.store.add(row, rows, learned=learned,
+                             compared_primaries=ex.secondary is not None)
+        self.analysed += 1
+        if real:
+            self.differing += 1
+        return xid
+
+
+def _bounded(f: Fetched) -> CapturedResponse:
+    c = f.captured()
+    if f.truncated:  # only a prefix was kept: compare heads, not bodies
+        return CapturedResponse(status=c.status, version=c.version, headers=c.headers,
+                                body=b"(body over capture limit)", error=c.error)
+    return c
+
+
+# --------------------------------------------------------------------------------------------
+# accounting
+
+
+@dataclass(slots=True)
+class MirrorStats:
+    """Mirror accounting (invariant 3 of the module docstring)."""
+
+    requests: int = 0
+    """Requests answered to clients (including rejections)."""
+    eligible: int = 0
+    mirrored: int = 0
+    dropped_queue: int = 0
+    dropped_bytes: int = 0
+    dropped_shutdown: int = 0
+    skipped_unsafe: int = 0
+    skipped_sampled: int = 0
+    skipped_body: int = 0
+    skipped_upgrade: int = 0
+    pending: int = 0
+    """Queued or in flight."""
+    candidate_errors: int = 0
+    secondary_errors: int = 0
+    primary_errors: int = 0
+
+    @property
+    def dropped(self) -> int:
+        return self.dropped_queue + self.dropped_bytes + self.dropped_shutdown
+
+    @property
+    def skipped(self) -> int:
+        return (self.skipped_unsafe + self.skipped_sampled + self.skipped_body
+                + self.skipped_upgrade)
+
+    def balanced(self) -> bool:
+        """mirrored + dropped + skipped (+ pending) == eligible."""
+        return self.mirrored + self.dropped + self.skipped + self.pending == self.eligible
+
+    def as_dict(self) -> dict[str, int]:
+        """Every counter, plus the ``dropped`` and ``skipped`` totals."""
+        out = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        out["dropped"] = self.dropped
+        out["skipped"] = self.skipped
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# the proxy
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShadowOptions:
+    """How ``tern shadow`` mirrors."""
+
+    sample: float = 1.0
+    """Share of eligible requests mirrored (0-1)."""
+    mirror_unsafe: bool = False
+    """Mirror POST, PUT, DELETE, PATCH... too."""
+    learn_noise: bool = False
+    """Without a secondary: send mirrored requests to the primary a second time."""
+    queue_size: int = 256
+    """Jobs waiting for a worker."""
+    concurrency: int = 16
+    """Workers (candidate requests in flight)."""
+    max_body: int = 1 << 20
+    """Request body bytes teed per request; a longer body is not mirrored (skipped_body)."""
+    max_queue_bytes: int = 64 << 20
+    """Request body bytes held by all waiting jobs."""
+    primary_timeout: float = 60.0
+    """Idle timeout towards the primary."""
+    candidate_timeout: float = 5.0
+    """Idle timeout towards the candidate and secondary."""
+    connect_timeout: float = 2.0
+    """Connect timeout towards the candidate and secondary."""
+    capture: int = 1 << 20
+    """Response body bytes kept for diffing."""
+    drain_timeout: float = 5.0
+    """On stop: seconds to let queued jobs finish before they are dropped."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.sample <= 1.0:
+            raise ValueError(f"sample must be between 0 and 1: {self.sample}")
+        if self.queue_size < 1 or self.concurrency < 1:
+            raise ValueError("queue_size and concurrency must be at least 1")
+
+
+@dataclass(slots=True)
+class _Job:
+    request: OutRequest
+    host: str
+    primary: asyncio.Future[Fetched]
+    size: int
+
+
+class _ClientRequest:
+    __slots__ = ("sid", "head", "body", "size", "complete", "reject", "tee_over", "job")
+
+    def __init__(self, sid: int, head: RequestHeaders | None) -> None:
+        self.sid = sid
+        self.head = head
+        self.body: list[bytes] = []
+        self.size = 0
+        self.complete = False
+        self.reject: int | None = None
+        self.tee_over = False
+        self.job: _Job | None = None
+
+
+_REJECT_BODY = b"<html>\r\n<head><title>%d</title></head>\r\n<body></body>\r\n</html>\r\n"
+
+
+class _Front(asyncio.Protocol):
+    """One client connection."""
+
+    def __init__(self, proxy: ShadowProxy) -> None:
+        self.proxy = proxy
+        self.h1 = H1Server(H1Limits(large_header_buffers=(4, 16384)))
+        self.transport: asyncio.Transport | None = None
+        self.requests: deque[_ClientRequest] = deque()
+        self.cur: _ClientRequest | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.reading_paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.proxy._fronts.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.proxy._fronts.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        self._events(self.h1.receive_data(data))
+
+    def eof_received(self) -> bool:
+        self._events(self.h1.receive_data(b""))
+        return True
+
+    def _events(self, events: list[Any]) -> None:
+        for ev in events:
+            if isinstance(ev, RequestHeaders):
+                r = _ClientRequest(ev.stream_id, ev)
+                self.requests.append(r)
+                self.cur = r
+                if ev.end_stream:
+                    self._complete(r)
+                elif self._expects_continue(ev):
+                    self.h1.send(ResponseHeaders(stream_id=ev.stream_id, status=100, headers=()))
+                    self._write(self.h1.data_to_send())
+            elif isinstance(ev, RequestData):
+                r2 = self.cur
+                if r2 is not None:
+                    r2.size += len(ev.data)
+                    r2.body.append(ev.data)
+            elif isinstance(ev, RequestEnd):
+                if self.cur is not None and not self.cur.complete:
+                    self._complete(self.cur)
+            elif isinstance(ev, RequestRejected):
+                cur = self.cur
+                if cur is not None and cur.sid == ev.stream_id:
+                    cur.reject = ev.status_hint
+                    cur.complete = True
+                else:
+                    rej = _ClientRequest(ev.stream_id, None)
+                    rej.reject = ev.status_hint
+                    rej.complete = True
+                    self.requests.append(rej)
+            elif isinstance(ev, StreamReset):
+                pass
+            else:
+                raise RuntimeError(f"Unexpected event {ev!r}")
+        if self.h1.paused and not self.reading_paused and self.transport is not None:
+            self.transport.pause_reading()
+            self.reading_paused = True
+        if self.task is None and self.requests and self.requests[0].complete:
+            self.task = asyncio.ensure_future(self._serve())
+
+    @staticmethod
+    def _expects_continue(ev: RequestHeaders) -> bool:
+        return any(n.lower() == b"expect" and v.strip().lower() == b"100-continue"
+                   for n, v in ev.raw_headers)
+
+    def _complete(self, r: _ClientRequest) -> None:
+        r.complete = True
+        assert r.head is not None
+        self.proxy._consider(r)
+
+    def _write(self, data: bytes) -> None:
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    async def _serve(self) -> None:
+        try:
+            while self.requests and self.requests[0].complete:
+                r = self.requests.popleft()
+                await self._answer(r)
+                if self.h1.must_close or self.transport is None or self.transport.is_closing():
+                    break
+                self._events(self.h1.next_events())
+                if self.reading_paused and not self.h1.paused and self.transport is not None:
+                    self.reading_paused = False
+                    self.transport.resume_reading()
+            if self.h1.must_close and self.transport is not None:
+                self.transport.close()
+        finally:
+            self.task = None
+        if self.requests and self.requests[0].complete and not self.h1.must_close:
+            self.task = asyncio.ensure_future(self._serve())
+
+    async def _answer(self, r: _ClientRequest) -> None:
+        proxy = self.proxy
+        proxy.stats.requests += 1
+        if r.reject is not None or r.head is None:
+            self._fail_job(r)
+            status = r.reject or 0
+            if status == 0:
+                self.h1.send(StreamReset(stream_id=r.sid))
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            wire = 400 if status == 494 else status
+            body = _REJECT_BODY % wire
+            self.h1.close_after_response()
+            self.h1.send(ResponseHeaders(stream_id=r.sid, status=wire, headers=(
+                (b"Content-Type", b"text/html"), (b"Content-Length", b"%d" % len(body)))))
+            self.h1.send(ResponseData(stream_id=r.sid, data=body))
+            self.h1.send(ResponseEnd(stream_id=r.sid))
+            self._write(self.h1.data_to_send())
+            return
+        out = _out_request(r)
+        fetched = await proxy.primary.fetch(out, on_data=self._write)
+        if r.job is not None and not r.job.primary.done():
+            r.job.primary.set_result(fetched)
+        if fetched.error and not fetched.relayed:
+            proxy.stats.primary_errors += 1
+            body = _REJECT_BODY % 502
+            self.h1.send(ResponseHeaders(stream_id=r.sid, status=502, headers=(
+                (b"Content-Type", b"text/html"), (b"Content-Length", b"%d" % len(body)))))
+            self.h1.send(ResponseData(stream_id=r.sid, data=body))
+            self.h1.send(ResponseEnd(stream_id=r.sid))
+            self._write(self.h1.data_to_send())
+            return
+        if fetched.error:  # cut short after bytes went out: the client sees the same cut
+            proxy.stats.primary_errors += 1
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        # tell the adapter what was sent; its own bytes for it are not written
+        if not fetched.keep_alive:
+            self.h1.close_after_response()
+        headers = [(n, v) for n, v in fetched.headers if n.lower() != b"connection"]
+        if not fetched.keep_alive:
+            headers.append((b"Connection", b"close"))
+        self.h1.send(ResponseHeaders(stream_id=r.sid, status=fetched.status or 502,
+                                     headers=tuple(headers), reason=fetched.reason))
+        self.h1.send(ResponseEnd(stream_id=r.sid))
+        self.h1.data_to_send()
+
+    def _fail_job(self, r: _ClientRequest) -> None:
+        if r.job is not None and not r.job.primary.done():
+            r.job.primary.set_result(Fetched(error="rejected"))
+
+
+def _out_request(r: _ClientRequest) -> OutRequest:
+    head = r.head
+    assert head is not None
+    had_length = False
+    headers = []
+    for n, v in head.raw_headers:
+        ln = n.lower()
+        if ln in _FRAMING:
+            had_length = had_length or ln == b"content-length"
+            continue
+        headers.append((n, v))
+    body = b"".join(r.body) if r.body else b""
+    return OutRequest(method=head.method.decode("latin-1"),
+                      target=head.target.decode("latin-1"), version=head.http_version,
+                      headers=tuple(headers), body=body, had_length=had_length or bool(body))
+
+
+class ShadowProxy:
+    """The shadow front proxy (see the module docstring).
+
+    Args:
+        primary: origin URL of the primary (answers clients).
+        candidate: origin URL of the candidate (mirrored to).
+        analyzer: where exchanges go; None mirrors without diffing (benchmarks).
+        secondary: origin URL of a second primary for noise learning.
+        options: limits and switches.
+    """
+
+    def __init__(self, primary: str, candidate: str, *, analyzer: Analyzer | None = None,
+                 secondary: str | None = None, options: ShadowOptions = ShadowOptions(),
+                 mirror: bool = True) -> None:
+        self.options = options
+        ph, pp = parse_origin(primary)
+        ch, cp = parse_origin(candidate)
+        self.primary = UpstreamClient(ph, pp, timeout=options.primary_timeout,
+                                      capture=options.capture)
+        self.candidate = UpstreamClient(ch, cp, timeout=options.candidate_timeout,
+                                        connect_timeout=options.connect_timeout,
+                                        capture=options.capture)
+        self.secondary: UpstreamClient | None = None
+        if secondary is not None:
+            sh, sp = parse_origin(secondary)
+            self.secondary = UpstreamClient(sh, sp, timeout=options.candidate_timeout,
+                                            connect_timeout=options.connect_timeout,
+                                            capture=options.capture)
+        elif options.learn_noise:
+            self.secondary = UpstreamClient(ph, pp, timeout=options.candidate_timeout,
+                                            connect_timeout=options.connect_timeout,
+                                            capture=options.capture)
+        self.analyzer = analyzer
+        self.mirror = mirror
+        self.stats = MirrorStats()
+        self._queue: asyncio.Queue[_Job] | None = None
+        self._queued_bytes = 0
+        self._workers: list[asyncio.Task[None]] = []
+        self._server: asyncio.Server | None = None
+        self._fronts: set[_Front] = set()
+        self._rand = random.Random()
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        """Listen; returns the bound address."""
+        self._queue = asyncio.Queue(self.options.queue_size)
+        self._workers = [asyncio.ensure_future(self._worker())
+                         for _ in range(self.options.concurrency)]
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Front(self), host, port,
+                                                reuse_address=True, backlog=1024)
+        name = self._server.sockets[0].getsockname()
+        return str(name[0]), int(name[1])
+
+    async def stop(self) -> None:
+        """Stop listening, let queued jobs finish (``drain_timeout``), drop the rest."""
+        if self._server is not None:
+            self._server.close()
+        for f in list(self._fronts):
+            if f.transport is not None:
+                f.transport.close()
+        deadline = time.monotonic() + self.options.drain_timeout
+        while self.stats.pending and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for w in self._workers:
+            w.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        if self._queue is not None:
+            while not self._queue.empty():
+                self._queue.get_nowait()
+                self.stats.pending -= 1
+                self.stats.dropped_shutdown += 1
+        self.stats.dropped_shutdown += self.stats.pending  # in flight when cancelled
+        self.stats.pending = 0
+        for c in (self.primary, self.candidate, self.secondary):
+            if c is not None:
+                c.close()
+
+    # mirroring ------------------------------------------------------------------------------
+
+    def _consider(self, r: _ClientRequest) -> None:
+        """A request is complete: mirror it, skip it or drop it (and count which)."""
+        st = self.stats
+        if not self.mirror:
+            return
+        st.eligible += 1
+        head = r.head
+        assert head is not None
+        method = head.method.decode("latin-1").upper()
+        if method not in SAFE_METHODS and not self.options.mirror_unsafe:
+            st.skipped_unsafe += 1
+            return
+        if head.upgrade is not None:
+            st.skipped_upgrade += 1
+            return
+        if r.size > self.options.max_body:
+            st.skipped_body += 1
+            return
+        if self.options.sample < 1.0 and self._rand.random() >= self.options.sample:
+            st.skipped_sampled += 1
+            return
+        q = self._queue
+        if q is None or q.full():
+            st.dropped_queue += 1
+            return
+        if self._queued_bytes + r.size > self.options.max_queue_bytes:
+            st.dropped_bytes += 1
+            return
+        host = (head.host or b"").decode("latin-1")
+        job = _Job(request=_out_request(r), host=host,
+                   primary=asyncio.get_running_loop().create_future(), size=r.size)
+        r.job = job
+        self._queued_bytes += r.size
+        st.pending += 1
+        q.put_nowait(job)
+
+    async def _worker(self) -> None:
+        assert self._queue is not None
+        while True:
+            job = await self._queue.get()
+            self._queued_bytes -= job.size
+            try:
+                await self._mirror(job)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - invariant 4: contained
+                self.stats.candidate_errors += 1
+                self.stats.pending -= 1
+                self.stats.mirrored += 1
+
+    async def _mirror(self, job: _Job) -> None:
+        cand = asyncio.ensure_future(self.candidate.fetch(job.request, MARKER))
+        sec = (asyncio.ensure_future(self.secondary.fetch(job.request, MARKER))
+               if self.secondary is not None else None)
+        try:
+            candidate = await cand
+            secondary = await sec if sec is not None else None
+        except asyncio.CancelledError:
+            cand.cancel()
+            if sec is not None:
+                sec.cancel()
+            raise
+        self.stats.pending -= 1
+        self.stats.mirrored += 1
+        if candidate.error:
+            self.stats.candidate_errors += 1
+        if secondary is not None and secondary.error:
+            self.stats.secondary_errors += 1
+            secondary = None
+        try:
+            primary = await asyncio.wait_for(asyncio.shield(job.primary),
+                                             self.options.primary_timeout + 1)
+        except TimeoutError:
+            return
+        if primary.error or self.analyzer is None:
+            return
+        self.analyzer.submit(Exchange(source="shadow", request=job.request, host=job.host,
+                                      primary=primary, candidate=candidate,
+                                      secondary=secondary))

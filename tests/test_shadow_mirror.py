@@ -1,0 +1,225 @@
+"""Invariants of ``tern shadow`` (DESIGN.md §6), each its own test, on real sockets."""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from shadow.echo import Action, Behaviour, EchoServer
+from shadow.mirror import MirrorStats, ShadowOptions
+from tests.shadow_support import ProxyRunner, RawServer, client, get, read_response
+
+RAW_CL = (b"HTTP/1.1 200 OK\r\nx-lower: a\r\nContent-Type: text/plain\r\nSERVER: odd\r\n"
+          b"Set-Cookie: b=2\r\nSet-Cookie: a=1\r\nContent-Length: 5\r\n\r\nhello")
+RAW_CHUNKED = (b"HTTP/1.1 201 Created Here\r\nTransfer-Encoding: chunked\r\nX-B: 1\r\n\r\n"
+               b"3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\n\r\n")
+
+
+def _direct(port: int, request: bytes) -> bytes:
+    with client(port) as s:
+        s.sendall(request)
+        return read_response(s)
+
+
+@pytest.mark.parametrize("raw", [RAW_CL, RAW_CHUNKED], ids=["content-length", "chunked"])
+def test_primary_response_byte_for_byte(raw: bytes) -> None:
+    """The client gets exactly the bytes the primary sent: status line, header case and order,
+    duplicate headers, chunk framing with extensions."""
+    req = b"GET /a HTTP/1.1\r\nHost: x\r\nX-Mixed-Case: 1\r\n\r\n"
+    with RawServer(raw) as primary, EchoServer("c") as cand:
+        direct = _direct(primary.port, req)
+        with ProxyRunner(primary.url, f"http://{cand.address}") as r:
+            via = _direct(r.port, req)
+            r.wait_mirrored(1)
+        assert via == direct == raw
+        # and the primary received the client's request unchanged
+        assert primary.requests[-1] == primary.requests[0] == req
+
+
+def test_request_reaches_primary_unchanged_with_body() -> None:
+    """Header order and case reach the primary as sent; a chunked body is re-framed only."""
+    with EchoServer("p") as p, EchoServer("c") as c:
+        with ProxyRunner(f"http://{p.address}", f"http://{c.address}") as r, client(r.port) as s:
+            s.sendall(b"POST /u HTTP/1.1\r\nHost: h\r\nx-B: 2\r\nX-a: 1\r\n"
+                      b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+            read_response(s)
+        rec = p.records[0]
+        assert rec.headers == ((b"Host", b"h"), (b"x-B", b"2"), (b"X-a", b"1"),
+                               (b"Content-Length", b"3"))
+        assert rec.body == b"abc"
+        assert rec.header("x-tern-shadow") is None
+
+
+def test_never_delayed_by_slow_candidate_keepalive() -> None:
+    """A candidate that takes 2 s does not delay the answer, nor the next request on the same
+    keep-alive connection."""
+    with EchoServer("p") as p, EchoServer("c", behaviours=[Behaviour(delay=2.0)]) as c:
+        with ProxyRunner(f"http://{p.address}", f"http://{c.address}") as r:
+            with client(r.port) as s:
+                times = []
+                for i in range(3):
+                    t = time.perf_counter()
+                    s.sendall(f"GET /k{i} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                    read_response(s)
+                    times.append(time.perf_counter() - t)
+            assert max(times) < 0.5, times
+            r.wait_mirrored(3, timeout=15)
+            assert r.proxy.stats.candidate_errors == 0
+
+
+def _failing_candidate_case(cand_url: str, opts: ShadowOptions) -> MirrorStats:
+    with EchoServer("p") as p:
+        with ProxyRunner(f"http://{p.address}", cand_url, options=opts) as r:
+            for i in range(4):
+                t = time.perf_counter()
+                out = get(r.port, f"/f{i}")
+                assert out.startswith(b"HTTP/1.1 200 OK\r\n")
+                assert time.perf_counter() - t < 0.5
+            r.wait_mirrored(4, timeout=15)
+            stats = r.proxy.stats
+        assert len(p.records) == 4
+        return stats
+
+
+def test_candidate_dead() -> None:
+    """Nothing listens on the candidate's port: clients are unaffected, errors counted."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    stats = _failing_candidate_case(f"http://127.0.0.1:{port}", ShadowOptions())
+    assert stats.candidate_errors == 4 and stats.mirrored == 4
+
+
+def test_candidate_black_holed() -> None:
+    """A candidate that accepts and never answers: clients are unaffected, timeouts counted."""
+    with RawServer(None, blackhole=True) as hole:
+        stats = _failing_candidate_case(hole.url, ShadowOptions(candidate_timeout=0.5))
+    assert stats.candidate_errors == 4
+
+
+@pytest.mark.parametrize("action", [Action.RESET, Action.CLOSE_MID_RESPONSE])
+def test_candidate_resetting(action: Action) -> None:
+    """A candidate that resets or cuts its answers short: counted, clients unaffected."""
+    with EchoServer("c", behaviours=[Behaviour(action=action)]) as c:
+        stats = _failing_candidate_case(f"http://{c.address}", ShadowOptions())
+    assert stats.candidate_errors == 4
+
+
+def test_candidate_erroring(tmp_path: Path) -> None:
+    """A candidate answering 500: clients unaffected; stored as a status difference."""
+    with EchoServer("p") as p, EchoServer("c", behaviours=[Behaviour(status=500)]) as c:
+        with ProxyRunner(f"http://{p.address}", f"http://{c.address}",
+                         store_path=str(tmp_path / "s.db")) as r:
+            assert get(r.port, "/e").startswith(b"HTTP/1.1 200")
+            r.wait_mirrored(1)
+    db = sqlite3.connect(tmp_path / "s.db")
+    fields = {f for (f,) in db.execute("SELECT field FROM differences")}
+    db.close()
+    assert "status" in fields
+
+
+def test_overload_accounting_exact() -> None:
+    """A black-holed candidate with a tiny queue: drops happen, and afterwards
+    mirrored + dropped + skipped = eligible exactly."""
+    opts = ShadowOptions(queue_size=2, concurrency=2, candidate_timeout=0.3, drain_timeout=0.1)
+    with RawServer(None, blackhole=True) as hole, EchoServer("p") as p:
+        with ProxyRunner(f"http://{p.address}", hole.url, options=opts) as r:
+            for i in range(30):
+                get(r.port, f"/o{i}", method="POST" if i % 5 == 0 else "GET")
+            r.stop()
+            st = r.proxy.stats
+    assert st.eligible == 30
+    assert st.skipped_unsafe == 6
+    assert st.dropped_queue > 0
+    assert st.pending == 0
+    assert st.mirrored + st.dropped + st.skipped == st.eligible
+    assert st.balanced()
+
+
+def test_unsafe_methods_not_mirrored_by_default() -> None:
+    """POST/PUT/DELETE go to the primary only, unless mirror_unsafe."""
+    with EchoServer("p") as p, EchoServer("c") as c:
+        with ProxyRunner(f"http://{p.address}", f"http://{c.address}") as r:
+            for m in ("POST", "PUT", "DELETE", "PATCH"):
+                get(r.port, "/u", method=m, body=b"x")
+            get(r.port, "/u")
+            r.wait_mirrored(1)
+            assert r.proxy.stats.skipped_unsafe == 4
+        assert [x.method for x in c.records] == ["GET"]
+        assert len(p.records) == 5
+        c.clear()
+        with ProxyRunner(f"http://{p.address}", f"http://{c.address}",
+                         options=ShadowOptions(mirror_unsafe=True)) as r:
+            get(r.port, "/u", method="POST", body=b"data")
+            r.wait_mirrored(1)
+        assert [(x.method, x.body) for x in c.records] == [("POST", b"data")]
+
+
+def test_sampling() -> None:
+    """--sample 0 mirrors nothing; --sample 0.5 mirrors about half; all counted."""
+    with EchoServer("p") as p, EchoServer("c") as c:
+        with ProxyRunner(f"http://{p.address}", f"http://{c.address}",
+                         options=ShadowOptions(sample=0.0)) as r:
+            for _ in range(10):
+                get(r.port, "/s")
+        assert c.records == [] and r.proxy.stats.skipped_sampled == 10
+        with ProxyRunner(f"http://{p.address}", f"http://{c.address}",
+                         options=ShadowOptions(sample=0.5)) as r:
+            r.proxy._rand = random.Random(7)
+            for _ in range(100):
+                get(r.port, "/s")
+            r.stop()
+            st = r.proxy.stats
+        assert 25 < st.mirrored < 75
+        assert st.mirrored + st.skipped_sampled == 100 == st.eligible
+
+
+def test_marker_header() -> None:
+    """Mirrored requests carry X-Tern-Shadow: 1; the primary never sees it."""
+    with EchoServer("p") as p, EchoServer("c") as c:
+        with ProxyRunner(f"http://{p.address}", f"http://{c.address}") as r:
+            get(r.port, "/m")
+            r.wait_mirrored(1)
+        assert c.records[0].header("X-Tern-Shadow") == "1"
+        assert p.records[0].header("X-Tern-Shadow") is None
+
+
+def _noisy_answer(req: bytes) -> bytes:
+    body = json.dumps({"id": str(uuid.uuid4()), "ts": time.time(), "name": "widget",
+                       "path": req.split(b" ")[1].decode()}).encode()
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Request-Id: "
+            + uuid.uuid4().hex.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+
+
+def test_noise_learned_from_secondary(tmp_path: Path) -> None:
+    """Random ids and timestamps differ between two primaries: they are noise, not
+    differences; a real change on the candidate still is a difference."""
+    def changed(req: bytes) -> bytes:
+        return _noisy_answer(req).replace(b'"widget"', b'"gadget"') if b"/chg" in req \
+            else _noisy_answer(req)
+
+    store = tmp_path / "s.db"
+    with RawServer(_noisy_answer) as p, RawServer(_noisy_answer) as sec, \
+            RawServer(changed) as cand:
+        with ProxyRunner(p.url, cand.url, secondary=sec.url, store_path=str(store)) as r:
+            for i in range(5):
+                get(r.port, f"/item/{i}")
+            get(r.port, "/chg")
+            r.wait_mirrored(6)
+    db = sqlite3.connect(store)
+    real = {f for (f,) in db.execute(
+        "SELECT field FROM differences WHERE verdict = 'difference'")}
+    noise = {f for (f,) in db.execute("SELECT field FROM differences WHERE verdict = 'noise'")}
+    learned = dict(db.execute("SELECT field, count FROM noise WHERE route = 'GET /item/{id}'"))
+    db.close()
+    assert real == {"body:$.name"}
+    assert {"body:$.id", "body:$.ts", "header:x-request-id"} <= noise
+    assert learned["body:$.id"] == 5
