@@ -195,6 +195,11 @@ class Engine:
         except asyncio.CancelledError:
             ex.abort()
             raise
+        except ClientBodyInvalid as exc:
+            if run.status == 0:
+                await self._send_error(ex, result.state if result else None, exc.status, run)
+            else:
+                ex.abort()
         except (_ClientGone, ConnectionError) as exc:
             # nginx logs 408 for client_body_timeout, 400 for a body cut short, else 499
             run.status = run.status or getattr(exc, "status", 0) or 499
@@ -314,9 +319,111 @@ class Engine:
         return (400 if status == 494 else status), headers, body
 
     def log_rejection(self, conn: object, rej: object, status: int, size: int) -> None:
-        """Access-log a refused request (nginx logs them too)."""
-        if self.reject_log_sink is not None:
+        """Access-log a request refused, cut short or timed out while its head was read (nginx
+        logs them too); ``status`` is the logged one (400 for 494, 408 for a timeout).  A
+        refusal that says nothing of a head (``request_line`` None: a body gone wrong after
+        the request was handed over) is not logged here."""
+        if self.reject_log_sink is not None and getattr(rej, "request_line", None) is not None:
             self.reject_log_sink(conn, rej, status, size)
+
+    def rejection_log_values(self, conn: object, rej: object, status: int, size: int
+                             ) -> tuple[object, Callable[[str], str | bytes | None]]:
+        """The access_log entries and a variable getter for a request nginx refused (or that
+        timed out) while its head was read: ``rej`` says what it had parsed by then.
+
+        nginx logs it from the server it had picked so far (the socket's default one, or the
+        one a valid Host chose; ngx_http_process_host switches at once) at server level; the
+        method, ``$uri``, ``$args`` and ``$request_uri`` exist only once the request line was
+        parsed whole, ``$request`` is whatever nginx had read of the line.
+        """
+        from .protocol.events import RequestRejected
+        from .routing import BadRequest, normalize_host, normalize_uri
+
+        assert isinstance(rej, RequestRejected)
+        local_addr, local_port = getattr(conn, "local", ("127.0.0.1", 0))
+        remote_addr, remote_port = getattr(conn, "remote", ("127.0.0.1", 0))
+        scheme = getattr(getattr(conn, "settings", None), "scheme", "http")
+        table = self.interp.router.socket_for(local_addr, local_port)
+        server = table.default if table is not None else None
+        host = rej.host.decode("latin-1") if rej.host is not None else None
+        uri: str | None = None
+        args: str | None = None
+        request_uri: str | None = None
+        if rej.target is not None:
+            target = rej.target.decode("latin-1")
+            if target.startswith(("http://", "https://")):  # absolute-form: the path part
+                rest = target.split("://", 1)[1]
+                cut = [i for i in (rest.find("/"), rest.find("?")) if i >= 0]
+                target = rest[min(cut):] if cut else "/"
+            path, _, query = target.partition("?")
+            merge = server is None or self.interp._server_flag(server, "merge_slashes")
+            try:
+                uri = normalize_uri(path or "/", merge_slashes=merge is not False)
+                request_uri = target
+                args = query or None  # ngx_http_process_request_uri: only non-empty args
+            except BadRequest:
+                uri, host = "", None  # refused there, before any Host was looked at
+        if host is not None and table is not None:
+            try:
+                server = self.interp.router.select_server(table, host).server
+            except BadRequest:
+                host = None
+        http = self.config.http
+        logs = server.scope.logging.access_logs if server is not None else None
+        if logs is None and http is not None:
+            logs = http.scope.logging.access_logs
+        server_name = ""
+        if server is not None:
+            for n in server.names:
+                server_name = n.value
+                break
+        now = time.time()
+        method = rej.method.decode("latin-1") if rej.method is not None else None
+        version = rej.http_version
+        simple: dict[str, str | bytes | None] = {
+            "status": accesslog.log_status(status),
+            "body_bytes_sent": str(size),
+            "request": rej.request_line,
+            "request_method": method,
+            "uri": uri, "document_uri": uri,
+            "args": args, "query_string": args, "is_args": "?" if args else "",
+            "request_uri": request_uri,
+            "server_protocol": f"HTTP/{version}" if version and version != "0.9" else None,
+            "remote_addr": remote_addr, "realip_remote_addr": remote_addr,
+            "remote_port": str(remote_port), "server_addr": local_addr,
+            "server_port": str(local_port), "scheme": scheme,
+            "https": "on" if scheme == "https" else "",
+            "server_name": server_name,
+            "request_time": accesslog.request_time(now, now),
+            "connection": str(getattr(conn, "id", 0)),
+            "pid": str(os.getpid()),
+        }
+
+        def get(name: str) -> str | bytes | None:
+            if name in simple:
+                return simple[name]
+            if name == "host":
+                if host is not None:
+                    try:
+                        return normalize_host(host)
+                    except BadRequest:
+                        return ""
+                return server_name
+            if name.startswith("http_"):
+                want = name[5:].replace("_", "-").encode()
+                for k, v in rej.raw_headers:
+                    if k.lower() == want:
+                        return v
+                return None
+            if name == "msec":
+                return accesslog.msec(now)
+            if name == "time_local":
+                return accesslog.time_local(now)
+            if name == "time_iso8601":
+                return accesslog.time_iso8601(now)
+            return None
+
+        return logs, get
 
     def _route_request(self, ex: Exchange, run: _Run) -> RouteRequest:
         head = ex.head
@@ -691,6 +798,8 @@ class Engine:
                 if limit and total > limit:  # type: ignore[operator]
                     raise _BodyTooLarge()
                 parts.append(piece)
+        except ClientBodyInvalid:
+            raise
         except ConnectionError as exc:
             raise _ClientGone.reading_body(exc) from None
         if head.content_length is None and not head.chunked and total == 0:
@@ -709,6 +818,8 @@ class Engine:
                 if limit and total > limit:  # type: ignore[operator]
                     raise _BodyTooLarge()
                 yield piece
+        except ClientBodyInvalid:
+            raise
         except ConnectionError as exc:
             raise _ClientGone.reading_body(exc) from None
 
@@ -1013,6 +1124,15 @@ class _ClientGone(Exception):
 class ClientBodyTimeout(ConnectionError):
     """``client_body_timeout`` expired while the request body was read (raised by the I/O
     layer's ``Exchange.body``)."""
+
+
+class ClientBodyInvalid(ConnectionError):
+    """The request body broke the protocol while being read (bad chunked encoding...): nginx
+    answers with ``status`` (400) and closes. Raised by the I/O layer's ``Exchange.body``."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
 
 
 class _BodyTooLarge(Exception):

@@ -431,6 +431,7 @@ class Interpreter:
             sm = self.router.select_server(table, req.host)
         except BadRequest as exc:
             result.status = 400
+            result.kind = "error"
             result.steps.append(Step("server", str(exc)))
             # nginx answers from the default server
             assert table.default is not None
@@ -454,6 +455,7 @@ class Interpreter:
             result.server = table.default
             result.server_reason = "invalid request: default server answers 400"
             result.status = 400
+            result.kind = "error"
             result.steps.append(Step("uri", str(exc)))
             return result
         try:

@@ -21,7 +21,7 @@ import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from ..engine import ClientBodyTimeout, Engine, Exchange
+from ..engine import ClientBodyInvalid, ClientBodyTimeout, Engine, Exchange
 from ..protocol.events import (
     RequestData,
     RequestEnd,
@@ -67,6 +67,7 @@ class H1Exchange(Exchange):
         self._body: collections.deque[bytes] = collections.deque()
         self._body_bytes = 0
         self._body_done = head.end_stream
+        self._body_error = 0
         self._body_event = asyncio.Event()
         self.finished = False
         self.close_after = False
@@ -96,6 +97,8 @@ class H1Exchange(Exchange):
                 yield data
                 continue
             if self._body_done:
+                if self._body_error:
+                    raise ClientBodyInvalid(self._body_error)
                 return
             if self.conn.closed:
                 raise ConnectionError("client closed the connection")
@@ -273,11 +276,12 @@ class HttpConnection(asyncio.Protocol):
                 self._cancel_timer()
                 target = self.by_stream.get(ev.stream_id)
                 if target is not None:
-                    # the body went wrong after the head was handed over: nginx closes
+                    # the body went wrong after the head was handed over: the engine answers
+                    # (nginx: 400) when it reads the body, then the connection closes
+                    target._body_error = ev.status_hint or 400
                     target._body_done = True
                     target._body_event.set()
-                    self.close(abort=True)
-                    return
+                    continue
                 self.queue.append(ev)
             elif isinstance(ev, StreamReset):
                 self.close(abort=True)
@@ -309,6 +313,8 @@ class HttpConnection(asyncio.Protocol):
     async def _reject(self, rej: RequestRejected) -> None:
         try:
             if rej.status_hint == 0:
+                # nginx closes without answering; a head cut short is logged as a 400
+                self.engine_ref.engine.log_rejection(self, rej, 400, 0)
                 self.close()
                 return
             status, headers, body = self.engine_ref.engine.rejection(rej)
@@ -391,7 +397,12 @@ class HttpConnection(asyncio.Protocol):
         # header / keep-alive timeout: nginx closes without a response
         self._timer = None
         if self.task is None:
-            self.close()
+            try:
+                partial = self.adapter.partial_request()
+                if partial is not None:  # nginx logs 408 with the request line so far
+                    self.engine_ref.engine.log_rejection(self, partial, 408, 0)
+            finally:
+                self.close()
 
     def idle(self) -> bool:
         """Between two requests of a keep-alive connection (graceful shutdown closes these).

@@ -157,6 +157,13 @@ async def _worker(config: Config, prefix: str, sockets: dict[BindKey, socket.soc
         logger.write(logs, get)  # type: ignore[arg-type]
 
     engine.log_sink = log_sink  # type: ignore[assignment]
+
+    def reject_log_sink(conn: object, rej: object, status: int, size: int) -> None:
+        # a request refused (414, 400...) or timed out (408) while its head was read
+        logs, get = engine.rejection_log_values(conn, rej, status, size)
+        logger.write(logs, get)  # type: ignore[arg-type]
+
+    engine.reject_log_sink = reject_log_sink
     if setup is not None:
         setup(engine)
     ref = EngineRef(engine)

@@ -67,6 +67,26 @@ class RequestRejected:
     """400, 413, 414, 431, 501, 505..."""
     reason: str
     """For the error log."""
+    # What nginx had parsed of the request when it refused it (its access log line is made of
+    # these).  Only an adapter that knows sets them; the defaults mean "not a refused head".
+    request_line: bytes | None = None
+    """nginx's ``$request``: the request line as sent (without its CR LF), or as much of it as
+    nginx had read (a too-long line: up to the end of its buffer; a bad one: up to the first CR or
+    LF received); ``b""`` when only blank lines came.  None: the refusal is not of a request head
+    (a body went wrong after ``RequestHeaders``), and nginx logs nothing for it here."""
+    method: bytes | None = None
+    """The method, when the request line was parsed whole (else None: ``$request_method`` is
+    not found)."""
+    target: bytes | None = None
+    """The request target as sent, when the request line was parsed whole."""
+    http_version: str | None = None
+    """``"1.0"``, ``"1.1"``... when the request line was parsed whole."""
+    raw_headers: tuple[tuple[bytes, bytes], ...] = ()
+    """Header fields nginx had processed, in arrival order (the refused one included when it was
+    refused for its value, as nginx's handlers see it first)."""
+    host: bytes | None = None
+    """The valid host that picked the virtual server before the refusal (absolute-form target
+    or the first Host header), as sent; None: the socket's default server."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -15,7 +15,10 @@ Rules:
    its error page: 494 means nginx's "Request Header Or Cookie Too Large" page, sent with status
    400 on the wire; 0 means nginx closes the connection without answering.  A request refused
    after its headers went out (bad chunked body, body cut short by EOF) gets a ``RequestRejected``
-   on its stream id too.
+   on its stream id too.  A refused head says what nginx had parsed of it, as nginx's access log
+   shows it (``request_line``, and ``method``, ``target``, ``http_version``, ``raw_headers``,
+   ``host`` once the request line was accepted); ``partial_request()`` says the same of a head
+   still arriving (client_header_timeout: nginx logs a 408).
 3. ``RequestHeaders.end_stream`` is True when no body follows; such a request gets no
    ``RequestEnd``.  A body arrives as ``RequestData`` pieces (transfer coding removed, pieces of one
    ``receive_data`` call joined), then ``RequestEnd``; trailers are dropped.
@@ -321,6 +324,9 @@ class _RequestLine:
     """nginx's ``http_version``: 1000 * major + minor (9 for HTTP/0.9)."""
     host: bytes | None
     """Host part of an absolute-form target (with its port)."""
+    raw: bytes | None = None
+    """The line as sent, without its CR LF (nginx's ``$request``); set by the slow path, and by
+    the fast path when the head is refused."""
 
 
 def _scan_request_line(line: bytes) -> _RequestLine | _Reject | None:
@@ -624,7 +630,7 @@ class _Head:
 class _SlowHead:
     """The nginx-exact head scanner, fed incrementally; it consumes complete lines only."""
 
-    __slots__ = ("buffers", "head", "line", "off", "reject", "done", "checked")
+    __slots__ = ("buffers", "head", "line", "off", "reject", "done", "checked", "seen")
 
     def __init__(self, limits: H1Limits, lead: int) -> None:
         self.buffers = _Buffers(limits, lead)
@@ -636,6 +642,8 @@ class _SlowHead:
         self.done = False
         self.checked = 0
         """Length of the incomplete line when it was last scanned."""
+        self.seen: bytes | None = None
+        """A request line that outgrew the buffers: the part nginx had (its ``$request``)."""
 
     def feed(self, buf: bytes, start: int, n: int, eof: bool) -> None:
         """Scan ``buf[start + off : n]`` until the head is decided or more bytes are needed.
@@ -666,6 +674,7 @@ class _SlowHead:
                     self.reject = parsed if parsed is not None else _INVALID_REQUEST
                     return
                 self.line = parsed
+                parsed.raw = line[:-2] if line[-2:] == b"\r\n" else line[:-1]
                 if parsed.version == 9 and parsed.method != b"GET":
                     self.reject = _Reject(400, "client sent invalid method in HTTP/0.9 request")
                     return
@@ -706,6 +715,7 @@ class _SlowHead:
     def _too_long(self, seen: bytes) -> None:
         """The line outgrew the buffers; an error in the part nginx had parsed comes first."""
         if self.line is None:
+            self.seen = seen
             scanned = _scan_request_line(seen) if seen else None
             too_long = _Reject(414, "client sent too long URI")
             self.reject = scanned if isinstance(scanned, _Reject) else too_long
@@ -850,6 +860,54 @@ _C_END_LF: Final = 9
 _C_DONE: Final = 10
 
 
+def _rejected(
+    sid: int,
+    bad: _Reject,
+    line: _RequestLine | None,
+    h: _Head | None,
+    raw: bytes,
+    count: int | None = None,
+) -> RequestRejected:
+    """The ``RequestRejected`` of a refused head, with what nginx had of it for its access log.
+
+    ``line`` is the parsed request line (None: not parsed whole, ``raw`` is what nginx had of
+    it); ``h`` the header lines processed, of which the first ``count`` (all when None) count.
+    nginx sets the method, URI and version only once the request line is parsed whole and
+    accepted (ngx_http_process_request_line); a Host switches the virtual server as soon as it
+    is processed (ngx_http_process_host), a host in the request line first of all.
+    """
+    if line is None or (line.version == 9 and line.method != b"GET"):
+        # an HTTP/0.9 line with another method is refused by the parser itself
+        had = line.raw if line is not None and line.raw is not None else raw
+        return RequestRejected(
+            stream_id=sid, status_hint=bad.status, reason=bad.why, request_line=had
+        )
+    version = line.version
+    http_version = "0.9" if version == 9 else _VERSIONS.get(version) or f"1.{version - 1000}"
+    request_line = line.raw
+    if request_line is None:  # not reached: both paths set it before refusing
+        request_line = b"%s %s HTTP/%s" % (line.method, line.target, http_version.encode())
+    host: bytes | None = None
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    if line.host is not None:
+        host = line.host if _valid_host(line.host) else None
+    elif h is not None:
+        host = h.host
+    if h is not None:
+        headers = tuple(h.headers if count is None else h.headers[:count])
+    return RequestRejected(
+        stream_id=sid,
+        status_hint=bad.status,
+        reason=bad.why,
+        request_line=request_line,
+        method=line.method,
+        target=line.target,
+        http_version=http_version,
+        raw_headers=headers,
+        host=host,
+    )
+
+
 class H1Server:
     """HTTP/1.0 and 1.1 server side of one client connection; see the module rules."""
 
@@ -886,6 +944,8 @@ class H1Server:
         self._p_head = _Head(limits)
         self._p_keep = self._p_head.headers.append
         self._p_bad: _Reject | None = None
+        self._p_bad_at = 0
+        """Headers processed when ``_p_bad`` was found (later ones are not nginx's)."""
         self._p_complete = False
         self._p_done = False
 
@@ -926,7 +986,8 @@ class H1Server:
                 if pos == n and self._slow is None:
                     if self._eof:
                         if self._lead:  # only CR/LF so far: nginx closes without answering
-                            self._reject(events, self._new_stream(), 0, "client closed early")
+                            early = _Reject(0, "client closed early")
+                            self._reject_head(events, self._new_stream(), early, None, None, b"")
                         else:
                             self._stop()
                     break
@@ -1110,6 +1171,65 @@ class H1Server:
         events.append(RequestRejected(stream_id=stream.sid, status_hint=status, reason=why))
         self._stop()
 
+    def _reject_head(
+        self,
+        events: list[RequestEvent],
+        stream: _Stream,
+        bad: _Reject,
+        line: _RequestLine | None,
+        h: _Head | None,
+        raw: bytes = b"",
+        count: int | None = None,
+    ) -> None:
+        """``_reject`` for a refused head, with what nginx had parsed of it (see ``_rejected``)."""
+        stream.reject = bad.status
+        stream.keep_alive = False
+        events.append(_rejected(stream.sid, bad, line, h, raw, count))
+        self._stop()
+
+    def _unparsed_line(self, buf: bytes, pos: int, n: int, seen: bytes | None = None) -> bytes:
+        """nginx's ``$request`` for a request line it refused or had not finished reading: from
+        the request's start to the first CR or LF received (ngx_http_variable_request_line),
+        within the buffer nginx had refused it in; ``seen``: the part of a line too long for
+        the buffers (414, or an error in that part)."""
+        if seen is not None:
+            raw = seen
+        else:
+            end = n
+            for stop in (b"\r", b"\n"):
+                i = buf.find(stop, pos, end)
+                if i >= 0:
+                    end = i
+            raw = buf[pos:end]
+        cap = self._limits.client_header_buffer_size
+        free = cap - self._lead % cap
+        if len(raw) > free and isinstance(_scan_request_line(raw[:free]), _Reject):
+            raw = raw[:free]  # refused in the first buffer, before a large one was taken
+        return raw
+
+    def partial_request(
+        self, status: int = 408, why: str = "client timed out"
+    ) -> RequestRejected | None:
+        """The request head being read, as nginx logs it when the connection ends now
+        (``client_header_timeout``: 408, the request line as far as it came).
+
+        Returns:
+            A ``RequestRejected`` (not queued: the adapter's state is unchanged), or None when no
+            byte of a request has arrived (nginx logs nothing then).
+        """
+        if self._reading is not _Reading.HEAD:
+            return None
+        buf = self._buf
+        slow = self._slow
+        if slow is None and not buf and not self._lead:
+            return None
+        bad = _Reject(status, why)
+        if slow is not None and slow.line is not None:
+            return _rejected(self._next_sid, bad, slow.line, slow.head, b"")
+        pos = _run(_CRLF_RUN, buf) if slow is None else 0
+        raw = self._unparsed_line(buf, pos, len(buf))
+        return _rejected(self._next_sid, bad, None, None, raw)
+
     def _head(self, buf: bytes, pos: int, n: int, events: list[RequestEvent]) -> int:
         """Parse one request head starting at ``pos``; return the position after what was used."""
         slow = self._slow
@@ -1131,13 +1251,16 @@ class H1Server:
             self._slow = None
             line = slow.line
             version = 9 if line is not None and line.version == 9 else 1000
-            self._reject(events, self._new_stream(version=version), *slow.reject)
+            raw = b"" if line is not None else self._unparsed_line(buf, pos, n, slow.seen)
+            stream = self._new_stream(version=version)
+            self._reject_head(events, stream, slow.reject, line, slow.head, raw)
             return n
         if not slow.done:
             if self._eof:
                 self._slow = None
-                why = "client prematurely closed connection"
-                self._reject(events, self._new_stream(), 0, why)
+                cut = _Reject(0, "client prematurely closed connection")
+                raw = self._unparsed_line(buf, pos, n) if slow.line is None else b""
+                self._reject_head(events, self._new_stream(), cut, slow.line, slow.head, raw)
                 return n
             return pos  # keep the head's bytes: the scanner resumes at ``slow.off``
         self._slow = None
@@ -1194,9 +1317,11 @@ class H1Server:
             return False
         if self._p_bad is not None:
             self._parser = None
-            self._reject(events, self._new_stream(version=ver), *self._p_bad)
+            line = _RequestLine(parser.get_method(), url, ver, None, head[: head.find(b"\r\n")])
+            stream = self._new_stream(version=ver)
+            self._reject_head(events, stream, self._p_bad, line, h, count=self._p_bad_at)
             return True
-        self._emit(events, _RequestLine(parser.get_method(), url, ver, None), h)
+        self._emit(events, _RequestLine(parser.get_method(), url, ver, None), h, head)
         return True
 
     # httptools callbacks (fast path)
@@ -1213,6 +1338,8 @@ class H1Server:
             self._p_keep((name, value))
         elif self._p_bad is None:  # the first refusal wins, as in nginx
             self._p_bad = self._p_head.add(name, value)
+            if self._p_bad is not None:  # nginx processed no header after it
+                self._p_bad_at = len(self._p_head.headers)
 
     def on_headers_complete(self) -> None:
         self._p_done = True
@@ -1220,8 +1347,13 @@ class H1Server:
     def on_message_complete(self) -> None:
         self._p_complete = True
 
-    def _emit(self, events: list[RequestEvent], line: _RequestLine, h: _Head) -> None:
-        """Checks made once the head is complete (ngx_http_process_request_header), then events."""
+    def _emit(
+        self, events: list[RequestEvent], line: _RequestLine, h: _Head, head: bytes = b""
+    ) -> None:
+        """Checks made once the head is complete (ngx_http_process_request_header), then events.
+
+        ``head``: the fast path's whole head (its request line is nginx's ``$request``).
+        """
         self._lead = 0
         version = line.version
         method = line.method
@@ -1267,7 +1399,9 @@ class H1Server:
             elif length and self._limits.max_body_size and length > self._limits.max_body_size:
                 bad = _Reject(413, f"client intended to send too large body: {length} bytes")
         if bad is not None:
-            self._reject(events, stream, *bad)
+            if line.raw is None:
+                line.raw = head[: head.find(b"\r\n")]
+            self._reject_head(events, stream, bad, line, h)
             return
         events.append(
             RequestHeaders(

@@ -17,16 +17,18 @@ the adapter, and are not in this table.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
+from proxy.accesslog import escape_default
 from proxy.protocol.events import (
     RequestData,
     RequestEnd,
@@ -304,8 +306,10 @@ CASES: tuple[Case, ...] = (
 CONF = """
 events {{}}
 http {{
+    log_format refused '$status $request_method "$request"';
     server {{
         listen 127.0.0.1:{port};
+        access_log logs/refused.log refused;
         location / {{ return 200 "ok"; }}
         location /body {{ proxy_pass http://127.0.0.1:{upstream}/; }}
         {reasons}
@@ -367,6 +371,8 @@ REASON_CODES = (
 @dataclass(frozen=True)
 class Nginx:
     port: int
+    log: Path
+    """The first server's access log: ``$status $request_method "$request"``."""
 
 
 @pytest.fixture(scope="module")
@@ -376,8 +382,9 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
     upstream = free_port([port])
     reasons = "\n".join(f'location = /status/{c} {{ return {c} "x"; }}' for c in REASON_CODES)
     conf = CONF.format(port=port, upstream=upstream, reasons=reasons)
-    with run_nginx(conf, tmp_path_factory.mktemp("h1-hygiene")):
-        yield Nginx(port)
+    prefix = tmp_path_factory.mktemp("h1-hygiene")
+    with run_nginx(conf, prefix):
+        yield Nginx(port, prefix / "logs" / "refused.log")
 
 
 def exchange(port: int, raw: bytes, eof: bool) -> tuple[bytes, bool]:
@@ -472,10 +479,17 @@ def run_adapter(raw: bytes, eof: bool, step: int | None = None) -> list[RequestE
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_outcome_matches_nginx(nginx: Nginx, case: Case) -> None:
-    """The adapter's verdict on each request equals nginx's answer on the wire."""
+    """The adapter's verdict on each request equals nginx's answer on the wire; a refused head
+    says what nginx logs of it."""
+    logged = log_size(nginx)
     out, closed = exchange(nginx.port, case.raw, case.eof)
     answer = nginx_outcome(out, closed)
-    got = adapter_outcome(run_adapter(case.raw, case.eof))
+    events = run_adapter(case.raw, case.eof)
+    refused = [e for e in events if isinstance(e, RequestRejected) and e.request_line is not None]
+    if refused:  # nginx logs every request before it too
+        count = len(refused) + sum(isinstance(e, RequestHeaders) for e in events)
+        assert last_log_line(nginx, logged, count) == log_line(refused[-1])
+    got = adapter_outcome(events)
     answered, rest = got[: len(answer.statuses)], got[len(answer.statuses) :]
     assert answered == answer.statuses, f"nginx answered {out[:300]!r}"
     if answer.closed:  # requests nginx closed on without answering: silent closes
@@ -484,11 +498,53 @@ def test_outcome_matches_nginx(nginx: Nginx, case: Case) -> None:
         assert rest in ([], [WAIT]), (got, out[:300])
 
 
+def log_size(nginx: Nginx) -> int:
+    try:
+        return nginx.log.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def last_log_line(nginx: Nginx, since: int, count: int) -> str:
+    """The last of ``count`` lines nginx logged after offset ``since`` (it logs a refused head
+    once it has closed, after a lingering close: wait for them)."""
+    deadline = time.monotonic() + 3
+    lines: list[str] = []
+    while len(lines) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+        with contextlib.suppress(FileNotFoundError), open(nginx.log, "rb") as fh:
+            fh.seek(since)
+            lines = fh.read().decode("latin-1").splitlines()
+    return lines[-1] if lines else ""
+
+
+def log_line(rej: RequestRejected) -> str:
+    """nginx's line for a refused head, from what the adapter says nginx had parsed."""
+    status = {0: 400, 494: 400}.get(rej.status_hint, rej.status_hint)
+    method = rej.method.decode("latin-1") if rej.method is not None else "-"
+    assert rej.request_line is not None
+    request = escape_default(rej.request_line).decode("latin-1")
+    return f'{status} {method} "{request}"'
+
+
 @pytest.mark.parametrize("case", [c for c in CASES if len(c.raw) < 2000], ids=lambda c: c.name)
 def test_outcome_does_not_depend_on_segmentation(case: Case) -> None:
     """Fed one byte at a time, the adapter produces the same events as fed whole (body pieces
-    joined)."""
-    assert merged(run_adapter(case.raw, case.eof, 1)) == merged(run_adapter(case.raw, case.eof))
+    joined; a request line refused before its end is logged as far as it had come, by nginx
+    too, so its ``request_line`` is left out)."""
+    assert unsegmented(run_adapter(case.raw, case.eof, 1)) == unsegmented(
+        run_adapter(case.raw, case.eof)
+    )
+
+
+def unsegmented(events: list[RequestEvent]) -> list[RequestEvent]:
+    """``merged``, without what depends on how the bytes arrived."""
+    return [
+        replace(ev, request_line=None)
+        if isinstance(ev, RequestRejected) and ev.method is None
+        else ev
+        for ev in merged(events)
+    ]
 
 
 def merged(events: list[RequestEvent]) -> list[RequestEvent]:
