@@ -186,6 +186,7 @@ class HttpConnection(asyncio.Protocol):
         self.served = 0
         self.tunnel_peer: UpstreamConnection | None = None
         self._flush_pending = False
+        self._keepalive_wait = False
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -207,6 +208,10 @@ class HttpConnection(asyncio.Protocol):
             if t is not None:
                 t.write(data)
             return
+        if self._keepalive_wait:
+            # the next request has started: nginx now times its head with client_header_timeout
+            self._keepalive_wait = False
+            self._arm(self.settings.client_header_timeout)
         self._events(self.adapter.receive_data(data))
         self._reading_state()
 
@@ -342,6 +347,7 @@ class HttpConnection(asyncio.Protocol):
             self._next()
         else:
             self._arm(self.settings.keepalive_timeout)
+            self._keepalive_wait = True
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -389,6 +395,7 @@ class HttpConnection(asyncio.Protocol):
             self._timer = self.loop.call_later(seconds, self._timeout)
 
     def _cancel_timer(self) -> None:
+        self._keepalive_wait = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
