@@ -1699,6 +1699,21 @@ class TestHeaderLimits:
         out = pair.raw(script, deadline=3.0, parallel=True, close_window=(0.7, 2.5)).check()
         assert out.statuses == []
 
+    def test_header_timeout_after_keepalive(self, pair: Pair) -> None:
+        """On a keep-alive connection the next request's head is timed by client_header_timeout
+        from its first byte, not by keepalive_timeout (75 s here)."""
+        out = pair.raw(
+            [b"GET /text HTTP/1.1\r\nHost: limits.test\r\n\r\n", 0.3,
+             b"GET /text HTTP/1.1\r\nHost: limits.test\r\n"],
+            methods=["GET"],
+            expect=1,
+            linger=3.0,
+            deadline=3.5,
+            parallel=True,
+            close_window=(0.7, 2.8),
+        ).check()
+        assert out.statuses == [200]
+
     @pytest.mark.parametrize(
         ("script", "status"),
         [
