@@ -132,7 +132,7 @@ def wrk(port: int, duration: int, connections: int) -> tuple[float, float]:
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
     if errors:
-        print(f"    wrk reported: {errors.group(0)}")
+        print(f"    wrk reported for port {port}: {errors.group(0)}")
     return rps, float(m.group(1)) * scale
 
 

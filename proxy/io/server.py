@@ -122,8 +122,11 @@ class H1Exchange(Exchange):
     def send_headers(self, status: int, headers: list[tuple[bytes, bytes]], *,
                      end_stream: bool = False, reason: bytes | None = None,
                      close: bool = False) -> None:
-        if close or self.conn.engine_ref.draining:
-            # draining (graceful stop): this response says "Connection: close"
+        conn = self.conn
+        if close or conn.engine_ref.draining or \
+                conn.served + 1 >= conn.settings.keepalive_requests:
+            # draining (graceful stop), or the connection's last allowed request
+            # (keepalive_requests): this response says "Connection: close", as nginx's does
             self.close_after = True
             self.conn.adapter.close_after_response()
         self.sent_head = True

@@ -24,7 +24,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from servepair import NGINX_BIN, Pair  # noqa: E402
+from servepair import RawCapture, NGINX_BIN, Pair  # noqa: E402
 
 from shadow.echo import Action, Behaviour  # noqa: E402
 
@@ -943,6 +943,13 @@ class TestProxy:
         ).check()
         assert out.statuses == [200, 200, 200] and out.nginx.closed
 
+        def connection(cap: RawCapture) -> list[bytes]:
+            return [v for r in cap.responses for k, v in r.headers if k.lower() == b"connection"]
+
+        # hop-by-hop headers are not diffed: check that the last answer announces the close
+        assert connection(out.nginx) == [b"keep-alive", b"keep-alive", b"close"]
+        assert connection(out.tern) == connection(out.nginx)
+
     @pytest.mark.parametrize(
         "url",
         ["/nouri/bighdr", "/nouri/okhdr", "/bufsize/bighdr"],
@@ -1607,6 +1614,10 @@ class TestLimits:
             linger=0.5,
         ).check()
         assert out.statuses == [200, 200, 200] and out.nginx.closed
+        last = [[v for k, v in r.headers if k.lower() == b"connection"] for r in out.tern.responses]
+        assert last[-1] == [b"close"]  # the third answer says so, as nginx's does
+        assert last == [[v for k, v in r.headers if k.lower() == b"connection"]
+                        for r in out.nginx.responses]
 
     def test_keepalive_timeout(self, pair: Pair) -> None:
         out = pair.raw(
