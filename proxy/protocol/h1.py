@@ -61,6 +61,7 @@ from typing import Final, NamedTuple, assert_never
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
+from ._rules import MAX_OFF_T, content_length, valid_host
 from .events import (
     RequestData,
     RequestEnd,
@@ -233,48 +234,7 @@ def _name_info(name: bytes) -> int:
     return info
 
 
-_BAD_HOST: Final = re.compile(rb"[\x00-\x20\x7f/]|\.\.")
-
-
-_HOST_OK: dict[bytes, bool] = {}
-
-
-def _valid_host(host: bytes) -> bool:
-    """ngx_http_validate_host (1.22): no control, space, ``/`` or ``..``; a name before the port."""
-    ok = _HOST_OK.get(host)
-    if ok is None:
-        ok = _check_host(host)
-        if len(_HOST_OK) < _NAME_CACHE_MAX:
-            _HOST_OK[host] = ok
-    return ok
-
-
-def _check_host(host: bytes) -> bool:
-    if _BAD_HOST.search(host):
-        return False
-    if host[:1] == b"[":
-        end = host.find(b"]")
-        length = end + 1 if end > 0 else len(host)
-    else:
-        colon = host.find(b":")
-        length = colon if colon >= 0 else len(host)
-    if host.rfind(b".") == length - 1:
-        length -= 1
-    return length > 0
-
-
-_MAX_OFF_T: Final = (1 << 63) - 1
-
-
-def _content_length(value: bytes) -> int | None:
-    """ngx_atoof: digits only (no sign, no list), at most 2^63-1; None when nginx refuses it."""
-    if not value.isdigit():
-        return None
-    digits = value.lstrip(b"0")
-    if len(digits) > 19:
-        return None
-    n = int(digits) if digits else 0
-    return n if n <= _MAX_OFF_T else None
+_MAX_OFF_T: Final = MAX_OFF_T
 
 
 # ---------------------------------------------------------------------------------------------
@@ -590,7 +550,7 @@ class _Head:
         if kind == _K_HOST:
             if self.host is not None:
                 return _Reject(400, "client sent duplicate host header")
-            if not _valid_host(value):
+            if not valid_host(value):
                 return _Reject(400, "client sent invalid host header")
             self.host = value
         elif kind == _K_CONN:
@@ -678,7 +638,7 @@ class _SlowHead:
                 if parsed.version == 9 and parsed.method != b"GET":
                     self.reject = _Reject(400, "client sent invalid method in HTTP/0.9 request")
                     return
-                if parsed.host is not None and not _valid_host(parsed.host):
+                if parsed.host is not None and not valid_host(parsed.host):
                     self.reject = _Reject(400, "client sent invalid host in request line")
                     return
                 if parsed.version == 9:  # no headers follow
@@ -890,7 +850,7 @@ def _rejected(
     host: bytes | None = None
     headers: tuple[tuple[bytes, bytes], ...] = ()
     if line.host is not None:
-        host = line.host if _valid_host(line.host) else None
+        host = line.host if valid_host(line.host) else None
     elif h is not None:
         host = h.host
     if h is not None:
@@ -1382,7 +1342,7 @@ class H1Server:
         chunked = False
         if h.host is None and version > 1000:
             bad = _Reject(400, 'client sent HTTP/1.1 request without "Host" header')
-        elif h.cl is not None and (length := _content_length(h.cl)) is None:
+        elif h.cl is not None and (length := content_length(h.cl)) is None:
             bad = _Reject(400, 'client sent invalid "Content-Length" header')
         elif h.te is not None:
             if version < 1001:

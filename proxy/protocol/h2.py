@@ -131,6 +131,7 @@ from h2.settings import SettingCodes, Settings
 from h2.stream import H2Stream, StreamInputs
 from hyperframe.frame import ContinuationFrame, Frame, HeadersFrame
 
+from ._rules import MAX_OFF_T, content_length, valid_host
 from .events import (
     RequestData,
     RequestEnd,
@@ -483,43 +484,7 @@ _METHOD: Final = re.compile(rb"[A-Z_-]+")
 _SCHEME: Final = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*")
 _PATH_BAD: Final = re.compile(rb"[\x00-\x20\x7f]")
 """ngx_http_parse_uri on ``:path``: origin form only, no space or control byte (checked)."""
-_BAD_HOST: Final = re.compile(rb"[\x00-\x20\x7f/]|\.\.")
-_HOST_OK: dict[bytes, bool] = {}
-
-
-def _valid_host(host: bytes) -> bool:
-    """ngx_http_validate_host (1.22): no control, space, ``/`` or ``..``; a name before the port."""
-    ok = _HOST_OK.get(host)
-    if ok is None:
-        ok = _check_host(host)
-        if len(_HOST_OK) < _NAME_CACHE_MAX:
-            _HOST_OK[host] = ok
-    return ok
-
-
-def _check_host(host: bytes) -> bool:
-    if _BAD_HOST.search(host):
-        return False
-    if host[:1] == b"[":
-        end = host.find(b"]")
-        length = end + 1 if end > 0 else len(host)
-    else:
-        colon = host.find(b":")
-        length = colon if colon >= 0 else len(host)
-    if host.rfind(b".") == length - 1:
-        length -= 1
-    return length > 0
-
-
-_MAX_OFF_T: Final = (1 << 63) - 1
-
-
-def _content_length(value: bytes) -> int | None:
-    """ngx_atoof: digits only, at most 2^63-1; None when nginx refuses it."""
-    if not value.isdigit():
-        return None
-    n = int(value)
-    return n if n <= _MAX_OFF_T else None
+_MAX_OFF_T: Final = MAX_OFF_T
 
 
 class _Reject:
@@ -1068,7 +1033,7 @@ class H2Server:
                 elif kind == _F_AUTHORITY:
                     if host is not None:
                         return _Reject(400, "client sent duplicate host header")
-                    if not _valid_host(value):
+                    if not valid_host(value):
                         return _Reject(400, "client sent invalid host header")
                     host = value
                     raw.append((b"host", value))
@@ -1088,7 +1053,7 @@ class H2Server:
             elif kind == _F_HOST:
                 if host is not None:
                     return _Reject(400, "client sent duplicate host header")
-                if not _valid_host(value):
+                if not valid_host(value):
                     return _Reject(400, "client sent invalid host header")
                 host = value
                 raw.append((name, value))
@@ -1129,7 +1094,7 @@ class H2Server:
         if host is None:
             return _Reject(400, 'client sent HTTP/1.1 request without "Host" header')
         length: int | None = None
-        if cl is not None and (length := _content_length(cl)) is None:
+        if cl is not None and (length := content_length(cl)) is None:
             return _Reject(400, 'client sent invalid "Content-Length" header')
         if te is not None:
             if te.lower() != b"chunked":
