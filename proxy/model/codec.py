@@ -19,7 +19,7 @@ import json
 import types
 import typing
 from functools import cache
-from typing import Any, TypeVar, Union
+from typing import Any, TypeGuard, TypeVar, Union
 
 from . import nodes
 from ._base import NOWHERE, ModelError, SourceSpan
@@ -51,6 +51,11 @@ def _defaults(cls: type) -> dict[str, Any]:
     return out
 
 
+def _is_node_type(tp: Any) -> TypeGuard[type]:
+    """A dataclass class (not an instance): a model node type."""
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
 def _union_args(tp: Any) -> tuple[Any, ...] | None:
     origin = typing.get_origin(tp)
     if origin is Union or origin is types.UnionType:
@@ -73,8 +78,8 @@ def _encode(value: Any, tp: Any) -> Any:
     if isinstance(value, tuple):
         item_tp = _item_type(tp)
         return [_encode(v, item_tp) for v in value]
-    if dataclasses.is_dataclass(value):
-        cls = type(value)
+    if _is_node_type(type(value)):
+        cls: type = type(value)
         hints = _hints(cls)
         defaults = _defaults(cls)
         out: dict[str, Any] = {}
@@ -118,7 +123,7 @@ def _decode(data: Any, tp: Any, where: str) -> Any:
             return _decode(data, choices[0], where)
         if isinstance(data, dict) and "type" in data:
             for a in choices:
-                if dataclasses.is_dataclass(a) and a.__name__ == data["type"]:
+                if _is_node_type(a) and a.__name__ == data["type"]:
                     return _decode(data, a, where)
             raise ModelDecodeError(f"{where}: unknown type {data['type']!r}", NOWHERE)
         for a in choices:  # scalar unions such as int | float
@@ -141,7 +146,7 @@ def _decode(data: Any, tp: Any, where: str) -> Any:
             return tp(data)
         except ValueError:
             raise ModelDecodeError(f"{where}: {data!r} is not a {tp.__name__}", NOWHERE) from None
-    if dataclasses.is_dataclass(tp):
+    if _is_node_type(tp):
         if not isinstance(data, dict):
             raise ModelDecodeError(f"{where}: expected an object for {tp.__name__}", NOWHERE)
         hints = _hints(tp)
