@@ -58,6 +58,10 @@ def imported_modules(source: str, module: str, *, is_package: bool = False) -> I
                     yield node.lineno, f"{base}.{alias.name}" if base else alias.name
 
 
+NO_IO = frozenset({"asyncio", "socket", "ssl", "selectors", "uvloop", "time"})
+"""What sans-I/O code must not touch: sockets, event loops, clocks (time is an argument)."""
+
+
 def _top(name: str) -> str:
     return name.split(".")[0]
 
@@ -80,6 +84,8 @@ def violations(source: str, module: str, *, is_package: bool = False) -> list[st
         elif _inside(module, "proxy"):
             if _top(name) in ("shadow", "migrate"):
                 bad.append(f"{where} (proxy must not depend on shadow or migrate)")
+            if _inside(module, "proxy.protocol") and _top(name) in NO_IO:
+                bad.append(f"{where} (protocol adapters are sans-I/O: no {_top(name)})")
         elif _inside(module, "shadow"):
             if _top(name) == "migrate":
                 bad.append(f"{where} (shadow must not depend on migrate)")
@@ -110,6 +116,9 @@ def test_scanner_sees_the_packages() -> None:
         ("proxy.routing", "from migrate.analyze import analyze\n"),
         ("proxy.routing", "from ..migrate import loader\n"),
         ("proxy.engine.fake", "import shadow\n"),
+        ("proxy.protocol.fake", "import asyncio\n"),
+        ("proxy.protocol.fake", "from socket import socket\n"),
+        ("proxy.protocol.fake", "import time\n"),
         ("shadow.fake", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
                         "    from migrate import frontend\n"),
         ("shadow.fake", "from ...outside import x\n"),
