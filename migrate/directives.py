@@ -109,7 +109,6 @@ _LIMIT = "counters are per worker process, not shared across workers"
 _STREAMING = "Tern always streams; buffering only affects timing, not content"
 _OBS_H2 = "obsolete in nginx 1.19.7+ (nginx ignores it too); responses are unchanged"
 _OBS_PUSH = "HTTP/2 server push was removed in nginx 1.25.1 (nginx ignores it too)"
-_AUTOINDEX = "HTML listing layout may differ"
 _QUIC = "QUIC transport tuning is left to aioquic; limits and timings may differ from nginx"
 _SSLDEF = "left to Python's ssl defaults"
 _STAPLE = "OCSP stapling is not done; only the TLS handshake differs, responses are unchanged"
@@ -580,10 +579,13 @@ _d("open_log_file_cache", LG, "H S L", 1, 4, IGN, _FCACHE)
 # --- index, autoindex, static files ----------------------------------------------------------
 _d("index", "ngx_http_index_module", "H S L", 1, N, OK)
 AI = "ngx_http_autoindex_module"
-_f("autoindex", AI, "H S L", PART, _AUTOINDEX)
-_f("autoindex_exact_size", AI, "H S L", PART, _AUTOINDEX)
-_d("autoindex_format", AI, "H S L", 1, 1, PART, _AUTOINDEX)
-_f("autoindex_localtime", AI, "H S L", PART, _AUTOINDEX)
+_f("autoindex", AI, "H S L", OK)
+_f("autoindex_exact_size", AI, "H S L", PART,
+   "only the default (on: exact byte sizes) is implemented; off lists exact sizes too")
+_d("autoindex_format", AI, "H S L", 1, 1, PART,
+   "only the default (html) is implemented; xml, json and jsonp list as html")
+_f("autoindex_localtime", AI, "H S L", PART,
+   "only the default (off: GMT) is implemented; on lists GMT times too")
 _f("random_index", "ngx_http_random_index_module", "L", NO,
    "random index files are not implemented: the regular index is used")
 

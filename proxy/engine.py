@@ -520,6 +520,10 @@ class Engine:
                 await self._send_text(ex, state, result.status, result.body or "", run,
                                       result.override_status)
                 return
+            if kind == "autoindex":
+                assert state is not None and result.file_path is not None
+                await self._send_autoindex(ex, state, result.file_path, run)
+                return
             if kind == "static":
                 assert state is not None and result.file_path is not None
                 await self._send_file(ex, state, result.file_path, run, result.override_status)
@@ -653,6 +657,52 @@ class Engine:
             ex.send_data(body)
             run.body_bytes = len(body)
             ex.end()
+
+    async def _send_autoindex(self, ex: Exchange, state: RequestState, directory: str,
+                              run: _Run) -> None:
+        """ngx_http_autoindex_module's HTML listing (autoindex_format html, exact sizes, GMT)."""
+        try:
+            names = [n for n in os.listdir(directory) if not n.startswith(".")]
+        except OSError:
+            await self._send_error(ex, state, 403, run)
+            return
+        entries = []
+        for name in names:
+            try:
+                st = os.stat(os.path.join(directory, name))
+            except OSError:
+                continue
+            is_dir = os.path.isdir(os.path.join(directory, name))
+            entries.append((not is_dir, name.encode("utf-8", "surrogateescape"), is_dir, st))
+        entries.sort(key=lambda e: (e[0], e[1]))
+        title = _html_escape(state.uri)
+        lines = [b"<html>", b"<head><title>Index of " + title + b"</title></head>", b"<body>",
+                 b"<h1>Index of " + title + b'</h1><hr><pre><a href="../">../</a>']
+        for _, raw, is_dir, st in entries:
+            name = raw.decode("utf-8", "surrogateescape")
+            href = _uri_component(raw) + (b"/" if is_dir else b"")
+            shown = name + ("/" if is_dir else "")
+            if len(shown) > 50:
+                shown = shown[:47] + "..>"
+            pad = b" " * (51 - len(shown))
+            when = time.strftime("%d-%b-%Y %H:%M", time.gmtime(st.st_mtime)).encode()
+            size = b"-" if is_dir else str(st.st_size).encode()
+            lines.append(b'<a href="' + href + b'">' + _html_escape(shown) + b"</a>" + pad
+                         + when + size.rjust(20))
+        lines += [b"</pre><hr></body>", b"</html>", b""]
+        body = b"\r\n".join(lines)
+        headers = self._base_headers(state)
+        headers.append((b"Content-Type", b"text/html"))
+        run.status = 200
+        headers = self._finish_headers(state, 200, headers, run)
+        run.sent_headers = headers
+        if ex.head.method == b"HEAD":
+            ex.send_headers(200, headers, end_stream=True)
+            return
+        ex.send_headers(200, headers)
+        ex.send_data(body)
+        run.body_bytes = len(body)
+        ex.end()
 
     async def _send_file(self, ex: Exchange, state: RequestState, path: str, run: _Run,
                          override: int | None) -> None:
@@ -1259,6 +1309,20 @@ def _raw_size(state: RequestState, name: str, default: int) -> int:
 def _has_error_page(state: RequestState, status: int) -> bool:
     pages = state.effective(lambda s: s.error_pages)
     return bool(pages) and any(status in p.codes for p in pages)  # type: ignore[attr-defined]
+
+
+_URI_COMPONENT_SAFE = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$'()*+,;=:@")
+
+
+def _uri_component(raw: bytes) -> bytes:
+    """Percent-encode a file name for an autoindex href (space, &, <, >, %, #, ?, non-ASCII...)."""
+    return b"".join(bytes([b]) if b in _URI_COMPONENT_SAFE else b"%%%02X" % b for b in raw)
+
+
+def _html_escape(text: str) -> bytes:
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .encode("utf-8", "surrogateescape"))
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:

@@ -945,6 +945,7 @@ class Interpreter:
                 ctx.result.steps.append(Step("static", "autoindex listing", uri, loc))
                 ctx.result.status = 200
                 ctx.result.kind = "autoindex"
+                ctx.result.file_path = directory
                 raise _Done()
             ctx.result.steps.append(Step("static", "directory index is forbidden", uri, loc))
             raise _Finish(403)
