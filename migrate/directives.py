@@ -109,6 +109,9 @@ _LIMIT = "counters are per worker process, not shared across workers"
 _STREAMING = "Tern always streams; buffering only affects timing, not content"
 _OBS_H2 = "obsolete in nginx 1.19.7+ (nginx ignores it too); responses are unchanged"
 _OBS_PUSH = "HTTP/2 server push was removed in nginx 1.25.1 (nginx ignores it too)"
+_RESOLVER = ("no run-time DNS yet: proxy_pass with variables works with IP literals and upstream "
+             "names; other host names answer 502")
+_H2_H3 = "HTTP/2 and HTTP/3 front ends are not wired to tern serve yet (HTTP/1.1 only)"
 _QUIC = "QUIC transport tuning is left to aioquic; limits and timings may differ from nginx"
 _SSLDEF = "left to Python's ssl defaults"
 _STAPLE = "OCSP stapling is not done; only the TLS handshake differs, responses are unchanged"
@@ -280,9 +283,11 @@ _f("log_not_found", HC, "H S L", OK)
 _f("log_subrequest", HC, "H S L", IGN, "only affects logging of subrequests; responses unchanged")
 _f("recursive_error_pages", HC, "H S L", OK)
 _d("server_tokens", HC, "H S L", 1, 1, OK)
-_f("chunked_transfer_encoding", HC, "H S L", OK)
+_f("chunked_transfer_encoding", HC, "H S L", PART,
+   "only the default (on) is implemented; off still sends chunked responses")
 _f("etag", HC, "H S L", OK)
-_d("if_modified_since", HC, "H S L", 1, 1, OK)
+_d("if_modified_since", HC, "H S L", 1, 1, PART,
+   "only the default (exact) is implemented; off and before behave as exact")
 _d("max_ranges", HC, "H S L", 1, 1, NO,
    "the byte-range count limit is not implemented: multi-range requests are not restricted")
 _d("error_page", HC, "H S L LIF", 2, N, OK)
@@ -295,18 +300,19 @@ _d("open_file_cache_valid", HC, "H S L", 1, 1, IGN, _FCACHE)
 _d("open_file_cache_min_uses", HC, "H S L", 1, 1, IGN, _FCACHE)
 _f("open_file_cache_errors", HC, "H S L", IGN, _FCACHE)
 _f("open_file_cache_events", HC, "H S L", IGN, _FCACHE)
-_d("resolver", HC, "H S L", 1, N, OK)
-_d("resolver_timeout", HC, "H S L", 1, 1, OK)
+_d("resolver", HC, "H S L", 1, N, PART, _RESOLVER)
+_d("resolver_timeout", HC, "H S L", 1, 1, PART, _RESOLVER)
 _d("disable_symlinks", HC, "H S L", 1, 2, NO,
    "symlink checks are not implemented: files reached through symbolic links are served")
 _d("early_hints", HC, "H S L", 1, N, NO,
    "103 Early Hints are not implemented: upstream 103 responses are not passed to clients")
-_f("http2", HC, "H S", OK)
-_f("http3", "ngx_http_v3_module", "H S", OK)
+_f("http2", HC, "H S", NO, _H2_H3)
+_f("http3", "ngx_http_v3_module", "H S", NO, _H2_H3)
 
 # --- HTTP/2 (ngx_http_v2_module) --------------------------------------------------------------
 H2 = "ngx_http_v2_module"
-_d("http2_max_concurrent_streams", H2, "H S", 1, 1, OK)
+_d("http2_max_concurrent_streams", H2, "H S", 1, 1, IGN,
+   "applies only to HTTP/2 listeners, which tern serve refuses for now")
 _d("http2_recv_buffer_size", H2, "H", 1, 1, IGN, _BUF)
 _d("http2_chunk_size", H2, "H S L", 1, 1, IGN, "DATA frame sizing; response content unchanged")
 _d("http2_body_preread_size", H2, "H S", 1, 1, IGN, _BUF)
@@ -388,7 +394,8 @@ _f("proxy_pass_request_headers", P, "H S L", OK)
 _f("proxy_pass_request_body", P, "H S L", OK)
 _d("proxy_method", P, "H S L", 1, 1, OK)
 _d("proxy_set_body", P, "H S L", 1, 1, OK)
-_f("proxy_ignore_client_abort", P, "H S L", OK)
+_f("proxy_ignore_client_abort", P, "H S L", PART,
+   "only the default (off) is implemented: the upstream request stops when the client goes")
 _f("proxy_buffering", P, "H S L", PART, _STREAMING)
 _f("proxy_request_buffering", P, "H S L", PART, _STREAMING)
 _d("proxy_buffer_size", P, "H S L", 1, 1, IGN, _BUF)
@@ -461,8 +468,8 @@ _d("keepalive", UPKA, "U", 1, 1, OK)
 _d("keepalive_requests", UPKA, "U", 1, 1, OK)
 _d("keepalive_time", UPKA, "U", 1, 1, OK)
 _d("keepalive_timeout", UPKA, "U", 1, 1, OK)
-_d("resolver", UP, "U", 1, N, OK)
-_d("resolver_timeout", UP, "U", 1, 1, OK)
+_d("resolver", UP, "U", 1, N, PART, _RESOLVER)
+_d("resolver_timeout", UP, "U", 1, 1, PART, _RESOLVER)
 _d("ntlm", "ngx_http_upstream_ntlm_module", "U", 0, 0, NO, _PLUS)
 _d("state", UP, "U", 1, 1, NO, "upstream state files (NGINX Plus) are not implemented")
 _d("sticky", "ngx_http_upstream_sticky_module", "U", 1, N, NO,

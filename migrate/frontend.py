@@ -10,6 +10,7 @@ from proxy.model import Support
 from .analyze import Analysis, Analyzer
 from .diagnostics import Diagnostic, Level
 from .directives import lookup
+from .gaps import serve_gaps
 from .dirspec import Ctx
 from .loader import Stmt, load
 
@@ -103,4 +104,6 @@ def translate(path: str, prefix: str | None = None, *, fragment: bool = True) ->
     analysis = Analyzer(tree, fragment=note is not None).run()
     if note is not None:
         analysis.diagnostics.insert(0, note)
+    if not analysis.has_errors:
+        analysis.diagnostics.extend(serve_gaps(analysis.config))
     return analysis

@@ -12,30 +12,6 @@ from proxy.model import Config, ModelDecodeError, from_json
 from .diagnostics import Level
 from .frontend import translate
 
-# What the running proxy cannot do yet although the model records it (each is refused at start-up
-# unless --allow-unsupported, which then skips that listener).
-_LISTEN_GAPS = (("ssl", "TLS termination (listen ... ssl) is not implemented yet"),
-                ("quic", "HTTP/3 (listen ... quic) is not implemented yet"),
-                ("http2", "HTTP/2 (listen ... http2) is not implemented yet"),
-                ("proxy_protocol", "the PROXY protocol is not implemented"))
-
-
-def serve_gaps(config: Config) -> list[str]:
-    """Start-up findings (file:line: message) for things the proxy would run wrongly."""
-    out: list[str] = []
-    for server in (config.http.servers if config.http else ()):
-        for lst in server.listens:
-            for attr, why in _LISTEN_GAPS:
-                if getattr(lst, attr):
-                    out.append(f"{lst.source}: unsupported: {why}")
-            if lst.address.startswith("unix:"):
-                out.append(f"{lst.source}: unsupported: unix socket listeners are not "
-                           "implemented")
-        if server.scope.http2 or server.scope.http3:
-            out.append(f"{server.source}: unsupported: http2/http3 are not implemented yet")
-    return out
-
-
 def make_loader(path: str, prefix: str | None, allow_unsupported: bool):  # type: ignore[no-untyped-def]
     """A callable that loads and checks the configuration (used at start and on SIGHUP)."""
     from proxy.io.workers import ConfigLoadError
@@ -52,7 +28,6 @@ def make_loader(path: str, prefix: str | None, allow_unsupported: bool):  # type
         if errors:
             raise ConfigLoadError("\n".join(d.format() for d in errors))
         blocking = [d.format() for d in analysis.diagnostics if d.level is Level.UNSUPPORTED]
-        blocking += serve_gaps(analysis.config)
         if blocking and not allow_unsupported:
             raise ConfigLoadError(
                 "\n".join(blocking) + f"\n{len(blocking)} unsupported directive(s) change how "

@@ -62,13 +62,8 @@ ACCEL_KEEP = frozenset({b"content-type", b"set-cookie", b"content-disposition",
 """Upstream headers kept across X-Accel-Redirect (``redirect`` flag in ngx_http_upstream)."""
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 FAILURE_STATUSES = frozenset({500, 502, 503, 504})
-DEFAULT_TYPES = {
-    "html": "text/html", "htm": "text/html", "shtml": "text/html", "css": "text/css",
-    "xml": "text/xml", "gif": "image/gif", "jpeg": "image/jpeg", "jpg": "image/jpeg",
-    "js": "application/javascript", "txt": "text/plain", "png": "image/png",
-    "json": "application/json", "svg": "image/svg+xml", "ico": "image/x-icon",
-    "pdf": "application/pdf", "woff": "font/woff", "woff2": "font/woff2",
-}
+DEFAULT_TYPES = {"html": "text/html", "gif": "image/gif", "jpg": "image/jpeg"}
+"""nginx's built-in types when no ``types`` block is configured (ngx_http_core_default_types)."""
 
 
 class Exchange(abc.ABC):
@@ -136,6 +131,7 @@ class _Run:
     sent_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     proxy_host: str = ""
     proxy_port: str = ""
+    request_id: str = ""
 
 
 class Engine:
@@ -490,6 +486,11 @@ class Engine:
             return ""
         if name == "msec":
             return accesslog.msec(time.time())
+        if name == "request_id":
+            # nginx: 16 random bytes in hex, fixed for the request
+            if not run.request_id:
+                run.request_id = os.urandom(16).hex()
+            return run.request_id
         if name == "time_local":
             return accesslog.time_local(time.time())
         if name == "time_iso8601":

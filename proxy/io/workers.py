@@ -58,7 +58,10 @@ def bind_keys(config: Config) -> list[BindKey]:
     for server in (config.http.servers if config.http else ()):
         listens = server.listens or (Listen(address="*", port=80, source=server.source),)
         for lst in listens:
-            if lst.quic or lst.address.startswith("unix:"):
+            if lst.quic or lst.ssl or lst.http2 or lst.proxy_protocol or \
+                    lst.address.startswith("unix:"):
+                # not served yet (tern serve refuses them unless --allow-unsupported, which
+                # skips them rather than answer plain HTTP/1.1 where clients expect otherwise)
                 continue
             if lst.address in ("*", "[::]"):
                 wild.add(lst.port)
