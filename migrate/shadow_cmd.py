@@ -24,6 +24,7 @@ import click
 from proxy.accesslog import COMBINED
 from proxy.interp import Interpreter, RouteRequest
 from proxy.model import Config, LogFormat
+from proxy.routing import BadRequest
 from shadow.mirror import Analyzer, Attribution, Attributor, ShadowOptions, ShadowProxy
 from shadow.noise import BROTLI, NoiseModel
 from shadow.replay import ReplaySummary, SourceError, read_source, replay
@@ -51,26 +52,40 @@ def _load_config(path: str) -> Config:
     return analysis.config
 
 
-def attributor(config: Config) -> Attributor:
+def attributor(config: Config, port: int | None = None) -> Attributor:
     """A callable naming the server and location ``config`` chooses for a request.
 
-    The request is routed as if it arrived on the first ``listen`` of the config's first server.
+    ``port`` is the listen port (as written in ``config``) the mirrored traffic arrives on. When
+    it is not given or not in the config, each request is routed on the first socket with a
+    server whose ``server_name`` matches its Host (else the first socket): a Host names its
+    virtual server, whichever port the shadow proxy fronts.
     """
     interp = Interpreter(config)
     interp.explain = False
-    addr, port = "127.0.0.1", 80
-    servers = config.http.servers if config.http is not None else ()
-    for srv in servers:
-        if srv.listens:
-            lst = srv.listens[0]
-            port = lst.port
-            if lst.address not in ("", "*", "[::]", "0.0.0.0"):
-                addr = lst.address.strip("[]")
-            break
+    router = interp.router
+    sockets = [key for key in router.sockets if not key[0].startswith("quic:")]
+    fixed = [key for key in sockets if key[1] == port] if port is not None else []
+
+    def local(key: tuple[str, int]) -> tuple[str, int]:
+        addr = key[0]
+        return ("127.0.0.1" if addr in ("*", "[::]") else addr.strip("[]")), key[1]
+
+    def socket_for(host: str | None) -> tuple[str, int]:
+        if fixed:
+            return local(fixed[0])
+        for key in sockets:
+            try:
+                match = router.select_server(router.sockets[key], host)
+            except BadRequest:
+                continue
+            if not match.reason.startswith("no name matched"):
+                return local(key)
+        return local(sockets[0]) if sockets else ("127.0.0.1", 80)
 
     def attribute(method: str, host: str | None, target: str) -> Attribution | None:
+        addr, lport = socket_for(host)
         res = interp.route(RouteRequest(method=method, target=target, host=host,
-                                        local_addr=addr, local_port=port))
+                                        local_addr=addr, local_port=lport))
         if res.server is None:
             return None
         names = ",".join(n.value for n in res.server.names) or '""'
@@ -81,6 +96,16 @@ def attributor(config: Config) -> Attributor:
             location_source=f"{loc.source.file}:{loc.source.line}" if loc else None)
 
     return attribute
+
+
+def _url_port(url: str) -> int | None:
+    """The port of a URL (the candidate's: where its config listens), if it has one."""
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url if "://" in url else "http://" + url).port
+    except ValueError:
+        return None
 
 
 def _rules(path: str | None) -> Rules:
@@ -143,7 +168,8 @@ def shadow_cmd(listen: str, primary: str, candidate: str, secondary: str | None,
     """Answer clients from the primary and mirror their requests to the candidate."""
     host, port = _split_listen(listen)
     rules = _rules(rules_path)
-    attribute = attributor(_load_config(config_path)) if config_path else None
+    attribute = (attributor(_load_config(config_path), _url_port(candidate))
+                 if config_path else None)
     store = _store(store_path, create=True)
     store.set_meta({"primary": primary, "candidate": candidate, "secondary": secondary or "",
                     "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -231,7 +257,8 @@ def replay_cmd(source: str, primary: str, candidate: str, secondary: str | None,
     store = _store(store_path, create=True)
     store.set_meta({"primary": primary, "candidate": candidate, "source": source})
     analyzer = Analyzer(store, rules=rules, noise=NoiseModel(store.noise_seed()),
-                        attribute=attributor(config) if config else None).start()
+                        attribute=attributor(config, _url_port(candidate)) if config
+                        else None).start()
     summary = ReplaySummary(kind=kind)
     tty = sys.stderr.isatty()
 
