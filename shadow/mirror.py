@@ -934,7 +934,10 @@ class ShadowProxy:
             await asyncio.sleep(0.02)
         for w in self._workers:
             w.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
+        if self._workers:
+            # bounded: seen under CPU load, a cancelled worker parked on the queue's getter was
+            # never woken (uvloop); shutdown must not hang on it
+            await asyncio.wait(self._workers, timeout=2.0)
         if self._queue is not None:
             while not self._queue.empty():
                 self._queue.get_nowait()
