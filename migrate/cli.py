@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from proxy.model import Location, Server, to_json
+from proxy.model import Location, Server, Support, to_json
 
 from .diagnostics import LEVEL_ORDER, Diagnostic, Level
 from .frontend import Coverage, coverage, translate
@@ -87,16 +87,23 @@ def _coverage_json(cov: Coverage) -> dict[str, Any]:
 
 
 @main.command("check")
-@_config_arg
+@click.argument("configs", nargs=-1, required=True,
+                type=click.Path(dir_okay=False, path_type=str))
 @_prefix_opt
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
-def check_cmd(config: str, prefix: str | None, fmt: str) -> None:
+def check_cmd(configs: tuple[str, ...], prefix: str | None, fmt: str) -> None:
     """Report directive coverage and every finding for CONFIG.
 
+    With several CONFIG files (e.g. a whole corpus), print one line per file and the share of
+    directive occurrences at each support level over all of them.
+
     Exit 0 when Tern can run everything, 1 when unsupported directives are present, 2 on
-    configuration errors.
+    configuration errors (with several files: the worst of them).
     """
+    if len(configs) > 1:
+        _check_many(configs, prefix, fmt)
+    config = configs[0]
     analysis = translate(config, prefix)
     cov = coverage(analysis)
     per_directive: dict[str, dict[str, Any]] = {}
@@ -135,6 +142,40 @@ def check_cmd(config: str, prefix: str | None, fmt: str) -> None:
                EXIT_CONFIG_ERROR: f"invalid: {errors} configuration error(s)"}[code]
     click.echo(verdict)
     sys.exit(code)
+
+
+def _check_many(configs: tuple[str, ...], prefix: str | None, fmt: str) -> None:
+    """``tern check A B C...``: a line per file and the aggregate coverage."""
+    total: dict[str, int] = {lvl.value: 0 for lvl in Support}
+    rows = []
+    worst = EXIT_OK
+    for config in configs:
+        analysis = translate(config, prefix)
+        cov = coverage(analysis)
+        for k, v in cov.counts.items():
+            total[k] += v
+        errors = sum(1 for d in analysis.diagnostics if d.level is Level.ERROR)
+        unsupported = sum(1 for d in analysis.diagnostics if d.level is Level.UNSUPPORTED)
+        code = EXIT_CONFIG_ERROR if errors else (EXIT_UNSUPPORTED if unsupported else EXIT_OK)
+        worst = max(worst, code)
+        rows.append({"config": analysis.config.main_file, "coverage": _coverage_json(cov),
+                     "summary": {"errors": errors, "unsupported": unsupported,
+                                 "exit_code": code}})
+    agg = Coverage(counts=total)
+    if fmt == "json":
+        click.echo(json.dumps({"schema_version": 1, "configs": rows,
+                               "coverage": _coverage_json(agg),
+                               "summary": {"files": len(rows), "exit_code": worst}}, indent=2))
+        sys.exit(worst)
+    for row in rows:
+        summ = row["summary"]
+        click.echo(f"{row['config']}: {row['coverage']['total']} directives, "
+                   f"{summ['errors']} error(s), {summ['unsupported']} unsupported")
+    click.echo(f"files: {len(rows)}  directives: {agg.total}")
+    for level, n in agg.counts.items():
+        share = 100.0 * n / agg.total if agg.total else 0.0
+        click.echo(f"  {level:<12} {n:>6}  {share:5.1f}%")
+    sys.exit(worst)
 
 
 @main.command("lint")

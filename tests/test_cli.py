@@ -385,3 +385,23 @@ def test_route_no_server_on_port() -> None:
     proc = tern("route", str(VHOSTS / "nginx.conf"), "http://127.0.0.1:9999/", "--json")
     assert proc.returncode == 0
     assert json.loads(proc.stdout)["server"] is None
+
+
+def test_check_many_configs_aggregates_coverage(tmp_path: Path) -> None:
+    """`tern check A B` prints a line per file and the aggregate share per support level;
+    the exit code is the worst file's."""
+    good = tmp_path / "good.conf"
+    good.write_text("events {}\nhttp { server { listen 8080; location / { return 200; } } }\n")
+    bad = tmp_path / "bad.conf"
+    bad.write_text("events {}\nhttp { gzip on; }\n")
+    proc = subprocess.run([sys.executable, "-m", "migrate.cli", "check", str(good), str(bad)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert f"{good}: " in proc.stdout and f"{bad}: " in proc.stdout
+    assert "files: 2" in proc.stdout and "unsupported" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "migrate.cli", "check", "--format", "json",
+                           str(good), str(bad)], capture_output=True, text=True, timeout=120)
+    doc = json.loads(proc.stdout)
+    assert set(doc) == {"schema_version", "configs", "coverage", "summary"}
+    assert doc["summary"] == {"files": 2, "exit_code": 1}
+    assert doc["coverage"]["total"] == sum(c["coverage"]["total"] for c in doc["configs"])
