@@ -543,8 +543,7 @@ class Interpreter:
         """Server rewrite, then location search and the rest."""
         ctx.scope_chain = self._base_chain(ctx)
         ctx.location = None
-        if self._program(ctx, ctx.server.scope.rewrites, server_level=True) == "last-server":
-            pass
+        self._program(ctx, ctx.server.scope.rewrites, server_level=True)
         self._find_and_run(ctx, first=first)
 
     def _find_and_run(self, ctx: RequestState, *, first: bool,
@@ -569,8 +568,10 @@ class Interpreter:
             if self.explain:
                 ctx.result.steps.append(Step("location", reason, ctx.uri, loc))
             if loc is None:
-                # no location: the server's own configuration serves (static)
-                self._content(ctx)
+                # no location: nginx runs the remaining phases with the server's configuration
+                # (access, try_files, then the static handler)
+                self._access(ctx)
+                self._precontent(ctx)
                 return
             if loc.scope.static.internal and not ctx.internal:
                 ctx.result.steps.append(Step("internal", "location is internal: 404", ctx.uri,
@@ -848,15 +849,9 @@ class Interpreter:
     # -- precontent and content -----------------------------------------------------------------
 
     def _precontent(self, ctx: RequestState) -> None:
-        tf = ctx.effective(lambda s: s.static.try_files) if ctx.location else None
-        # try_files is not inherited from server to a location that sets... it is per level
-        if ctx.location is not None:
-            tf = ctx.location.scope.static.try_files
-            for extra in ctx.scope_chain[len(self._base_chain(ctx)):]:
-                if extra.static.try_files is not None:
-                    tf = extra.static.try_files
-        if tf is None and ctx.location is not None:
-            tf = ctx.server.scope.static.try_files
+        # try_files merges like any directive: the innermost level that sets it (server level
+        # too when no location matched: nginx then runs with the server's configuration)
+        tf = ctx.effective(lambda s: s.static.try_files)
         if tf is not None:
             for cand in tf.files:
                 value = ctx.eval(cand)
