@@ -39,7 +39,7 @@ from . import accesslog, responses
 from .interp import Interpreter, RequestState, RouteRequest, RouteResult
 from .io.upstream import UpstreamConnection, UpstreamError, UpstreamPool, UpstreamResponse
 from .limits import ConnZone, ReqZone
-from .model import Config, Expires, HeaderValue, ProxyConf, ProxyPass, Scope, Upstream
+from .model import NOWHERE, Config, Expires, HeaderValue, ProxyConf, ProxyPass, Scope, Upstream
 from .protocol.events import RequestHeaders
 from .units import parse_size, parse_time
 from .upstream.balancer import PeerGroup
@@ -1239,7 +1239,7 @@ class _ProxyEff:
             pass_=frozenset(h.lower().encode() for h in g(lambda p: p.pass_headers, ())),  # type: ignore[attr-defined]
             http_version=g(lambda p: p.http_version, "1.0"),  # type: ignore[arg-type]
             redirects=redirects if redirects is not None else (  # type: ignore[arg-type]
-                ProxyRedirect(mode="default", source=_NOWHERE),),
+                ProxyRedirect(mode="default", source=NOWHERE),),
             connect_timeout=g(lambda p: p.connect_timeout, 60.0),  # type: ignore[arg-type]
             read_timeout=g(lambda p: p.read_timeout, 60.0),  # type: ignore[arg-type]
             send_timeout=g(lambda p: p.send_timeout, 60.0),  # type: ignore[arg-type]
@@ -1258,7 +1258,6 @@ class _ProxyEff:
         )
 
 
-from .model import NOWHERE as _NOWHERE  # noqa: E402
 
 
 def _proxy_pass_of(state: RequestState) -> ProxyPass | None:

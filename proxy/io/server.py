@@ -190,6 +190,7 @@ class HttpConnection(asyncio.Protocol):
         self.tunnel_peer: UpstreamConnection | None = None
         self._flush_pending = False
         self._keepalive_wait = False
+        self._tunnel_done: asyncio.Future[None] | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -252,6 +253,8 @@ class HttpConnection(asyncio.Protocol):
             ex._body_event.set()
         if self.tunnel_peer is not None:
             self.tunnel_peer.abort()
+            if self._tunnel_done is not None and not self._tunnel_done.done():
+                self._tunnel_done.set_result(None)
         if self.task is not None and not self.task.done() and self.current is not None \
                 and self.current.sent_head:
             # the client is gone mid-response: stop the engine work
@@ -458,19 +461,7 @@ class HttpConnection(asyncio.Protocol):
         upstream.become_tunnel(on_up, on_up_closed)
         self._cancel_timer()
 
-        def client_gone(_f: object) -> None:
-            pass
-
-        done.add_done_callback(client_gone)
-        orig_lost = self.connection_lost
-
-        def lost(exc: Exception | None) -> None:
-            orig_lost(exc)
-            upstream.abort()
-            if not done.done():
-                done.set_result(None)
-
-        self.connection_lost = lost  # type: ignore[method-assign]
+        self._tunnel_done = done
         return done
 
 
