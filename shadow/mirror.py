@@ -542,10 +542,10 @@ class Analyzer:
         req = ex.request
         route = route_key(req.method, req.target)
         primary = normalise(_bounded(ex.primary), self.rules)
-        candidate = normalise(_bounded(ex.candidate), self.rules)
+        candidate = normalise(_bounded(ex.candidate), self.rules, MARKER)
         learned: set[str] = set()
         if ex.secondary is not None:
-            secondary = normalise(_bounded(ex.secondary), self.rules)
+            secondary = normalise(_bounded(ex.secondary), self.rules, MARKER)
             learned = self.noise.learn(route, diff_responses(primary, secondary, self.options))
         real, noisy = self.noise.split(route, diff_responses(primary, candidate, self.options))
         att = None

@@ -10,7 +10,20 @@ headers, ``Date``/``Server`` presence only, chunked vs ``Content-Length``):
    is compared as sent.
 2. The HTTP version of both responses is set to ``1.1``: a proxy may answer 1.0 or 1.1 to the
    same request, and the version of the status line is not content.
-3. The user's regex masks (:mod:`shadow.rules`) then run on bodies and header values.
+3. The signature of a built-in error page (``<hr><center>nginx/1.22.1</center>``, Tern's
+   ``<hr><center>tern/0.1.0</center>``) is masked like the ``Server`` header it repeats: only
+   when it is exactly that response's own ``Server`` value (or its product token, for
+   ``server_tokens off``), so a page naming another server still differs.
+4. On the sides that got the shadow marker (``marker``: the candidate and the second primary,
+   never the primary) the marker's reflection is removed before comparing: an upstream that
+   echoes the request it received (JSON ``["X-Tern-Shadow","1"]`` pair or
+   ``"X-Tern-Shadow":"1"`` member, a ``X-Tern-Shadow: 1`` text line, CGI's
+   ``HTTP_X_TERN_SHADOW``) would otherwise always differ from the primary because of a header
+   the shadow proxy added itself; the same goes for a response header of that name.
+5. The user's regex masks (:mod:`shadow.rules`) then run on bodies and header values.
+
+When 3 or 4 change a body, a ``Content-Length`` that described the old body is set to the new
+length (it stays plain framing).
 
 Noise (DESIGN.md §6 rule 5): the same request goes to the primary twice, or to the primary and a
 ``--secondary`` running the same thing; every field that differs between those two answers is
@@ -88,8 +101,70 @@ def _decode(body: bytes, coding: bytes) -> bytes | None:
         return None
 
 
-def normalise(r: CapturedResponse, rules: Rules | None = None) -> CapturedResponse:
-    """A response as the differ should see it (rules 1-3 of the module docstring)."""
+_SIGNATURE = b"<hr><center>(server)</center>"
+
+
+def _strip_signature(body: bytes, headers: tuple[tuple[bytes, bytes], ...]) -> bytes:
+    if b"<hr><center>" not in body:
+        return body
+    server = _header(headers, b"server")
+    if not server:
+        return body
+    server = server.strip()
+    for token in (server, server.split(b"/", 1)[0]):
+        tail = b"<hr><center>" + token + b"</center>"
+        if tail in body:
+            return body.replace(tail, _SIGNATURE)
+    return body
+
+
+def _marker_patterns(name: bytes, value: bytes) -> list[re.Pattern[bytes]]:
+    n, v = re.escape(name), re.escape(value)
+    cgi = re.escape(b"HTTP_" + name.upper().replace(b"-", b"_"))
+    pair = rb'\[\s*"' + n + rb'"\s*,\s*"' + v + rb'"\s*\]'
+    member = rb'"(?:' + n + rb"|" + cgi + rb')"\s*:\s*"' + v + rb'"'
+    return [re.compile(p, re.IGNORECASE) for p in (
+        rb"\s*,\s*(?:" + pair + rb"|" + member + rb")",  # not the first element
+        rb"(?:" + pair + rb"|" + member + rb")\s*,\s*",  # the first of several
+        rb"(?:" + pair + rb"|" + member + rb")",  # the only one
+        rb"(?m)^[ \t]*(?:" + n + rb"|" + cgi + rb")[ \t]*[:=][ \t]*" + v + rb"[ \t]*\r?\n",
+    )]
+
+
+_MARKER_CACHE: dict[tuple[bytes, bytes], list[re.Pattern[bytes]]] = {}
+
+
+def strip_marker(body: bytes, marker: tuple[bytes, bytes]) -> bytes:
+    """``body`` without the reflections of the request header ``marker`` (rule 4)."""
+    if marker[0].lower() not in body.lower() and (
+            b"HTTP_" + marker[0].upper().replace(b"-", b"_")) not in body.upper():
+        return body
+    pats = _MARKER_CACHE.get(marker)
+    if pats is None:
+        pats = _MARKER_CACHE[marker] = _marker_patterns(*marker)
+    for p in pats:
+        body = p.sub(b"", body)
+    return body
+
+
+def _reframe(headers: tuple[tuple[bytes, bytes], ...], old: int, new: int
+             ) -> tuple[tuple[bytes, bytes], ...]:
+    if old == new:
+        return headers
+    was = b"%d" % old
+    return tuple((n, b"%d" % new if n.lower() == b"content-length" and v.strip() == was else v)
+                 for n, v in headers)
+
+
+def normalise(r: CapturedResponse, rules: Rules | None = None,
+              marker: tuple[bytes, bytes] | None = None) -> CapturedResponse:
+    """A response as the differ should see it (rules 1-5 of the module docstring).
+
+    Args:
+        r: the response.
+        rules: the user's rules (masks).
+        marker: the request header line this side was sent and the primary was not.
+    """
     if r.status is None:
         return r
     body, headers = r.body, r.headers
@@ -99,6 +174,13 @@ def normalise(r: CapturedResponse, rules: Rules | None = None) -> CapturedRespon
         if decoded is not None:
             body = decoded
             headers = tuple((n, v) for n, v in headers if n.lower() != b"content-length")
+    size = len(body)
+    body = _strip_signature(body, headers)
+    if marker is not None:
+        body = strip_marker(body, marker)
+        mname = marker[0].lower()
+        headers = tuple((n, v) for n, v in headers if n.lower() != mname)
+    headers = _reframe(headers, size, len(body))
     if rules is not None and rules.masks:
         body = rules.mask_body(body)
         headers = rules.mask_headers_of(headers)

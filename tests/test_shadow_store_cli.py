@@ -210,3 +210,44 @@ def test_normalise_gzip_and_route_key() -> None:
     assert n.body == b"hi" and normalise(plain).version == n.version == "1.1"
     assert route_key("get", "/u/123/o/550e8400-e29b-41d4-a716-446655440000?x") == \
         "GET /u/{id}/o/{id}"
+
+
+def test_marker_reflection_removed_on_marked_sides_only() -> None:
+    """The shadow marker echoed back by the candidate's upstream is not a difference; the same
+    text on the primary (which never got the marker), or another value, still is."""
+    from shadow.diff import diff_responses
+    from shadow.mirror import MARKER
+    js = ((b"Content-Type", b"application/json"),)
+    prim = CapturedResponse(status=200, headers=js + ((b"Content-Length", b"27"),),
+                            body=b'{"headers":[["Host","a"]]}\n')
+    cand_body = b'{"headers":[["Host","a"],["x-tern-shadow", "1"]]}\n'
+    cand = CapturedResponse(status=200, body=cand_body, headers=js + (
+        (b"Content-Length", b"%d" % len(cand_body)), (b"X-Tern-Shadow", b"1")))
+    assert diff_responses(normalise(prim), normalise(cand, marker=MARKER)) == []
+    assert {d.field for d in diff_responses(normalise(prim), normalise(cand))} == {
+        "body:$.headers[1]", "header:x-tern-shadow"}
+    other = CapturedResponse(status=200, headers=js,
+                             body=b'{"headers":[["Host","a"],["X-Tern-Shadow","2"]]}\n')
+    assert [d.field for d in diff_responses(normalise(prim), normalise(other, marker=MARKER))] \
+        == ["body:$.headers[1]"]
+    text = CapturedResponse(status=200, body=b"GET / HTTP/1.1\r\nX-Tern-Shadow: 1\r\nA: b\r\n")
+    assert normalise(text, marker=MARKER).body == b"GET / HTTP/1.1\r\nA: b\r\n"
+    assert normalise(text).body == text.body
+
+
+def test_error_page_signature_masked_like_server() -> None:
+    """nginx's and Tern's built-in error pages differ only in the signature that repeats their
+    own Server header: equal once normalised; a page naming some other server still differs."""
+    from shadow.diff import diff_responses
+
+    def page(server: bytes, sig: bytes) -> CapturedResponse:
+        body = b"<html>\r\n<hr><center>" + sig + b"</center>\r\n</html>\r\n"
+        return CapturedResponse(status=404, headers=(
+            (b"Server", server), (b"Content-Type", b"text/html"),
+            (b"Content-Length", b"%d" % len(body))), body=body)
+
+    ng, tern = page(b"nginx/1.22.1", b"nginx/1.22.1"), page(b"tern/0.1.0", b"tern/0.1.0")
+    assert diff_responses(normalise(ng), normalise(tern)) == []
+    assert diff_responses(normalise(page(b"nginx", b"nginx")), normalise(tern)) == []
+    stray = page(b"tern/0.1.0", b"nginx/1.22.1")
+    assert [d.field for d in diff_responses(normalise(ng), normalise(stray))] == ["body"]
