@@ -317,10 +317,12 @@ def _resolve_local(host: str) -> str:
 
 def _register() -> None:
     from .compare import compare_cmd
+    from .migrate_cmd import migrate_cmd, report_cmd
     from .serve import serve_cmd
     from .shadow_cmd import diffs_cmd, replay_cmd, shadow_cmd
 
-    for cmd in (serve_cmd, compare_cmd, shadow_cmd, replay_cmd, diffs_cmd):
+    for cmd in (serve_cmd, compare_cmd, shadow_cmd, replay_cmd, diffs_cmd, report_cmd,
+                migrate_cmd):
         main.add_command(cmd)
 
 
