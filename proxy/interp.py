@@ -422,7 +422,8 @@ class Interpreter:
     def route(self, req: RouteRequest) -> RouteResult:
         """Route one request. Never raises for bad input: a 400 is a result."""
         result = RouteResult()
-        table = self.router.socket_for(req.local_addr, req.local_port)
+        table = self.router.socket_for(req.local_addr, req.local_port,
+                                       quic=req.http_version == "3.0")  # HTTP/3: UDP socket
         if table is None:
             result.steps.append(Step("listen", f"nothing listens on {req.local_addr}:"
                                                f"{req.local_port}"))
