@@ -100,6 +100,14 @@ class Exchange(abc.ABC):
     def end(self) -> None:
         """The response is complete."""
 
+    def send_response(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, *,
+                      reason: bytes | None = None, close: bool = False) -> None:
+        """A whole response: ``send_headers``, ``send_data`` (when ``body``), ``end``."""
+        self.send_headers(status, headers, reason=reason, close=close)
+        if body:
+            self.send_data(body)
+        self.end()
+
     @abc.abstractmethod
     def abort(self) -> None:
         """Close the connection without (further) response (``return 444``, upstream errors)."""
@@ -115,6 +123,12 @@ class Exchange(abc.ABC):
     def tunnel(self, upstream: UpstreamConnection) -> asyncio.Future[None] | None:
         """Switch to a raw byte tunnel with ``upstream`` after a 101; None if unsupported."""
         return None
+
+    def tls_var(self, name: str) -> str | None:
+        """nginx's ``$ssl_*`` variables (None: not TLS); read from ``self.conn.transport``."""
+        from .io.tls import tls_variable
+
+        return tls_variable(getattr(getattr(self, "conn", None), "transport", None), name)
 
 
 @dataclass(slots=True)
@@ -443,6 +457,8 @@ class Engine:
         remote = ex.remote_addr
 
         def hook(name: str) -> str | None:
+            if name[:4] == "ssl_":
+                return ex.tls_var(name)
             return self._var(name, run)
 
         req = RouteRequest(
@@ -654,10 +670,8 @@ class Engine:
         if head_only or not body:
             ex.send_headers(status, headers, end_stream=True, close=close)
         else:
-            ex.send_headers(status, headers, close=close)
-            ex.send_data(body)
             run.body_bytes = len(body)
-            ex.end()
+            ex.send_response(status, headers, body, close=close)
 
     async def _send_autoindex(self, ex: Exchange, state: RequestState, directory: str,
                               run: _Run) -> None:
@@ -1102,8 +1116,20 @@ class Engine:
             ex.send_headers(status, headers, end_stream=True, reason=reason)
             self.pool.release(conn, keepalive)
             return
+        data, complete = conn.take_buffered()
+        if complete:
+            # the whole body is here already (small responses): one write for all of it
+            run.body_bytes += len(data)
+            self.pool.release(conn, keepalive)
+            ex.send_response(status, headers, data, reason=reason)
+            await ex.drain()
+            return
         ex.send_headers(status, headers, reason=reason)
         try:
+            if data:
+                ex.send_data(data)
+                run.body_bytes += len(data)
+                await ex.drain()
             while True:
                 data = await conn.read_body(pconf.read_timeout)
                 if data is None:

@@ -114,25 +114,28 @@ class H1Exchange(Exchange):
         return self._body_done
 
     def send_continue(self) -> None:
-        self.conn.adapter.send(ResponseHeaders(stream_id=self.stream_id, status=100, headers=()))
+        self.conn.adapter.send_head(self.stream_id, 100, ())
         self.conn.flush()
 
     # response ------------------------------------------------------------------------------------
 
-    def send_headers(self, status: int, headers: list[tuple[bytes, bytes]], *,
-                     end_stream: bool = False, reason: bytes | None = None,
-                     close: bool = False) -> None:
+    def _head(self, status: int, headers: list[tuple[bytes, bytes]], end_stream: bool,
+              reason: bytes | None, close: bool) -> None:
         conn = self.conn
         if close or conn.engine_ref.draining or \
                 conn.served + 1 >= conn.settings.keepalive_requests:
             # draining (graceful stop), or the connection's last allowed request
             # (keepalive_requests): this response says "Connection: close", as nginx's does
             self.close_after = True
-            self.conn.adapter.close_after_response()
+            conn.adapter.close_after_response()
         self.sent_head = True
-        self.conn.adapter.send(ResponseHeaders(stream_id=self.stream_id, status=status,
-                                               headers=tuple(headers), end_stream=end_stream,
-                                               reason=reason))
+        conn.adapter.send_head(self.stream_id, status, headers, end_stream=end_stream,
+                               reason=reason)
+
+    def send_headers(self, status: int, headers: list[tuple[bytes, bytes]], *,
+                     end_stream: bool = False, reason: bytes | None = None,
+                     close: bool = False) -> None:
+        self._head(status, headers, end_stream, reason, close)
         if end_stream:
             self._finish()
         else:
@@ -142,14 +145,24 @@ class H1Exchange(Exchange):
             self.conn.pump()
 
     def send_data(self, data: bytes) -> None:
-        self.conn.adapter.send(ResponseData(stream_id=self.stream_id, data=data))
+        self.conn.adapter.send_data(self.stream_id, data)
+
+    def send_response(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, *,
+                      reason: bytes | None = None, close: bool = False) -> None:
+        # head, body and end in one write
+        self._head(status, headers, False, reason, close)
+        adapter = self.conn.adapter
+        if body:
+            adapter.send_data(self.stream_id, body)
+        adapter.send_end(self.stream_id)
+        self._finish()
 
     async def drain(self) -> None:
         self.conn.flush()
         await self.conn.drain()
 
     def end(self) -> None:
-        self.conn.adapter.send(ResponseEnd(stream_id=self.stream_id))
+        self.conn.adapter.send_end(self.stream_id)
         self._finish()
 
     def _finish(self) -> None:

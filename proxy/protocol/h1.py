@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Final, NamedTuple, assert_never
@@ -1008,30 +1009,12 @@ class H1Server:
         if self._must_close:
             return
         if isinstance(event, ResponseData):
-            stream = self._current(event.stream_id)
-            if stream is None:
-                return
-            framing = stream.framing
-            data = event.data
-            if framing == _F_CHUNKED:
-                if data:
-                    self._out += (b"%x\r\n" % len(data), data, b"\r\n")
-            elif framing == _F_LENGTH or framing == _F_RAW:
-                if data:
-                    self._out.append(data)
-            elif framing == _F_WAIT:
-                raise LocalProtocolError(f"stream {stream.sid}: data before response headers")
+            self.send_data(event.stream_id, event.data)
         elif isinstance(event, ResponseHeaders):
-            stream = self._current(event.stream_id)
-            if stream is not None:
-                self._send_head(stream, event)
+            self.send_head(event.stream_id, event.status, event.headers,
+                           end_stream=event.end_stream, reason=event.reason)
         elif isinstance(event, ResponseEnd):
-            stream = self._current(event.stream_id)
-            if stream is None:
-                return
-            if stream.framing == _F_WAIT:
-                raise LocalProtocolError(f"stream {stream.sid}: end before response headers")
-            self._finish(stream)
+            self.send_end(event.stream_id)
         elif isinstance(event, StreamReset):
             # the response cannot be completed: nginx closes the connection
             if self._current(event.stream_id) is not None:
@@ -1039,6 +1022,53 @@ class H1Server:
                 self._stop()
         else:
             assert_never(event)
+
+    # The same as ``send`` with ResponseHeaders, ResponseData and ResponseEnd, without making the
+    # event objects (the HTTP/1.x I/O layer calls these on its hot path).
+
+    def send_head(
+        self,
+        stream_id: int,
+        status: int,
+        headers: Sequence[tuple[bytes, bytes]],
+        *,
+        end_stream: bool = False,
+        reason: bytes | None = None,
+    ) -> None:
+        """``send(ResponseHeaders(...))``."""
+        if self._must_close:
+            return
+        stream = self._current(stream_id)
+        if stream is not None:
+            self._send_head(stream, status, headers, end_stream, reason)
+
+    def send_data(self, stream_id: int, data: bytes) -> None:
+        """``send(ResponseData(...))``."""
+        if self._must_close:
+            return
+        stream = self._current(stream_id)
+        if stream is None:
+            return
+        framing = stream.framing
+        if framing == _F_CHUNKED:
+            if data:
+                self._out += (b"%x\r\n" % len(data), data, b"\r\n")
+        elif framing == _F_LENGTH or framing == _F_RAW:
+            if data:
+                self._out.append(data)
+        elif framing == _F_WAIT:
+            raise LocalProtocolError(f"stream {stream.sid}: data before response headers")
+
+    def send_end(self, stream_id: int) -> None:
+        """``send(ResponseEnd(...))``."""
+        if self._must_close:
+            return
+        stream = self._current(stream_id)
+        if stream is None:
+            return
+        if stream.framing == _F_WAIT:
+            raise LocalProtocolError(f"stream {stream.sid}: end before response headers")
+        self._finish(stream)
 
     def data_to_send(self) -> bytes:
         """Drain the output: everything queued by ``send`` since the last call, as one bytes."""
@@ -1535,25 +1565,31 @@ class H1Server:
         front = queue[0].sid if queue else None
         raise LocalProtocolError(f"response for stream {sid} while answering stream {front}")
 
-    def _send_head(self, stream: _Stream, event: ResponseHeaders) -> None:
+    def _send_head(
+        self,
+        stream: _Stream,
+        status: int,
+        headers: Sequence[tuple[bytes, bytes]],
+        end_stream: bool,
+        reason: bytes | None,
+    ) -> None:
         if stream.framing != _F_WAIT:
             raise LocalProtocolError(f"stream {stream.sid}: response headers sent twice")
-        status = event.status
         out = self._out
         if stream.version == 9:  # HTTP/0.9: the body alone, then close
             stream.framing = _F_RAW
             stream.keep_alive = False
             self._release(stream)
-            if event.end_stream:
+            if end_stream:
                 self._finish(stream)
             return
         if status < 200 and status != 101:  # interim (100 Continue): the request goes on
             parts = [
                 _CONTINUE
-                if status == 100 and event.reason is None
-                else _status_line(status, event.reason)
+                if status == 100 and reason is None
+                else _status_line(status, reason)
             ]
-            for name, value in event.headers:
+            for name, value in headers:
                 parts += (name, b": ", value, b"\r\n")
             parts.append(b"\r\n")
             out.append(b"".join(parts))
@@ -1565,7 +1601,7 @@ class H1Server:
         keep_alive_hdr: tuple[bytes, bytes] | None = None
         close = not stream.keep_alive
         has_length = False
-        for item in event.headers:
+        for item in headers:
             rank = _rank(item[0])
             if rank < 0:
                 rest.append(item)
@@ -1600,7 +1636,7 @@ class H1Server:
             close = True  # after a tunnel, or a 101 without Upgrade, nothing more is read
         else:
             connection = b"close" if close else b"keep-alive"
-        parts = [_status_line(status, event.reason)]
+        parts = [_status_line(status, reason)]
         if len(fixed) > 1:
             fixed.sort(key=_rank_key)
         for _, name, value in fixed:
@@ -1621,7 +1657,7 @@ class H1Server:
             self._switch(stream)
         else:
             self._release(stream)
-        if event.end_stream:
+        if end_stream:
             self._finish(stream)
 
     def _release(self, stream: _Stream) -> None:
