@@ -36,6 +36,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from urllib.parse import unquote_plus
 
 from .access import (
@@ -155,6 +156,15 @@ class RouteResult:
 class _Finish(Exception):
     def __init__(self, status: int) -> None:
         self.status = status
+
+
+class _PlainProxy(NamedTuple):
+    """A location whose phases reduce to its proxy_pass: no rewrite program, not internal, no
+    realip, allow/deny, auth_basic or try_files in its chain (limits still run)."""
+
+    chain: list[Scope]
+    key: tuple[int, ...]
+    pp: ProxyPass
 
 
 class RequestState:
@@ -412,6 +422,8 @@ class Interpreter:
         """(chain identity, getter code) -> merged value; see ``RequestState.effective``."""
         self._base_chains: dict[int, list[Scope]] = {}
         self._loc_chains: dict[int, list[Scope]] = {}
+        self._plain: dict[int, _PlainProxy | None] = {}
+        """id(location) -> its plan when it only proxies (``_plain_proxy``), else None."""
         self.preaccess_hook: Callable[[RequestState], int | None] | None = None
         """Set by the engine: limit_req / limit_conn; returns a status to refuse with."""
         self._rules_cache: dict[int, tuple[object, tuple[CompiledRule, ...]]] = {}
@@ -564,7 +576,11 @@ class Interpreter:
             result.location, result.location_reason = loc, reason
             ctx.location = loc
             ctx.captures = {**ctx.server_caps, **caps}
-            ctx.vars.update({k: v for k, v in caps.items() if not k.isdigit()})
+            if caps:
+                ctx.vars.update({k: v for k, v in caps.items() if not k.isdigit()})
+            plain = self._plain_proxy(ctx.server, loc) if loc is not None else None
+            if plain is not None and not auto:
+                self._run_plain_proxy(ctx, loc, plain)  # raises _Done or _Finish
             ctx.scope_chain = self._base_chain(ctx) + self._loc_scopes(ctx.server, loc)
             if self.explain:
                 ctx.result.steps.append(Step("location", reason, ctx.uri, loc))
@@ -601,6 +617,70 @@ class Interpreter:
             self._access(ctx)
             self._precontent(ctx)
             return
+
+    def _plain_proxy(self, server: Server, loc: Location) -> _PlainProxy | None:
+        """The location's plan when its phases reduce to proxy_pass (see ``_PlainProxy``)."""
+        plan = self._plain.get(id(loc), False)
+        if plan is False:
+            plan = self._plain[id(loc)] = self._plan_plain(server, loc)
+        return plan  # type: ignore[return-value]
+
+    def _plan_plain(self, server: Server, loc: Location) -> _PlainProxy | None:
+        if self.explain or loc.scope.static.internal or loc.scope.rewrites:
+            return None
+        base = self._base_chains.get(id(server))
+        if base is None:
+            base = [self.config.http.scope] if self.config.http is not None else []
+            base.append(server.scope)
+            self._base_chains[id(server)] = base
+        chain = list(base) + self._loc_scopes(server, loc)
+
+        def eff(getter: Callable[[Scope], object]) -> object:
+            for scope in reversed(chain):
+                v = getter(scope)
+                if v is not None:
+                    return v
+            return None
+
+        if self._realip_settings(chain)[0]:
+            return None
+        if eff(lambda s: s.access.rules) is not None or \
+                eff(lambda s: s.access.auth_basic) is not None:
+            return None
+        if eff(lambda s: s.static.try_files) is not None:
+            return None
+        pp = None
+        for scope in chain[len(base):]:
+            if scope.proxy_pass is not None:
+                pp = scope.proxy_pass
+        if pp is None:
+            return None
+        return _PlainProxy(chain, tuple(map(id, chain)), pp)
+
+    def _run_plain_proxy(self, ctx: RequestState, loc: Location, plan: _PlainProxy) -> None:
+        """What ``_find_and_run`` does for a location ``_plan_plain`` accepted, minus the steps
+        that cannot do anything there: its rewrite program is empty, realip trusts nobody, no
+        allow/deny or auth_basic, no try_files; the content handler is its proxy_pass."""
+        ctx.scope_chain = plan.chain
+        ctx._chain_key = plan.key
+        length = ctx.req.content_length
+        if length is not None:
+            limit = ctx.effective(lambda s: s.limits.client_max_body_size)
+            limit = DEFAULT_MAX_BODY if limit is None else limit
+            if limit and length > limit:
+                ctx.expect_tested = True
+                ctx.req.content_length = None
+                raise _Finish(413)
+        if self.preaccess_hook is not None:
+            status = self.preaccess_hook(ctx)
+            if status:
+                raise _Finish(status)
+        pp = plan.pp
+        result = ctx.result
+        result.proxy_url = pp.url.raw
+        result.kind = "proxy"
+        result.upstream_uri = self.upstream_uri(ctx, pp)
+        raise _Done()
 
     def _loc_scopes(self, server: Server, loc: Location | None) -> list[Scope]:
         if loc is None:
