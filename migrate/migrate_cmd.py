@@ -222,7 +222,8 @@ def _run_comparison(config: str, prefix: str | None, analysis: Any, requests: An
         specs = [g.spec for g in requests.requests]
         outcomes = runner.run(specs, learn_noise=True)
     except CompareError as exc:
-        return "failed", str(exc).splitlines()[0] if str(exc) else "setup error"
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        return "failed", " / ".join(lines[:6]) or "setup error"
     finally:
         runner.close()
     # Comparison.run tags request i "<nonce>-<i>" (and "<nonce>-<i>-again" for the noise run)

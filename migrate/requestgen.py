@@ -19,8 +19,9 @@ Generation rules (documented in docs/report.md; each request carries the reason 
 4. **Error pages**: per server, one ``GET`` of a path that no configuration names
    (``/tern-migrate-missing-<n>``) to reach the 404 page; and every ``error_page`` target that
    is a local URI (``/50x.html``) is requested directly.
-5. Requests are de-duplicated on (port, address, Host, target), in the order above, and capped
-   at :data:`MAX_REQUESTS`; what was left out is counted in :attr:`RequestSet.skipped`.
+5. Requests are de-duplicated on (port, address, Host, target), in the order above (a request
+   that serves several rules names them all, separated by ``; ``), and capped at
+   :data:`MAX_REQUESTS`; what was left out is counted in :attr:`RequestSet.skipped`.
 6. **Regex examples**: the pattern is turned into a candidate string by a small walk over it
    (literals kept, ``\\d`` -> ``1``, ``\\w``/``.`` -> ``a``, a class -> its first member,
    alternations -> their first branch, ``+``/``{n}`` repeated the minimum, ``*``/``?`` dropped,
@@ -34,7 +35,7 @@ Generation rules (documented in docs/report.md; each request carries the reason 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from proxy import model as m
 from proxy.regex import compile_pcre
@@ -268,18 +269,25 @@ def _rewrites(scope: m.Scope) -> list[m.Rewrite]:
 def generate(config: m.Config, *, limit: int = MAX_REQUESTS) -> RequestSet:
     """The request set for ``config`` (rules in the module docstring)."""
     result = RequestSet()
-    seen: set[tuple[int, str | None, str | None, str]] = set()
+    seen: dict[tuple[int, str | None, str | None, str], int] = {}
     servers = config.http.servers if config.http is not None else ()
     missing = 0
 
     def add(listen: m.Listen, host: str, target: str, reason: str) -> None:
         key = (listen.port, _addr(listen), host, target)
-        if key in seen:
+        if key in seen:  # one request serves several rules: it names them all
+            i = seen[key]
+            if i >= 0:
+                g = result.requests[i]
+                both = f"{g.reason}; {reason}"
+                result.requests[i] = GeneratedRequest(spec=replace(g.spec, name=both),
+                                                      reason=both)
             return
-        seen.add(key)
         if len(result.requests) >= limit:
+            seen[key] = -1
             result.skipped += 1
             return
+        seen[key] = len(result.requests)
         spec = RequestSpec(method="GET", target=target, host=host, port=listen.port,
                            address=_addr(listen), scheme="https" if listen.ssl else "http",
                            headers=HEADERS, name=reason)
