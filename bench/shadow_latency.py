@@ -1,11 +1,22 @@
 """Primary latency through ``tern shadow``: mirroring off, on, and with a black-holed candidate.
 
-Usage: ``python bench/shadow_latency.py [--seconds 5] [--connections 20] [--threads 2]``
+Usage: ``python bench/shadow_latency.py [--seconds 5] [--rounds 3] [--connections 10]
+[--delay-ms 10] [--threads 2]``
 
-Starts one echo primary and one echo candidate (shadow.echo, own threads), a black hole (accepts
-and never answers) and, for each case, ``tern shadow`` as a subprocess (uvloop), then runs a
-bounded ``wrk`` against it and prints p50/p99 latency and requests/s. Target (issue 4): p99 with
-mirroring on within 10% of mirroring off.
+Starts an echo primary and an echo candidate (:mod:`shadow.echo`), each in a process of its own
+(in one process the candidate's work would take the primary's GIL and the primary would look
+slower for a reason that has nothing to do with the shadow proxy), a black hole (accepts and never
+answers) and three ``tern shadow`` processes (uvloop): ``--no-mirror``, mirroring to the echo
+candidate, mirroring to the black hole. Then, ``--rounds`` times, a bounded ``wrk`` against each
+of them in turn (the order rotates every round), and prints per case the median over the rounds
+of p50, p99 and requests/s, and p99 relative to mirroring off (the ratio of the medians).
+
+Load: each wrk connection waits ``--delay-ms`` between its requests (wrk's ``delay()``), so the
+load is paced, well below saturation, and latency measures the path of a request rather than the
+queueing of a saturated machine (``--delay-ms 0``: closed loop, as fast as possible). The machine
+is usually shared: only ratios of medians mean something, single figures do not.
+
+Target (issue 4): p99 with mirroring on within 10% of mirroring off.
 """
 
 from __future__ import annotations
@@ -14,16 +25,21 @@ import argparse
 import os
 import re
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from shadow.echo import EchoServer  # noqa: E402 - after the path fix
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+_ECHO = ("import sys; from shadow.echo import EchoServer; "
+         "e = EchoServer(sys.argv[1], port=int(sys.argv[2])).start(); sys.stdin.read()")
 
 
 def _free_port() -> int:
@@ -48,32 +64,32 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def _wrk(port: int, seconds: float, connections: int, threads: int) -> dict[str, float]:
-    out = subprocess.run(
-        ["wrk", "--latency", f"-t{threads}", f"-c{connections}", f"-d{int(seconds)}s",
-         "--timeout", "5s", f"http://127.0.0.1:{port}/bench"],
-        capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
-    p50 = re.search(r"50%\s+(\S+)", out)
-    p99 = re.search(r"99%\s+(\S+)", out)
+def _wrk(port: int, seconds: float, args: argparse.Namespace, script: str) -> dict[str, float]:
+    argv = ["wrk", "--latency", f"-t{args.threads}", f"-c{args.connections}",
+            f"-d{max(1, int(seconds))}s", "--timeout", "5s"]
+    if args.delay_ms > 0:
+        argv += ["-s", script]
+    out = subprocess.run([*argv, f"http://127.0.0.1:{port}/bench"], capture_output=True,
+                         text=True, timeout=seconds + 30, check=True).stdout
+    p50 = re.search(r"^ +50% +(\S+)$", out, re.M)
+    p99 = re.search(r"^ +99% +(\S+)$", out, re.M)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if not (p50 and p99 and rps):
         raise RuntimeError(f"cannot read wrk output:\n{out}")
     return {"p50": _ms(p50.group(1)), "p99": _ms(p99.group(1)), "rps": float(rps.group(1))}
 
 
-def _case(name: str, primary: str, candidate: str, extra: list[str], args: argparse.Namespace,
-          tmp: str) -> dict[str, float]:
-    port = _free_port()
-    argv = [sys.executable, "-c", "from migrate.shadow_cmd import shadow_cmd; shadow_cmd()",
-            "--listen", f"127.0.0.1:{port}", "--primary", primary, "--candidate", candidate,
-            "--store", os.path.join(tmp, f"{name}.db"), "--candidate-timeout", "1", *extra]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+@contextmanager
+def _process(argv: list[str], port: int, name: str) -> Iterator[subprocess.Popen[str]]:
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     try:
-        _wait_port(port, time.monotonic() + 10)
-        _wrk(port, 1, args.connections, args.threads)  # warm-up
-        return _wrk(port, args.seconds, args.connections, args.threads)
+        _wait_port(port, time.monotonic() + 15)
+        yield proc
     finally:
-        proc.send_signal(2)
+        if proc.poll() is None:
+            proc.send_signal(2)
         try:
             _, err = proc.communicate(timeout=20)
             tail = [ln for ln in (err or "").splitlines() if "requests" in ln]
@@ -84,30 +100,76 @@ def _case(name: str, primary: str, candidate: str, extra: list[str], args: argpa
             proc.communicate()
 
 
+def _echo(name: str) -> tuple[list[str], int]:
+    port = _free_port()
+    return [sys.executable, "-c", _ECHO, name, str(port)], port
+
+
+def _shadow(name: str, primary: str, candidate: str, extra: list[str], tmp: str
+            ) -> tuple[list[str], int]:
+    port = _free_port()
+    return ([sys.executable, "-c", "from migrate.shadow_cmd import shadow_cmd; shadow_cmd()",
+             "--listen", f"127.0.0.1:{port}", "--primary", primary, "--candidate", candidate,
+             "--store", os.path.join(tmp, f"{name}.db"), "--candidate-timeout", "1", *extra],
+            port)
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=5)
-    ap.add_argument("--connections", type=int, default=20)
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=5, help="wrk duration per case and round")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds (medians are reported)")
+    ap.add_argument("--connections", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--delay-ms", type=int, default=10,
+                    help="pause of each connection between requests (0: closed loop)")
     args = ap.parse_args()
+    if args.rounds < 1 or args.seconds <= 0 or args.seconds > 120 or args.rounds > 20:
+        ap.error("--rounds must be 1-20 and --seconds 1-120")
     hole = socket.socket()
     hole.bind(("127.0.0.1", 0))
     hole.listen(4096)
     hole_url = f"http://127.0.0.1:{hole.getsockname()[1]}"
-    results: dict[str, dict[str, float]] = {}
-    with EchoServer("primary") as p, EchoServer("candidate") as c, \
-            tempfile.TemporaryDirectory() as tmp:
-        purl, curl = f"http://{p.address}", f"http://{c.address}"
-        results["direct primary"] = _wrk(p.port, args.seconds, args.connections, args.threads)
-        results["mirroring off"] = _case("off", purl, curl, ["--no-mirror"], args, tmp)
-        results["mirroring on"] = _case("on", purl, curl, [], args, tmp)
-        results["black-holed candidate"] = _case("hole", purl, hole_url, [], args, tmp)
+    names = ["mirroring off", "mirroring on", "black-holed candidate"]
+    runs: dict[str, list[dict[str, float]]] = {n: [] for n in ["direct primary", *names]}
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        script = os.path.join(tmp, "pace.lua")
+        with open(script, "w") as f:
+            f.write(f"function delay()\n  return {args.delay_ms}\nend\n")
+        pargv, pport = _echo("primary")
+        cargv, cport = _echo("candidate")
+        stack.enter_context(_process(pargv, pport, "primary"))
+        stack.enter_context(_process(cargv, cport, "candidate"))
+        purl, curl = f"http://127.0.0.1:{pport}", f"http://127.0.0.1:{cport}"
+        ports = {"direct primary": pport}
+        for name, cand, extra in (("mirroring off", curl, ["--no-mirror"]),
+                                  ("mirroring on", curl, []),
+                                  ("black-holed candidate", hole_url, [])):
+            argv, port = _shadow(name.split()[-1], purl, cand, extra, tmp)
+            stack.enter_context(_process(argv, port, name))
+            ports[name] = port
+        for port in ports.values():  # warm-up
+            _wrk(port, 1, args, script)
+        order = list(runs)
+        for rnd in range(args.rounds):
+            for name in order[rnd % len(order):] + order[:rnd % len(order)]:
+                runs[name].append(_wrk(ports[name], args.seconds, args, script))
+            print(f"  round {rnd + 1}: " + ", ".join(
+                f"{n} p99 {runs[n][-1]['p99']:.2f}" for n in order), file=sys.stderr)
     hole.close()
-    base = results["mirroring off"]["p99"]
-    print(f"{'case':<24} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>9} {'p99 vs off':>11}")
-    for name, r in results.items():
+    med = {n: {k: statistics.median(r[k] for r in rs) for k in ("p50", "p99", "rps")}
+           for n, rs in runs.items()}
+    base = med["mirroring off"]
+    pacing = f"{args.delay_ms} ms between requests" if args.delay_ms else "closed loop"
+    print(f"wrk -c{args.connections} -t{args.threads}, {pacing}, {args.seconds:g}s x "
+          f"{args.rounds} rounds; medians")
+    print(f"{'case':<24} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>9} {'p50 vs off':>11} "
+          f"{'p99 vs off':>11}")
+    for name, r in med.items():
         print(f"{name:<24} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['rps']:>9.0f} "
-              f"{(r['p99'] / base - 1):>+10.1%}")
+              f"{(r['p50'] / base['p50'] - 1):>+10.1%} {(r['p99'] / base['p99'] - 1):>+10.1%}")
+    per_round = [on["p99"] / off["p99"] - 1
+                 for on, off in zip(runs["mirroring on"], runs["mirroring off"], strict=True)]
+    print("p99 on vs off per round: " + ", ".join(f"{x:+.1%}" for x in per_round))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,14 @@ from proxy.accesslog import COMBINED
 from proxy.interp import Interpreter, RouteRequest
 from proxy.model import Config, LogFormat
 from proxy.routing import BadRequest
-from shadow.mirror import Analyzer, Attribution, Attributor, ShadowOptions, ShadowProxy
+from shadow.mirror import (
+    Analyzer,
+    AnalyzerProcess,
+    Attribution,
+    Attributor,
+    ShadowOptions,
+    ShadowProxy,
+)
 from shadow.noise import BROTLI, NoiseModel
 from shadow.replay import ReplaySummary, SourceError, read_source, replay
 from shadow.rules import Rules, RulesError, load_rules
@@ -177,8 +184,14 @@ def shadow_cmd(listen: str, primary: str, candidate: str, secondary: str | None,
     options = ShadowOptions(sample=sample, mirror_unsafe=mirror_unsafe, learn_noise=learn_noise,
                             concurrency=concurrency, queue_size=queue_size,
                             candidate_timeout=candidate_timeout)
-    analyzer = Analyzer(store, rules=rules, noise=NoiseModel(store.noise_seed()),
+    seed = store.noise_seed()
+    store.close()  # the analysis process opens its own connection (none may cross a fork)
+
+    def make_analyzer() -> Analyzer:
+        return Analyzer(_store(store_path, create=False), rules=rules, noise=NoiseModel(seed),
                         attribute=attribute)
+
+    analyzer = AnalyzerProcess(make_analyzer)
     try:
         proxy = ShadowProxy(primary, candidate, analyzer=analyzer, secondary=secondary,
                             options=options, mirror=not no_mirror)
@@ -186,7 +199,7 @@ def shadow_cmd(listen: str, primary: str, candidate: str, secondary: str | None,
         _fail(str(exc))
         return
     analyzer.counters = proxy.stats.as_dict
-    analyzer.start()
+    analyzer.start()  # before the event loop and any thread exist
     loop = _run_loop()
     asyncio.set_event_loop(loop)
 
@@ -208,7 +221,6 @@ def shadow_cmd(listen: str, primary: str, candidate: str, secondary: str | None,
     finally:
         loop.close()
         analyzer.close()
-        store.close()
     st = proxy.stats
     click.echo(f"tern shadow: {st.requests} requests, {st.eligible} eligible, {st.mirrored} "
                f"mirrored, {st.dropped} dropped, {st.skipped} skipped, "

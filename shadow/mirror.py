@@ -41,8 +41,12 @@ request is forwarded and its answer relayed, but a 101 tunnel is closed after th
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import multiprocessing
+import os
 import queue
 import random
+import signal
 import threading
 import time
 from collections import deque
@@ -74,6 +78,7 @@ __all__ = [
     "MARKER",
     "SAFE_METHODS",
     "Analyzer",
+    "AnalyzerProcess",
     "Attribution",
     "Exchange",
     "Fetched",
@@ -520,14 +525,31 @@ class Analyzer:
 
     def _run(self) -> None:
         while True:
+            batch: list[Exchange] = []
             ex = self._q.get()
+            while ex is not None:
+                batch.append(ex)
+                if len(batch) >= BATCH:
+                    break
+                try:
+                    ex = self._q.get_nowait()
+                except queue.Empty:
+                    break
+            self.process_batch(batch)
             if ex is None:
                 return
-            try:
-                self.process(ex)
-            except Exception as exc:  # noqa: BLE001 - one bad exchange must not stop the thread
-                self.errors.append(f"{type(exc).__name__}: {exc}")
-            self._flush()
+
+    def process_batch(self, batch: list[Exchange]) -> None:
+        """Diff and store exchanges, all in one transaction, then flush the counters when due
+        (one bad exchange is counted in :attr:`errors` and does not stop the others)."""
+        if batch:
+            with self.store.batch():
+                for ex in batch:
+                    try:
+                        self.process(ex)
+                    except Exception as exc:  # noqa: BLE001 - contained, see the docstring
+                        self.errors.append(f"{type(exc).__name__}: {exc}")
+        self._flush()
 
     def _flush(self, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -580,6 +602,155 @@ class Analyzer:
         if real:
             self.differing += 1
         return xid
+
+
+BATCH = 256
+"""Exchanges analysed and stored per transaction at most."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Counters:
+    values: dict[str, int]
+
+
+class AnalyzerProcess:
+    """An :class:`Analyzer` in a child process of its own (``fork``), at a lower priority.
+
+    Diffing (deepdiff), noise learning and SQLite writes take CPU and, on a thread, the GIL that
+    the proxy's event loop needs: each time the loop wakes up for a primary's or a client's
+    bytes it may wait for the analysis thread to let go of the GIL (up to the 5 ms switch
+    interval), and that wait lands on the primary's latency. In a process the two share only the
+    CPUs, and the scheduler, told the analysis is background work (``nice``), runs the loop
+    first. Exchanges are pickled by the queue's feeder thread, off the loop's path.
+
+    Same surface as :class:`Analyzer` for the proxy and the command (:meth:`submit`,
+    :attr:`counters`, :meth:`close`, :attr:`analysed`, :attr:`differing`, :attr:`dropped`,
+    :attr:`errors`); the figures of the child are known after :meth:`close`.
+
+    Args:
+        make: builds the :class:`Analyzer` in the child (it must open its own store: an SQLite
+            connection must not cross a fork).
+        queue_size: exchanges waiting; :meth:`submit` refuses more (counted in ``dropped``).
+        nice: added to the child's nice value.
+        counters: the mirror counters, sent to the child (stored) at most once a second and at
+            :meth:`close`.
+    """
+
+    def __init__(self, make: Callable[[], Analyzer], *, queue_size: int = 1024, nice: int = 10,
+                 counters: Callable[[], dict[str, int]] | None = None) -> None:
+        self.make = make
+        self.queue_size = queue_size
+        self.nice = nice
+        self.counters = counters
+        self.analysed = 0
+        self.differing = 0
+        self.dropped = 0
+        self.errors: list[str] = []
+        self._q: Any = None
+        self._recv: Any = None
+        self._proc: Any = None
+        self._last = 0.0
+
+    def start(self) -> AnalyzerProcess:
+        """Fork the child (before any thread or event loop exists in this process)."""
+        ctx = multiprocessing.get_context("fork")
+        self._q = ctx.Queue(self.queue_size)
+        self._recv, send = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(target=self._child, args=(self._q, send),
+                                 name="tern-shadow-analyzer", daemon=True)
+        self._proc.start()
+        send.close()
+        return self
+
+    def submit(self, ex: Exchange) -> bool:
+        """Queue an exchange; False (and counted) when the queue is full."""
+        try:
+            self._q.put_nowait(ex)
+        except queue.Full:
+            self.dropped += 1
+            return False
+        self._send_counters()
+        return True
+
+    def _send_counters(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.counters is None or not (force or now - self._last > 1.0):
+            return
+        self._last = now
+        values = dict(self.counters())
+        values["analysis_dropped"] = self.dropped
+        try:
+            if force:
+                self._q.put(_Counters(values), timeout=5.0)
+            else:
+                self._q.put_nowait(_Counters(values))
+        except queue.Full:
+            pass  # sent with a later exchange, or at close
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Let the child analyse what is queued, store the counters, and stop."""
+        if self._proc is None:
+            return
+        proc, self._proc = self._proc, None
+        try:
+            self._send_counters(force=True)
+            self._q.put(None, timeout=timeout)
+        except queue.Full:
+            self.errors.append("analysis queue still full at close")
+        if self._recv.poll(timeout):
+            with contextlib.suppress(EOFError, OSError):
+                self.analysed, self.differing, errors = self._recv.recv()
+                self.errors.extend(errors)
+        proc.join(timeout)
+        if proc.is_alive():
+            self.errors.append("analysis process did not stop; terminated")
+            proc.terminate()
+            proc.join(2.0)
+        self._q.close()
+        self._q.join_thread()
+        self._recv.close()
+
+    def _child(self, q: Any, send: Any) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us, after flushing
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        with contextlib.suppress(OSError):
+            os.nice(self.nice)
+        parent = os.getppid()
+        an = self.make()
+        latest: dict[str, int] = {}
+        if self.counters is not None:
+            an.counters = lambda: latest
+        stop = False
+        while not stop:
+            try:
+                msg = q.get(timeout=0.5)
+            except queue.Empty:
+                if os.getppid() != parent:  # the parent died without closing us
+                    break
+                continue
+            batch: list[Exchange] = []
+            while True:
+                if msg is None:
+                    stop = True
+                    break
+                if isinstance(msg, _Counters):
+                    an.dropped = msg.values.pop("analysis_dropped", an.dropped)
+                    latest.clear()
+                    latest.update(msg.values)
+                    an._last_flush = 0.0  # store them with this batch
+                else:
+                    batch.append(msg)
+                if len(batch) >= BATCH:
+                    break
+                try:
+                    msg = q.get_nowait()
+                except queue.Empty:
+                    break
+            an.process_batch(batch)
+        an.close()
+        an.store.close()
+        send.send((an.analysed, an.differing, an.errors[-20:]))
+        send.close()
 
 
 def _bounded(f: Fetched) -> CapturedResponse:
@@ -880,7 +1051,8 @@ class ShadowProxy:
         options: limits and switches.
     """
 
-    def __init__(self, primary: str, candidate: str, *, analyzer: Analyzer | None = None,
+    def __init__(self, primary: str, candidate: str, *,
+                 analyzer: Analyzer | AnalyzerProcess | None = None,
                  secondary: str | None = None, options: ShadowOptions = ShadowOptions(),
                  mirror: bool = True) -> None:
         self.options = options

@@ -40,12 +40,13 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import statistics
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,6 +141,7 @@ class Store:
 
     def __init__(self, path: str, *, create: bool = True) -> None:
         self.path = path
+        self._in_batch = False
         if not create and not os.path.exists(path):
             raise StoreError(f"{path}: no such store")
         try:
@@ -169,6 +171,21 @@ class Store:
     def close(self) -> None:
         """Close the database."""
         self.db.close()
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group the writes made inside into one transaction (nested batches join the outer
+        one): one commit per batch of exchanges instead of one per exchange."""
+        if self._in_batch:
+            yield
+            return
+        self._in_batch = True
+        try:
+            with self.db:
+                self.db.execute("BEGIN")
+                yield
+        finally:
+            self._in_batch = False
 
     # writing --------------------------------------------------------------------------------
 
@@ -212,8 +229,7 @@ class Store:
             return json.dumps([list(x) for x in h]) if keep else None
 
         db = self.db
-        with db:
-            db.execute("BEGIN")
+        with self.batch():
             cur = db.execute(
                 "INSERT INTO exchanges(ts, source, route, method, host, target, request_headers,"
                 " request_body, primary_status, candidate_status, secondary_status,"
