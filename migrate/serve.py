@@ -20,9 +20,10 @@ def make_loader(path: str, prefix: str | None, allow_unsupported: bool):  # type
         if path.endswith(".json"):
             try:
                 with open(path, encoding="utf-8") as fh:
-                    return from_json(fh.read())
+                    model = from_json(fh.read())
             except (OSError, ModelDecodeError) as exc:
                 raise ConfigLoadError(f"{path}: {exc}") from None
+            return _check_tls(model)
         analysis = translate(path, prefix)
         errors = [d for d in analysis.diagnostics if d.level is Level.ERROR]
         if errors:
@@ -32,7 +33,16 @@ def make_loader(path: str, prefix: str | None, allow_unsupported: bool):  # type
             raise ConfigLoadError(
                 "\n".join(blocking) + f"\n{len(blocking)} unsupported directive(s) change how "
                 "this configuration answers; fix them or start with --allow-unsupported")
-        return analysis.config
+        return _check_tls(analysis.config)
+
+    def _check_tls(config: Config) -> Config:
+        # certificates and keys are loaded now, as nginx -t does (file:line: error: ...)
+        from proxy.io.tls import check_config
+
+        problems = check_config(config)
+        if problems:
+            raise ConfigLoadError("\n".join(problems))
+        return config
 
     return load
 

@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -30,7 +31,9 @@ from ..model import Config, Listen
 from ..protocol.h1 import H1Limits
 from ..routing import Router, SocketTable
 from .logs import AccessLogger
+from .h2conn import H2Connection, H2Dispatch, h2_limits
 from .server import ConnSettings, EngineRef, HttpConnection
+from .tls import wants_h2, socket_tls, tls_tables
 from .upstream import UpstreamPool
 
 log = logging.getLogger("tern")
@@ -58,10 +61,10 @@ def bind_keys(config: Config) -> list[BindKey]:
     for server in (config.http.servers if config.http else ()):
         listens = server.listens or (Listen(address="*", port=80, source=server.source),)
         for lst in listens:
-            if lst.quic or lst.ssl or lst.http2 or lst.proxy_protocol or \
-                    lst.address.startswith("unix:"):
-                # not served yet (tern serve refuses them unless --allow-unsupported, which
-                # skips them rather than answer plain HTTP/1.1 where clients expect otherwise)
+            if lst.quic or lst.proxy_protocol or lst.address.startswith("unix:"):
+                # TCP sockets only here (QUIC listeners are UDP); the PROXY protocol and unix
+                # sockets are not served (tern serve refuses them unless --allow-unsupported,
+                # which skips them rather than answer where clients expect otherwise)
                 continue
             if lst.address in ("*", "[::]"):
                 wild.add(lst.port)
@@ -88,12 +91,18 @@ def open_socket(key: BindKey) -> socket.socket:
     return sock
 
 
-def conn_settings(config: Config, router: Router, key: BindKey) -> ConnSettings:
-    """Settings for connections on one socket, read from that socket's default server."""
+def socket_table(router: Router, key: BindKey) -> SocketTable | None:
+    """The server table of a TCP socket."""
     host = "*" if key.host == "0.0.0.0" else key.host
     table: SocketTable | None = router.sockets.get((host, key.port))
     if table is None:
         table = router.socket_for(key.host, key.port)
+    return table
+
+
+def conn_settings(config: Config, router: Router, key: BindKey) -> ConnSettings:
+    """Settings for connections on one socket, read from that socket's default server."""
+    table = socket_table(router, key)
     http_scope = config.http.scope if config.http else None
     server_scope = table.default.scope if table is not None and table.default else None
 
@@ -119,7 +128,51 @@ def conn_settings(config: Config, router: Router, key: BindKey) -> ConnSettings:
         keepalive_timeout=pick(lambda li: li.keepalive_timeout, 75.0),  # type: ignore[arg-type]
         keepalive_requests=pick(lambda li: li.keepalive_requests, 1000),  # type: ignore[arg-type]
         send_timeout=pick(lambda li: li.send_timeout, 60.0),  # type: ignore[arg-type]
+        scheme="https" if table is not None and is_tls(config, router, table) else "http",
     )
+
+
+def is_tls(config: Config, router: Router, table: SocketTable) -> bool:
+    """A ``listen ... ssl`` on this socket makes all of it TLS (nginx merges listen options)."""
+    return any(t is table for t in tls_tables(config, router))
+
+
+def h2_settings(config: Config, table: SocketTable) -> int:
+    """``http2_max_concurrent_streams`` of the socket's default server (nginx: 128)."""
+    scopes = [table.default.scope if table.default else None,
+              config.http.scope if config.http else None]
+    for scope in scopes:
+        for raw in (scope.other if scope is not None else ()):
+            if raw.name == "http2_max_concurrent_streams" and raw.args[0].isdigit():
+                return max(1, int(raw.args[0]))
+    return 128
+
+
+def protocol_factory(config: Config, router: Router, key: BindKey, ref: EngineRef
+                     ) -> tuple[Callable[[], asyncio.Protocol], ssl.SSLContext | None]:
+    """The protocol factory and TLS context of one TCP socket: HTTP/1.x only, or HTTP/1.x and
+    HTTP/2 picked by ALPN (TLS) or by the client preface (cleartext ``http2``)."""
+    settings = conn_settings(config, router, key)
+    table = socket_table(router, key)
+    if table is None:
+        return (lambda: HttpConnection(ref, settings)), None
+    context: ssl.SSLContext | None = None
+    http2 = False
+    if settings.scheme == "https":
+        tls = socket_tls(config, router, table)
+        context, http2 = tls.context, tls.http2
+    else:
+        http2 = wants_h2(config, table)
+    if not http2:
+        return (lambda: HttpConnection(ref, settings)), context
+    limits = h2_limits(settings, h2_settings(config, table))
+    tls_on = context is not None
+
+    def make() -> asyncio.Protocol:
+        return H2Dispatch(lambda: HttpConnection(ref, settings),
+                          lambda: H2Connection(ref, settings, limits), tls_on)
+
+    return make, context
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,9 +226,9 @@ async def _worker(config: Config, prefix: str, sockets: dict[BindKey, socket.soc
     router = engine.interp.router
     servers = []
     for key, sock in sockets.items():
-        settings = conn_settings(config, router, key)
-        servers.append(await loop.create_server(
-            lambda s=settings: HttpConnection(ref, s), sock=sock))
+        factory, context = protocol_factory(config, router, key, ref)
+        servers.append(await loop.create_server(factory, sock=sock, ssl=context))
+    # (UDP/QUIC listeners go here)
     stop = loop.create_future()
 
     def graceful() -> None:

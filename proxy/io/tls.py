@@ -1,0 +1,304 @@
+"""TLS termination: one ``ssl.SSLContext`` per listening socket, built from the model.
+
+Rules (nginx's ``ngx_http_ssl_module``, 1.22):
+
+1. A socket is TLS when any ``listen`` on its address:port says ``ssl`` (nginx merges the
+   listen options of one socket).  Each server reachable through it gets its own context
+   (certificates, ``ssl_protocols``, ``ssl_ciphers``, ``ssl_prefer_server_ciphers``,
+   ``ssl_session_tickets``), with http-level values inherited field by field; the socket's
+   context is its default server's.
+2. SNI picks the server the way Host does (exact, wildcards, regex, then the default server:
+   ``Router.select_server``) and the handshake switches to that server's context; no SNI, or
+   a name no server has, keeps the default server's certificate.
+3. ``ssl_reject_handshake on`` in the server SNI picks (or the default server, for no SNI and
+   unknown names) aborts the handshake with an ``unrecognized_name`` alert, as nginx does.
+4. ALPN: ``h2`` then ``http/1.1`` on sockets with ``http2`` (``listen ... http2`` or
+   ``http2 on`` in a server of the socket), ``http/1.1`` only elsewhere.
+5. Certificate and key problems are found when the contexts are built (``tern serve`` and
+   ``tern serve -t`` build them before starting) and reported as ``file:line: error: ...``,
+   the ``ssl_certificate`` line; a TLS socket whose server has no certificate (and no
+   ``ssl_reject_handshake on``) is an error, as in nginx.
+6. What Python's ``ssl`` cannot do (documented in docs/protocols.md): ``ssl_session_cache``
+   size and sharing across workers and ``ssl_session_timeout`` (OpenSSL's built-in
+   per-process cache with its 300 s default is used; ``off``/``none`` only stop TLS 1.3
+   tickets), certificate paths with variables, ``ssl_dhparam``/``ssl_ecdh_curve``.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+from ..model import Config, Server, SourceSpan, TlsConf
+from ..routing import BadRequest, Router, SocketTable
+
+__all__ = ["TlsError", "SocketTls", "socket_tls", "check_config", "tls_tables", "tls_variable", "wants_h2"]
+
+_VERSIONS = {
+    "TLSv1": ssl.TLSVersion.TLSv1,
+    "TLSv1.1": ssl.TLSVersion.TLSv1_1,
+    "TLSv1.2": ssl.TLSVersion.TLSv1_2,
+    "TLSv1.3": ssl.TLSVersion.TLSv1_3,
+}
+_NO_FLAGS = {
+    "TLSv1": ssl.OP_NO_TLSv1,
+    "TLSv1.1": ssl.OP_NO_TLSv1_1,
+    "TLSv1.2": ssl.OP_NO_TLSv1_2,
+    "TLSv1.3": ssl.OP_NO_TLSv1_3,
+}
+_DEFAULT_PROTOCOLS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+"""nginx 1.22's ``ssl_protocols`` default (the system OpenSSL policy may still refuse the
+older ones, for nginx as for Tern)."""
+_DEFAULT_CIPHERS = "HIGH:!aNULL:!MD5"
+"""nginx's ``ssl_ciphers`` default."""
+
+
+class TlsError(Exception):
+    """A TLS setting cannot be used; ``str()`` is ``file:line: error: message``."""
+
+    def __init__(self, message: str, source: SourceSpan) -> None:
+        super().__init__(f"{source.file}:{source.line}: error: {message}")
+        self.source = source
+
+
+def _merged(config: Config, server: Server) -> TlsConf:
+    """The server's TLS settings, http-level values inherited field by field."""
+    outer = config.http.scope.tls if config.http else TlsConf()
+    inner = server.scope.tls
+    values = {}
+    for f in fields(TlsConf):
+        v = getattr(inner, f.name)
+        values[f.name] = getattr(outer, f.name) if v is None else v
+    return TlsConf(**values)
+
+
+def _path(config: Config, raw: str) -> str:
+    """nginx resolves certificate paths against the configuration's directory (conf prefix)."""
+    if os.path.isabs(raw):
+        return raw
+    return os.path.join(os.path.dirname(os.path.abspath(config.main_file)), raw)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror and not isinstance(exc, ssl.SSLError):
+        return exc.strerror
+    text = str(exc)
+    cut = text.find(" (_ssl.c")
+    return text[:cut] if cut > 0 else text
+
+
+def _passwords(config: Config, tls: TlsConf, source: SourceSpan) -> list[str | None]:
+    if tls.password_file is None:
+        return [None]
+    path = _path(config, tls.password_file)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return [line.rstrip("\r\n") for line in fh if line.strip()] or [None]
+    except OSError as exc:
+        raise TlsError(f'cannot open ssl_password_file "{path}": {_reason(exc)}', source) \
+            from None
+
+
+def _context(config: Config, server: Server, alpn: tuple[str, ...]) -> ssl.SSLContext | None:
+    """The context of one server, or None when it rejects handshakes (rule 3)."""
+    tls = _merged(config, server)
+    if tls.reject_handshake:
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    protocols = tuple(p for p in (tls.protocols or _DEFAULT_PROTOCOLS) if p in _VERSIONS)
+    if protocols:
+        order = list(_VERSIONS)
+        ranked = sorted(protocols, key=order.index)
+        ctx.minimum_version = _VERSIONS[ranked[0]]
+        ctx.maximum_version = _VERSIONS[ranked[-1]]
+        for name in order[order.index(ranked[0]):order.index(ranked[-1]) + 1]:
+            if name not in protocols:
+                ctx.options |= _NO_FLAGS[name]
+    certs = tls.certificates or ()
+    where = certs[0].source if certs else server.source
+    try:
+        ctx.set_ciphers(tls.ciphers or _DEFAULT_CIPHERS)
+    except ssl.SSLError:
+        raise TlsError(f'SSL_CTX_set_cipher_list("{tls.ciphers}") failed: no cipher match',
+                       where) from None
+    if tls.prefer_server_ciphers:
+        ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+    if tls.session_tickets is False:
+        ctx.options |= ssl.OP_NO_TICKET
+    if tls.session_cache is not None and tls.session_cache[0] in ("off", "none") \
+            and tls.session_tickets is not True:
+        ctx.num_tickets = 0
+    ctx.set_alpn_protocols(list(alpn))
+    if not certs:
+        where = next((lst.source for lst in server.listens if lst.ssl), server.source)
+        raise TlsError('no "ssl_certificate" is defined for the "listen ... ssl" directive '
+                       f'in server "{_server_label(server)}"', where)
+    passwords = _passwords(config, tls, where)
+    for cert in certs:
+        if not cert.certificate.is_static or (cert.key is not None and not cert.key.is_static):
+            raise TlsError("ssl_certificate with variables is not supported by tern serve",
+                           cert.source)
+        if cert.key is None:
+            raise TlsError(f'no "ssl_certificate_key" is defined for certificate '
+                           f'"{cert.certificate.raw}"', cert.source)
+        cpath = _path(config, cert.certificate.raw)
+        kpath = _path(config, cert.key.raw)
+        for p, what in ((cpath, "certificate"), (kpath, "certificate key")):
+            if not os.path.isfile(p):
+                raise TlsError(f'cannot load {what} "{p}": No such file or directory',
+                               cert.source)
+        last: BaseException | None = None
+        for pw in passwords:
+            try:
+                ctx.load_cert_chain(cpath, kpath, password=pw)
+                last = None
+                break
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                last = exc
+        if getattr(last, "reason", None) in ("KEY_VALUES_MISMATCH", "NO_CERTIFICATE_ASSIGNED"):
+            raise TlsError(f'certificate "{cpath}" and key "{kpath}" do not match',
+                           cert.source)
+        if last is not None:
+            raise TlsError(f'cannot load certificate "{cpath}" with key "{kpath}": '
+                           f"{_reason(last)}", cert.source)
+    return ctx
+
+
+def _server_label(server: Server) -> str:
+    for n in server.names:
+        return n.value
+    return ""
+
+
+@dataclass(slots=True)
+class SocketTls:
+    """The TLS side of one listening socket."""
+
+    context: ssl.SSLContext
+    """Give this to ``loop.create_server(ssl=...)``; its SNI callback switches servers."""
+    http2: bool
+    """``h2`` is offered by ALPN."""
+
+
+def wants_h2(config: Config, table: SocketTable) -> bool:
+    http_on = config.http.scope.http2 if config.http else None
+    for server in table.servers:
+        for lst in server.listens:
+            if lst.port == table.port and lst.http2 and not lst.quic:
+                return True
+        on = server.scope.http2 if server.scope.http2 is not None else http_on
+        if on:
+            return True
+    return False
+
+
+def socket_tls(config: Config, router: Router, table: SocketTable) -> SocketTls:
+    """Build the contexts of one TLS socket (rules 1-4).
+
+    Raises:
+        TlsError: a certificate, key or setting that cannot be used (rule 5).
+    """
+    h2 = wants_h2(config, table)
+    alpn = ("h2", "http/1.1") if h2 else ("http/1.1",)
+    per_server: dict[int, ssl.SSLContext | None] = {}
+    for server in table.servers:
+        per_server[id(server)] = _context(config, server, alpn)
+    default = table.default
+    assert default is not None
+    base = per_server[id(default)]
+    if base is None:
+        # the default server rejects handshakes: a context without a certificate carries the
+        # callback (nothing is ever served with it)
+        base = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        base.set_alpn_protocols(list(alpn))
+    base.sni_callback = _sni_callback(router, table, per_server, base)
+    return SocketTls(context=base, http2=h2)
+
+
+def _sni_callback(router: Router, table: SocketTable,
+                  per_server: dict[int, ssl.SSLContext | None], base: ssl.SSLContext
+                  ) -> Callable[[ssl.SSLObject, str | None, ssl.SSLContext], int | None]:
+    default = table.default
+    assert default is not None
+    cache: dict[str | None, ssl.SSLContext | None] = {}
+
+    def pick(name: str | None) -> ssl.SSLContext | None:
+        server = default
+        if name:
+            try:
+                server = router.select_server(table, name).server or default
+            except BadRequest:
+                server = default
+        return per_server.get(id(server))
+
+    def callback(sslobj: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> int | None:
+        try:
+            ctx = cache[name]
+        except KeyError:
+            ctx = pick(name)
+            if len(cache) < 1024:
+                cache[name] = ctx
+        if ctx is None:
+            return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME  # type: ignore[no-any-return]
+        if ctx is not base:
+            sslobj.context = ctx
+        if name:
+            sslobj.tern_server_name = name  # type: ignore[attr-defined]
+        return None
+
+    return callback
+
+
+def check_config(config: Config, router: Router | None = None) -> list[str]:
+    """Build every TLS socket's contexts once and return the problems (``file:line: error:``),
+    for ``tern serve`` and ``tern serve -t`` before anything starts."""
+    router = router or Router(config)
+    problems: list[str] = []
+    for table in tls_tables(config, router):
+        try:
+            socket_tls(config, router, table)
+        except TlsError as exc:
+            if str(exc) not in problems:
+                problems.append(str(exc))
+    return problems
+
+
+def tls_tables(config: Config, router: Router) -> list[SocketTable]:
+    """The socket tables whose socket is TLS (rule 1)."""
+    out = []
+    for table in router.sockets.values():
+        if table.address.startswith("quic:"):
+            continue
+        if any(lst.ssl and lst.port == table.port and not lst.quic
+               and _same_address(lst.address, table.address)
+               for server in table.servers for lst in server.listens):
+            out.append(table)
+    return out
+
+
+def _same_address(a: str, b: str) -> bool:
+    return a.lower() == b.lower()
+
+
+def tls_variable(transport: object, name: str) -> str | None:
+    """nginx's ``$ssl_*`` variables for a connection; None when it is not TLS (not found)."""
+    get = getattr(transport, "get_extra_info", None)
+    if get is None:
+        return None
+    sslobj = get("ssl_object")
+    if sslobj is None:
+        return None
+    if name == "ssl_protocol":
+        return sslobj.version()  # type: ignore[no-any-return]
+    if name == "ssl_cipher":
+        cipher = sslobj.cipher()
+        return cipher[0] if cipher else None
+    if name == "ssl_server_name":
+        return getattr(sslobj, "tern_server_name", None)
+    if name == "ssl_alpn_protocol":
+        return sslobj.selected_alpn_protocol()  # type: ignore[no-any-return]
+    if name == "ssl_session_reused":
+        return "r" if sslobj.session_reused else "."
+    return None
