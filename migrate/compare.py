@@ -50,6 +50,10 @@ in bodies). With ``--learn-noise`` (default) every request is sent twice to each
 that differs between the primary's two answers is noise (``$request_id``, times...) and does not
 count.
 
+With ``--http2`` (``Comparison(http2=True)``) every request goes over HTTP/2 instead
+(:func:`send_h2`): ALPN ``h2`` on ``ssl`` listens, prior knowledge (h2c) elsewhere, one stream
+per connection; ``Host`` becomes ``:authority`` and connection-specific fields are not sent.
+
 Exit codes: 0 every answer equal, 1 some answer differs, 2 setup error (config, nginx -t,
 candidate did not start, bad request set).
 """
@@ -437,6 +441,149 @@ def send(spec: RequestSpec, port: int, tag: str, *, tls: bool, timeout: float
         sock.close()
 
 
+_H2_SKIP = frozenset({"host", "connection", "keep-alive", "proxy-connection",
+                      "transfer-encoding", "upgrade"})
+"""HTTP/1.1 fields with no HTTP/2 form (RFC 9113 §8.2.2; Host becomes ``:authority``)."""
+
+
+def send_h2(spec: RequestSpec, port: int, tag: str, *, tls: bool, timeout: float
+            ) -> CapturedResponse:
+    """:func:`send` over HTTP/2: ALPN ``h2`` on TLS, prior knowledge (h2c) on cleartext.
+
+    One connection, one stream.  The request's fields go as HPACK fields (names lower-cased,
+    ``Host`` as ``:authority``, connection-specific ones dropped); the answer's ``version`` is
+    ``"2"``.  Never raises for network or protocol trouble (see :func:`send`).
+    """
+    from h2.config import H2Configuration
+    from h2.connection import H2Connection
+    from h2.events import (
+        ConnectionTerminated,
+        DataReceived,
+        ResponseReceived,
+        StreamEnded,
+        StreamReset,
+        TrailersReceived,
+    )
+    from h2.exceptions import H2Error
+
+    deadline = time.monotonic() + timeout
+    try:
+        sock: socket.socket = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    except OSError as exc:
+        return CapturedResponse(status=None, error=f"connect failed: {exc.strerror or exc}")
+    try:
+        if tls:
+            ctx = _tls_context()
+            ctx.set_alpn_protocols(["h2"])
+            try:
+                sock = ctx.wrap_socket(sock, server_hostname=_sni(spec.host))
+            except (OSError, ssl.SSLError) as exc:
+                return CapturedResponse(status=None, error=f"TLS handshake failed: {exc}")
+            if sock.selected_alpn_protocol() != "h2":  # type: ignore[attr-defined]
+                return CapturedResponse(status=None, error="ALPN: the server did not pick h2")
+        conn = H2Connection(H2Configuration(client_side=True, header_encoding=None,
+                                            validate_outbound_headers=False,
+                                            normalize_outbound_headers=False,
+                                            validate_inbound_headers=False))
+        conn.initiate_connection()
+        fields: list[tuple[bytes, bytes]] = [
+            (b":method", spec.method.encode()), (b":scheme", (spec.scheme or "http").encode()),
+            (b":path", spec.target.encode("utf-8"))]
+        if spec.host is not None:
+            fields.insert(2, (b":authority", spec.host.encode("utf-8")))
+        names = set()
+        for n, v in spec.headers:
+            low = n.lower()
+            names.add(low)
+            if low not in _H2_SKIP:
+                fields.append((low.encode("latin-1"), v.encode("utf-8")))
+        fields.append((TAG_HEADER.lower().encode(), tag.encode()))
+        if "content-length" not in names and (
+                spec.body or spec.method in ("POST", "PUT", "PATCH")):
+            fields.append((b"content-length", str(len(spec.body)).encode()))
+        conn.send_headers(1, fields, end_stream=not spec.body)
+        pending = memoryview(spec.body)
+        status: int | None = None
+        headers: list[tuple[bytes, bytes]] = []
+        body = bytearray()
+        error = ""
+        done = False
+
+        def push() -> None:
+            nonlocal pending
+            while pending:
+                n = min(len(pending), conn.local_flow_control_window(1),
+                        conn.max_outbound_frame_size)
+                if n <= 0:
+                    break
+                conn.send_data(1, pending[:n].tobytes(), end_stream=n == len(pending))
+                pending = pending[n:]
+
+        with contextlib.suppress(H2Error):
+            push()
+        with contextlib.suppress(OSError):
+            sock.sendall(conn.data_to_send())
+        while not done:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                error = "timeout"
+                break
+            sock.settimeout(remaining)
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                error = "timeout"
+                break
+            except ssl.SSLError as exc:
+                error = f"TLS error: {exc.reason or exc}"
+                break
+            except OSError as exc:
+                error = "reset" if isinstance(exc, ConnectionResetError) else \
+                    f"error: {exc.strerror or exc}"
+                break
+            if not data:
+                error = "closed"
+                break
+            try:
+                events = conn.receive_data(data)
+            except H2Error as exc:
+                error = f"HTTP/2 error: {exc}"
+                break
+            for ev in events:
+                if isinstance(ev, ResponseReceived) and ev.stream_id == 1:
+                    hs = [(bytes(k), bytes(v)) for k, v in ev.headers]
+                    code = dict(hs).get(b":status", b"")
+                    if code.startswith(b"1"):
+                        continue
+                    status = int(code) if code.isdigit() else None
+                    headers = [(k, v) for k, v in hs if not k.startswith(b":")]
+                elif isinstance(ev, TrailersReceived) and ev.stream_id == 1:
+                    headers += [(bytes(k), bytes(v)) for k, v in ev.headers]
+                elif isinstance(ev, DataReceived) and ev.stream_id == 1:
+                    body += ev.data
+                    conn.acknowledge_received_data(ev.flow_controlled_length, 1)
+                elif isinstance(ev, StreamEnded) and ev.stream_id == 1:
+                    done = True
+                elif isinstance(ev, StreamReset) and ev.stream_id == 1:
+                    error = f"stream reset ({int(ev.error_code)})"
+                    done = True
+                elif isinstance(ev, ConnectionTerminated):
+                    if not done:
+                        error = f"GOAWAY ({int(ev.error_code)})"
+                    done = True
+            with contextlib.suppress(H2Error):
+                push()
+            with contextlib.suppress(OSError):
+                sock.sendall(conn.data_to_send())
+        if status is None:
+            return CapturedResponse(status=None, version="2", error=error or "closed")
+        return CapturedResponse(status=status, version="2", headers=tuple(headers),
+                                body=bytes(body), error=f"incomplete body ({error})"
+                                if error else "")
+    finally:
+        sock.close()
+
+
 def _parse_response(raw: bytes, head_req: bool, *, eof: bool, error: str = ""
                     ) -> CapturedResponse | None:
     """Parse a response; None while more bytes are needed (``eof=False``)."""
@@ -741,6 +888,8 @@ class Comparison:
     run_dir: str = ""
     sides: list[Side] = field(default_factory=list)
     echoes: dict[str, EchoServer] = field(default_factory=dict)
+    http2: bool = False
+    """Ask both sides over HTTP/2 (ALPN h2 on TLS listens, prior knowledge elsewhere)."""
 
     def setup(self) -> None:
         primary_tree = _load(self.config, self.prefix)
@@ -862,7 +1011,8 @@ class Comparison:
         if port is None:
             response = CapturedResponse(status=None, error="no such listen in this config")
         else:
-            response = send(spec, port, tag, tls=spec.scheme == "https", timeout=self.timeout)
+            client = send_h2 if self.http2 else send
+            response = client(spec, port, tag, tls=spec.scheme == "https", timeout=self.timeout)
         records = side.records_since(mark, tag)
         echoed = bool(response.body) and any(response.body == describe(r) for r in records)
         upstream = [side.normalise_request(r.captured()) for r in records]
@@ -988,6 +1138,9 @@ def render_table(outcomes: Sequence[Outcome]) -> str:
               help="Give the candidate this config instead of CONFIG (same listens expected).")
 @click.option("--nginx", "nginx_bin", default=NGINX_BIN, show_default=True,
               help="The nginx binary for the primary side.")
+@click.option("--http2", is_flag=True,
+              help="Send every request over HTTP/2 (ALPN h2 on ssl listens, prior knowledge "
+                   "h2c elsewhere) to both sides.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--keep", is_flag=True,
               help="Keep the run directory (configs, logs) and print where it is.")
@@ -1000,7 +1153,8 @@ def render_table(outcomes: Sequence[Outcome]) -> str:
               help="Seconds for both sides to accept connections.")
 def compare_cmd(config: str, requests_file: str, prefix: str | None, candidate_cmd: str,
                 candidate_config: str | None, nginx_bin: str, as_json: bool, keep: bool,
-                learn_noise: bool, timeout: float, start_timeout: float) -> None:
+                learn_noise: bool, timeout: float, start_timeout: float,
+                http2: bool = False) -> None:
     """Run nginx and the candidate (tern serve) side by side on CONFIG and diff every answer.
 
     Exit 0 when every answer is the same, 1 when any differs, 2 on setup errors.
@@ -1014,7 +1168,8 @@ def compare_cmd(config: str, requests_file: str, prefix: str | None, candidate_c
         specs = load_requests(requests_file)
         comparison = Comparison(config=config, prefix=prefix, candidate_config=candidate_config,
                                 candidate_cmd=candidate_cmd, nginx=nginx_bin, timeout=timeout,
-                                start_timeout=start_timeout, keep=keep, log=log)
+                                start_timeout=start_timeout, keep=keep, log=log,
+                                http2=http2)
         comparison.setup()
         outcomes = comparison.run(specs, learn_noise=learn_noise)
         code = EXIT_SAME if all(o.same for o in outcomes) else EXIT_DIFFERENT
