@@ -307,7 +307,8 @@ _d("disable_symlinks", HC, "H S L", 1, 2, NO,
 _d("early_hints", HC, "H S L", 1, N, NO,
    "103 Early Hints are not implemented: upstream 103 responses are not passed to clients")
 _f("http2", HC, "H S", OK)
-_f("http3", "ngx_http_v3_module", "H S", NO, _H2_H3)
+_f("http3", "ngx_http_v3_module", "H S", PART,
+   "read from the QUIC socket's default server only (SNI does not switch servers for QUIC)")
 
 # --- HTTP/2 (ngx_http_v2_module) --------------------------------------------------------------
 H2 = "ngx_http_v2_module"
@@ -331,9 +332,9 @@ _f("http2_push_preload", H2, "H S L", IGN, _OBS_PUSH)
 # --- HTTP/3 and QUIC (ngx_http_v3_module) -------------------------------------------------------
 H3 = "ngx_http_v3_module"
 _f("http3_hq", H3, "H S", NO, "hq-interop (HTTP/0.9 over QUIC) is not implemented: only h3 works")
-_d("http3_max_concurrent_streams", H3, "H S", 1, 1, PART, _QUIC)
-_d("http3_stream_buffer_size", H3, "H S", 1, 1, PART, _QUIC)
-_f("quic_retry", H3, "H S", PART, "QUIC address validation is done by aioquic; tokens differ")
+_d("http3_max_concurrent_streams", H3, "H S", 1, 1, OK)
+_d("http3_stream_buffer_size", H3, "H S", 1, 1, OK)
+_f("quic_retry", H3, "H S", OK)
 _f("quic_gso", H3, "H S", IGN, "UDP segmentation offload; responses are unchanged")
 _d("quic_host_key", H3, "H S", 1, 1, PART, "QUIC token keys are managed by aioquic, not this file")
 _d("quic_active_connection_id_limit", H3, "H S", 1, 1, PART, _QUIC)

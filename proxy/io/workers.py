@@ -228,7 +228,11 @@ async def _worker(config: Config, prefix: str, sockets: dict[BindKey, socket.soc
     for key, sock in sockets.items():
         factory, context = protocol_factory(config, router, key, ref)
         servers.append(await loop.create_server(factory, sock=sock, ssl=context))
-    # (UDP/QUIC listeners go here)
+    # --- HTTP/3: a QUIC endpoint (own UDP socket, SO_REUSEPORT) per `listen ... quic` ----
+    from .h3conn import start_quic  # proxy/io/h3conn.py; close() = stop accepting + GOAWAY
+
+    servers.extend(await start_quic(config, ref))  # type: ignore[arg-type]
+    # --- end HTTP/3 ---
     stop = loop.create_future()
 
     def graceful() -> None:
@@ -298,6 +302,10 @@ class Master:
         for key in list(self.sockets):
             if key not in wanted:
                 self.sockets.pop(key).close()
+        # HTTP/3: QUIC certificates load and UDP ports bind (each worker binds its own)
+        from .h3conn import check_quic
+
+        check_quic(config)
 
     def _spawn(self, config: Config, count: int, *, new_generation: bool = True) -> None:
         if new_generation:

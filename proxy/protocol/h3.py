@@ -52,8 +52,9 @@ Rules:
    the request body is still coming is followed by STOP_SENDING H3_NO_ERROR (RFC 9114 §4.1).
    ``StreamReset`` from the engine resets the stream with H3_INTERNAL_ERROR (H3_NO_ERROR if the
    response was complete).
-7. ``goaway()`` (graceful stop) sends GOAWAY naming the first stream id not yet received: streams
-   below it are served, later ones would be refused; ``idle`` says when no stream is in progress.
+7. ``goaway()`` (graceful stop, or the ``keepalive_requests``-th request) sends GOAWAY naming the
+   first stream id not yet received: streams below it are served, later ones are reset with
+   H3_REQUEST_REJECTED (RFC 9114 §5.2); ``idle`` says when no stream is in progress.
    A client's reset stream (RESET_STREAM or STOP_SENDING) becomes ``StreamReset`` for that
    stream; ``ConnectionTerminated`` becomes ``StreamReset`` for every stream in progress.
 8. No I/O, no clocks: the caller passes aioquic's events in (``quic_event``) and sends what
@@ -221,6 +222,8 @@ class H3Server:
         self.next_stream = 0
         """The first client stream id not yet seen (GOAWAY names it)."""
         self.going_away = False
+        self.goaway_id = 0
+        """The stream id GOAWAY named: streams from there on are rejected."""
         self.terminated = False
 
     @property
@@ -276,6 +279,11 @@ class H3Server:
                 self._end(stream, out)
             return
         if sid in self.streams:  # pragma: no cover - aioquic allows one head per stream
+            return
+        if self.going_away and sid >= self.goaway_id:
+            # RFC 9114 §5.2: a stream at or above the GOAWAY id is not processed
+            self._stop(sid, ErrorCode.H3_REQUEST_REJECTED)
+            self.quic.reset_stream(sid, ErrorCode.H3_REQUEST_REJECTED)
             return
         self.next_stream = max(self.next_stream, sid + 4)
         head = request_head(sid, ev.headers, ev.stream_ended, self.limits)
@@ -407,6 +415,7 @@ class H3Server:
         if self.going_away or self.h3 is None or self.terminated:
             return
         self.going_away = True
+        self.goaway_id = self.next_stream
         self.h3.goaway(self.next_stream)
 
     def unacked(self, stream_id: int) -> int:

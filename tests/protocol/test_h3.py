@@ -329,7 +329,8 @@ def test_stream_limit_is_max_streams() -> None:
 
 
 def test_goaway_names_the_next_stream() -> None:
-    """goaway() sends GOAWAY with the first stream id not yet received."""
+    """goaway() sends GOAWAY with the first stream id not yet received; a later stream is
+    rejected with H3_REQUEST_REJECTED."""
     p = Pair()
     p.request(get())
     p.request(get())
@@ -338,6 +339,8 @@ def test_goaway_names_the_next_stream() -> None:
     p.server.goaway()
     p.pump()
     assert p.ch3.goaway == 8 and p.terminated is None
+    late = p.request(get())
+    assert p.pump() == [] and p.resets.get(late) == ErrorCode.H3_REQUEST_REJECTED
 
 
 def test_response_fields() -> None:

@@ -1,0 +1,637 @@
+"""HTTP/3: the asyncio seam between a UDP socket, aioquic's QUIC server and the HTTP/3 adapter
+(``proxy.protocol.h3``) + engine.
+
+Rules:
+
+1. One ``QuicEndpoint`` per ``listen ... quic`` address:port in each worker; each worker binds
+   its own UDP socket with SO_REUSEPORT, so the kernel keeps a client's datagrams (one 4-tuple)
+   on one worker, whether or not ``reuseport`` is written (without it nginx would share one
+   socket between workers; with several workers that loses QUIC connections).  The master
+   test-binds the sockets and loads the certificates first (``check_quic``): errors stop the
+   start (or a reload) with ``file:line``.  A TCP listener may use the same port number.
+2. TLS: the certificate and key (and ``ssl_password_file``) of the socket's default server, with
+   http-level values inherited, checked as ``proxy.io.tls`` checks them.  aioquic offers no
+   certificate callback, so SNI does not pick another server's certificate (the Host /
+   ``:authority`` still picks the server).  ALPN ``h3``; ``http3 off`` in that server offers
+   nothing else, so HTTP/3 handshakes fail as in nginx.  ``ssl_reject_handshake on`` there
+   does the same.
+3. QUIC settings, from the default server (else http): ``quic_retry on`` makes aioquic answer a
+   first Initial with a Retry (address validation); ``http3_max_concurrent_streams`` (128) is
+   the bidirectional stream limit; ``http3_stream_buffer_size`` (64k) the initial window of a
+   stream and, times the stream limit, of the connection; ``keepalive_timeout`` the time a
+   connection without a request in progress stays open (then it is closed with H3_NO_ERROR, as
+   nginx 1.25 closes it); the QUIC transport's max_idle_timeout is the larger of
+   ``keepalive_timeout`` + 1 s and 60 s (so a quiet request in progress survives);
+   ``keepalive_requests`` requests per connection (then GOAWAY naming the next stream: later
+   streams are rejected, in-flight requests finish, then the connection closes).
+4. Each request is an ``H3Exchange`` served by the engine in its own task; ``$server_protocol`` is
+   ``HTTP/3.0`` (the head's ``http_version``), ``$scheme`` ``https``.  Request bodies: the
+   engine's ``body()`` reads a queue; above ``BODY_HIGH_WATER`` queued bytes the stream's window
+   is frozen (the client stops sending) until the engine has read half of it
+   (``client_body_timeout`` per wait).  Responses: ``drain()`` waits while more than
+   ``SEND_HIGH_WATER`` bytes of the stream are unacknowledged (``send_timeout`` per wait).
+   Writes are coalesced: one transmit per loop iteration.
+5. Graceful stop (SIGQUIT, reload): ``close()`` stops accepting new QUIC connections (their
+   Initial packets are dropped; once the socket is closed the kernel hands the port to the
+   other workers) and sends GOAWAY on every connection; requests in progress finish; each
+   connection is closed with H3_NO_ERROR when it has none left.  SIGTERM: every connection is
+   closed at once.
+6. A client's misbehaviour costs its stream or its connection, never the worker: malformed
+   requests reset the stream, aioquic's protocol errors close the connection, engine errors
+   are contained per request by the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import socket
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.asyncio.server import QuicServer
+from aioquic.buffer import Buffer
+from aioquic.h3.connection import H3_ALPN, ErrorCode
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.events import ConnectionTerminated, QuicEvent
+from aioquic.quic.packet import QuicPacketType, pull_quic_header
+
+from ..engine import ClientBodyInvalid, ClientBodyTimeout, Exchange
+from ..model import Config, Scope, Server
+from ..protocol.events import (
+    RequestData,
+    RequestEnd,
+    RequestHeaders,
+    RequestRejected,
+    ResponseData,
+    ResponseEnd,
+    ResponseHeaders,
+    StreamReset,
+)
+from ..protocol.h3 import H3Limits, H3Server
+from ..routing import Router
+from ..units import parse_size
+from .server import EngineRef
+from .tls import TlsError, _context, _merged, _passwords, _path
+
+log = logging.getLogger("tern")
+
+BODY_HIGH_WATER = 256 * 1024
+SEND_HIGH_WATER = 256 * 1024
+_conn_ids = itertools.count(1 << 40)
+"""Connection numbers of HTTP/3 connections (``$connection``), apart from the TCP ones."""
+
+
+# ---------------------------------------------------------------------------------------------
+# settings
+
+
+@dataclass(frozen=True, slots=True)
+class QuicSettings:
+    """What one QUIC socket needs, read from its default server (else http)."""
+
+    host: str
+    """Address to bind (``0.0.0.0`` / ``::`` for wildcards)."""
+    port: int
+    limits: H3Limits
+    certfile: str
+    keyfile: str
+    passwords: tuple[str | None, ...]
+    http3: bool
+    """``http3 on`` (default) and no ``ssl_reject_handshake``: ALPN ``h3`` is offered."""
+    retry: bool
+    """``quic_retry on``."""
+    keepalive_timeout: float = 75.0
+    keepalive_requests: int = 1000
+    client_body_timeout: float = 60.0
+    send_timeout: float = 60.0
+
+
+def _raw(scopes: list[Scope], name: str) -> str | None:
+    for scope in scopes:
+        for raw in scope.other:
+            if raw.name == name and raw.args:
+                return raw.args[0]
+    return None
+
+
+def _limit(scopes: list[Scope], getter: Any, default: Any) -> Any:
+    for scope in scopes:
+        v = getter(scope.limits)
+        if v is not None:
+            return v
+    return default
+
+
+def quic_keys(config: Config) -> list[tuple[str, int, str]]:
+    """(bind host, port, model address) of every ``listen ... quic`` socket; a wildcard
+    absorbs the specific addresses of its port, as for TCP."""
+    wild: dict[int, str] = {}
+    specific: list[tuple[str, int]] = []
+    for server in (config.http.servers if config.http else ()):
+        for lst in server.listens:
+            if not lst.quic:
+                continue
+            if lst.address in ("*", "[::]"):
+                wild.setdefault(lst.port, lst.address)
+            else:
+                specific.append((lst.address, lst.port))
+    keys = [("0.0.0.0" if a == "*" else "::", p, a) for p, a in sorted(wild.items())]
+    seen: set[tuple[str, int]] = set()
+    for addr, port in specific:
+        if port in wild or (addr, port) in seen:
+            continue
+        seen.add((addr, port))
+        keys.append((addr.strip("[]"), port, addr))
+    return keys
+
+
+def quic_settings(config: Config, router: Router) -> list[QuicSettings]:
+    """Settings of every QUIC socket (rules 2-3).
+
+    Raises:
+        TlsError: a certificate or key problem (``file:line: error: ...``).
+    """
+    out = []
+    http_scope = config.http.scope if config.http else None
+    for host, port, addr in quic_keys(config):
+        table = router.sockets.get(("quic:" + addr, port)) or \
+            router.socket_for(host, port, quic=True)
+        server: Server | None = table.default if table is not None else None
+        if server is None:
+            continue
+        scopes = [server.scope] + ([http_scope] if http_scope is not None else [])
+        ctx = _context(config, server, tuple(H3_ALPN))  # validates, file:line errors
+        tls = _merged(config, server)
+        cert = (tls.certificates or ())[0] if ctx is not None else None
+        http3 = True
+        for scope in scopes:
+            if scope.http3 is not None:
+                http3 = scope.http3
+                break
+        else:
+            raw = _raw(scopes, "http3")
+            http3 = raw != "off"
+        streams = _raw(scopes, "http3_max_concurrent_streams")
+        buffer = _raw(scopes, "http3_stream_buffer_size")
+        large = _limit(scopes, lambda li: li.large_client_header_buffers, (4, 8192))
+        limits = H3Limits(
+            max_concurrent_streams=int(streams) if streams and streams.isdigit() else 128,
+            stream_buffer_size=parse_size(buffer) if buffer else 65536,
+            large_header_buffers=large,
+            underscores_in_headers=bool(_limit(scopes, lambda li: li.underscores_in_headers,
+                                               False)),
+            ignore_invalid_headers=bool(_limit(scopes, lambda li: li.ignore_invalid_headers,
+                                               True)))
+        out.append(QuicSettings(
+            host=host, port=port, limits=limits,
+            certfile=_path(config, cert.certificate.raw) if cert else "",
+            keyfile=_path(config, cert.key.raw) if cert and cert.key else "",
+            passwords=tuple(_passwords(config, tls, cert.source)) if cert else (None,),
+            http3=http3 and cert is not None,
+            retry=_raw(scopes, "quic_retry") == "on",
+            keepalive_timeout=_limit(scopes, lambda li: li.keepalive_timeout, 75.0),
+            keepalive_requests=_limit(scopes, lambda li: li.keepalive_requests, 1000),
+            client_body_timeout=_limit(scopes, lambda li: li.client_body_timeout, 60.0),
+            send_timeout=_limit(scopes, lambda li: li.send_timeout, 60.0)))
+    return out
+
+
+def open_udp_socket(host: str, port: int) -> socket.socket:
+    """A UDP socket bound with SO_REUSEPORT (rule 1)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def check_quic(config: Config) -> None:
+    """Load the QUIC certificates and test-bind the UDP ports (the master, before forking).
+
+    Raises:
+        OSError: with ``file:line: error: ...`` for a TLS problem, or the bind error.
+    """
+    try:
+        plans = quic_settings(config, Router(config))
+        for st in plans:
+            _configuration(st)
+    except TlsError as exc:
+        raise OSError(str(exc)) from None
+    for st in plans:
+        open_udp_socket(st.host, st.port).close()
+
+
+def _configuration(st: QuicSettings) -> QuicConfiguration:
+    limits = st.limits
+    cfg = QuicConfiguration(
+        is_client=False,
+        alpn_protocols=list(H3_ALPN) if st.http3 else ["tern-http3-off"],
+        # the transport's idle timeout stays above keepalive_timeout so that the keep-alive
+        # close (H3_NO_ERROR, rule 3) comes first; a request in progress may be quiet longer
+        idle_timeout=max(st.keepalive_timeout + 1.0, 60.0),
+        max_stream_data=limits.stream_buffer_size,
+        max_data=limits.stream_buffer_size * limits.max_concurrent_streams)
+    if st.certfile:
+        last: BaseException | None = None
+        for pw in st.passwords:
+            try:
+                cfg.load_cert_chain(st.certfile, st.keyfile, password=pw)
+                return cfg
+            except (OSError, ValueError, TypeError) as exc:
+                last = exc
+        raise OSError(f'cannot load certificate "{st.certfile}" for QUIC: {last}')
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# one request
+
+
+class H3Exchange(Exchange):
+    """One request stream of an HTTP/3 connection."""
+
+    def __init__(self, conn: H3Protocol, head: RequestHeaders) -> None:
+        self.conn = conn
+        self.head = head
+        self.stream_id = head.stream_id
+        self.scheme = "https"
+        self.local_addr, self.local_port = conn.local
+        self.remote_addr, self.remote_port = conn.remote
+        self.connection_id = conn.id
+        self.connection_requests = conn.requests
+        self._body: deque[bytes] = deque()
+        self._body_bytes = 0
+        self._body_done = head.end_stream
+        self._body_error = 0
+        self._event = asyncio.Event()
+        self._writable = asyncio.Event()
+        self.reset = False
+        self.task: asyncio.Task[None] | None = None
+        self.sent_head = False
+
+    # body ----------------------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        self._body.append(data)
+        self._body_bytes += len(data)
+        self._event.set()
+        if self._body_bytes > BODY_HIGH_WATER:
+            self.conn.adapter.hold(self.stream_id)
+
+    def feed_end(self) -> None:
+        self._body_done = True
+        self._event.set()
+
+    async def body(self) -> AsyncIterator[bytes]:
+        timeout = self.conn.settings.client_body_timeout
+        adapter = self.conn.adapter
+        while True:
+            if self._body:
+                data = self._body.popleft()
+                self._body_bytes -= len(data)
+                if self.stream_id in adapter.held and self._body_bytes < BODY_HIGH_WATER // 2:
+                    adapter.release(self.stream_id)
+                    self.conn.schedule_transmit()
+                yield data
+                continue
+            if self._body_done:
+                if self._body_error:
+                    raise ClientBodyInvalid(self._body_error)
+                return
+            if self.reset or self.conn.closed:
+                raise ConnectionError("client reset the stream")
+            self._event.clear()
+            try:
+                await asyncio.wait_for(self._event.wait(), timeout)
+            except asyncio.TimeoutError:
+                raise ClientBodyTimeout("client_body_timeout") from None
+
+    def body_complete(self) -> bool:
+        return self._body_done
+
+    # response --------------------------------------------------------------------------------
+
+    def send_headers(self, status: int, headers: list[tuple[bytes, bytes]], *,
+                     end_stream: bool = False, reason: bytes | None = None,
+                     close: bool = False) -> None:
+        self.sent_head = True
+        self.conn.adapter.send(ResponseHeaders(stream_id=self.stream_id, status=status,
+                                               headers=tuple(headers), end_stream=end_stream))
+        self.conn.schedule_transmit()
+
+    def send_data(self, data: bytes) -> None:
+        self.conn.adapter.send(ResponseData(stream_id=self.stream_id, data=data))
+        self.conn.schedule_transmit()
+
+    async def drain(self) -> None:
+        conn = self.conn
+        conn.transmit()
+        while True:
+            if self.reset or conn.closed:
+                raise ConnectionError("client reset the stream")
+            if conn.adapter.unacked(self.stream_id) <= SEND_HIGH_WATER:
+                return
+            self._writable.clear()
+            try:
+                await asyncio.wait_for(self._writable.wait(), conn.settings.send_timeout)
+            except asyncio.TimeoutError:
+                self.abort()
+                raise ConnectionError("send_timeout") from None
+
+    def end(self) -> None:
+        self.conn.adapter.send(ResponseEnd(stream_id=self.stream_id))
+        self.conn.schedule_transmit()
+
+    def abort(self) -> None:
+        """Reset this stream (``return 444``, upstream errors): the connection goes on."""
+        self.conn.adapter.send(StreamReset(stream_id=self.stream_id))
+        self.conn.schedule_transmit()
+
+    def tls_var(self, name: str) -> str | None:
+        """``$ssl_*`` of a QUIC connection (always TLS 1.3)."""
+        tls = self.conn._quic.tls
+        if name == "ssl_protocol":
+            return "TLSv1.3"
+        if name == "ssl_cipher":
+            suite = getattr(tls, "key_schedule", None)
+            cs = getattr(suite, "cipher_suite", None)
+            return cs.name if cs is not None else None
+        if name == "ssl_server_name":
+            return getattr(tls, "_server_name", None) or None
+        if name == "ssl_alpn_protocol":
+            return tls.alpn_negotiated
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# one connection
+
+
+class H3Protocol(QuicConnectionProtocol):
+    """One QUIC connection speaking HTTP/3 (created by aioquic's ``QuicServer``)."""
+
+    def __init__(self, quic: QuicConnection, stream_handler: Any = None, *,
+                 endpoint: QuicEndpoint) -> None:
+        super().__init__(quic)
+        self.endpoint = endpoint
+        self.settings = endpoint.settings
+        self.adapter = H3Server(quic, self.settings.limits)
+        self.id = next(_conn_ids)
+        self.engine_ref = endpoint.ref
+        self.exchanges: dict[int, H3Exchange] = {}
+        self.requests = 0
+        self.closed = False
+        self.local: tuple[str, int] = endpoint.local
+        self.remote: tuple[str, int] = ("", 0)
+        self._tx_pending = False
+        self._idle: asyncio.TimerHandle | None = None
+        endpoint.ref.connections.add(self)  # type: ignore[arg-type]
+        self._arm_idle()
+
+    # -- datagrams and events --------------------------------------------------------------------
+
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        if not self.remote[0]:
+            self.remote = (addr[0], addr[1])
+        # aioquic's protocol transmits after every datagram; datagrams read in one loop
+        # iteration share one transmit here (a third of the cost of a request was transmits)
+        self._quic.receive_datagram(data, addr, now=self._loop.time())  # type: ignore[arg-type]
+        self._process_events()
+        self.schedule_transmit()
+        for ex in self.exchanges.values():  # ACKs and window updates may free the senders
+            ex._writable.set()
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        for ev in self.adapter.quic_event(event):
+            if isinstance(ev, RequestHeaders):
+                self._request(ev)
+            elif isinstance(ev, RequestData):
+                ex = self.exchanges.get(ev.stream_id)
+                if ex is not None:
+                    ex.feed(ev.data)
+            elif isinstance(ev, RequestEnd):
+                ex = self.exchanges.get(ev.stream_id)
+                if ex is not None:
+                    ex.feed_end()
+            elif isinstance(ev, RequestRejected):
+                ex = self.exchanges.get(ev.stream_id)
+                if ex is not None:
+                    ex._body_error = ev.status_hint
+                    ex.feed_end()
+                else:
+                    self.requests += 1
+                    task = self._loop.create_task(self._reject(ev))
+                    self.endpoint.tasks.add(task)
+                    task.add_done_callback(self.endpoint.tasks.discard)
+            elif isinstance(ev, StreamReset):
+                ex = self.exchanges.pop(ev.stream_id, None)
+                if ex is not None:
+                    ex.reset = True
+                    ex._event.set()
+                    ex._writable.set()
+                    if ex.sent_head and ex.task is not None and not ex.task.done():
+                        ex.task.cancel()
+            else:
+                raise RuntimeError(f"Unexpected event {ev!r}")
+        if isinstance(event, ConnectionTerminated):
+            self._terminated()
+
+    def _request(self, head: RequestHeaders) -> None:
+        self.requests += 1
+        self._cancel_idle()
+        ex = H3Exchange(self, head)
+        self.exchanges[head.stream_id] = ex
+        ex.task = self._loop.create_task(self._serve(ex))
+        if self.requests >= self.settings.keepalive_requests:
+            self.adapter.goaway()  # the last request nginx allows on this connection
+            self.schedule_transmit()
+
+    async def _serve(self, ex: H3Exchange) -> None:
+        try:
+            await self.engine_ref.engine.handle(ex)
+        finally:
+            if self.exchanges.get(ex.stream_id) is ex:
+                del self.exchanges[ex.stream_id]
+            self.schedule_transmit()
+            self._after_request()
+
+    async def _reject(self, rej: RequestRejected) -> None:
+        engine = self.engine_ref.engine
+        status, headers, body = engine.rejection(rej)
+        self.adapter.send(ResponseHeaders(stream_id=rej.stream_id, status=status,
+                                          headers=tuple(headers), end_stream=not body))
+        if body:
+            self.adapter.send(ResponseData(stream_id=rej.stream_id, data=body))
+            self.adapter.send(ResponseEnd(stream_id=rej.stream_id))
+        self.schedule_transmit()
+        engine.log_rejection(self, rej, status, len(body))
+        self._after_request()
+
+    def _after_request(self) -> None:
+        if self.closed or self.exchanges or not self.adapter.idle:
+            return
+        if self.adapter.going_away and (self.engine_ref.draining or
+                                        self.requests >= self.settings.keepalive_requests):
+            self.close_h3()
+            return
+        self._arm_idle()
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def schedule_transmit(self) -> None:
+        if not self._tx_pending and not self.closed:
+            self._tx_pending = True
+            self._loop.call_soon(self._transmit_soon)
+
+    def _transmit_soon(self) -> None:
+        self._tx_pending = False
+        if not self.closed:
+            self.transmit()
+
+    # -- timers and closing ------------------------------------------------------------------------
+
+    def _arm_idle(self) -> None:
+        self._cancel_idle()
+        timeout = self.settings.keepalive_timeout
+        if timeout > 0 and not self.closed:
+            self._idle = self._loop.call_later(timeout, self._idle_expired)
+
+    def _cancel_idle(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+
+    def _idle_expired(self) -> None:
+        self._idle = None
+        if not self.exchanges and self.adapter.idle:
+            self.close_h3()
+
+    def idle(self) -> bool:
+        """No request in progress (graceful stop closes these)."""
+        return not self.exchanges and self.adapter.idle
+
+    def goaway(self) -> None:
+        """Graceful stop: GOAWAY now; closed once the requests in progress are done."""
+        self.adapter.goaway()
+        self.schedule_transmit()
+
+    def close_h3(self) -> None:
+        """CONNECTION_CLOSE with H3_NO_ERROR."""
+        if not self.closed:
+            self._quic.close(error_code=ErrorCode.H3_NO_ERROR)
+            self.transmit()
+
+    def close(self, error_code: int = ErrorCode.H3_NO_ERROR, reason_phrase: str = "",
+              *, abort: bool = False) -> None:
+        """Close now (the worker's graceful loop and fast stop call this)."""
+        if not self.closed:
+            self._quic.close(error_code=error_code, reason_phrase=reason_phrase)
+            self.transmit()
+
+    def _terminated(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._cancel_idle()
+        self.engine_ref.connections.discard(self)  # type: ignore[arg-type]
+        for ex in self.exchanges.values():
+            ex.reset = True
+            ex._event.set()
+            ex._writable.set()
+            if ex.sent_head and ex.task is not None and not ex.task.done():
+                ex.task.cancel()
+
+
+# ---------------------------------------------------------------------------------------------
+# the UDP socket
+
+
+class _Server(QuicServer):
+    """aioquic's QUIC server, refusing new connections once the endpoint is closing."""
+
+    accepting = True
+
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        if not self.accepting:
+            try:
+                header = pull_quic_header(Buffer(data=data),  # type: ignore[arg-type]
+                                          host_cid_length=self._configuration.connection_id_length)
+            except ValueError:
+                return
+            if header.destination_cid not in self._protocols and \
+                    header.packet_type == QuicPacketType.INITIAL:
+                return
+        super().datagram_received(data, addr)
+
+
+class QuicEndpoint:
+    """One UDP socket serving HTTP/3 in a worker."""
+
+    def __init__(self, ref: EngineRef, settings: QuicSettings, sock: socket.socket) -> None:
+        self.ref = ref
+        self.settings = settings
+        self.sock = sock
+        name = sock.getsockname()
+        self.local: tuple[str, int] = (name[0], name[1])
+        self.server: _Server | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        cfg = _configuration(self.settings)
+
+        def protocol(quic: QuicConnection, stream_handler: Any = None) -> H3Protocol:
+            return H3Protocol(quic, stream_handler, endpoint=self)
+
+        server = _Server(configuration=cfg, create_protocol=protocol,
+                         retry=self.settings.retry)
+        await loop.create_datagram_endpoint(lambda: server, sock=self.sock)
+        self.server = server
+
+    @property
+    def port(self) -> int:
+        return self.local[1]
+
+    def connections(self) -> list[H3Protocol]:
+        if self.server is None:
+            return []
+        return list({id(p): p for p in self.server._protocols.values()  # type: ignore[misc]
+                     if isinstance(p, H3Protocol)}.values())
+
+    def close(self) -> None:
+        """Stop accepting and send GOAWAY everywhere (rule 5); connections finish."""
+        if self.server is not None:
+            self.server.accepting = False
+        for conn in self.connections():
+            conn.goaway()
+            if conn.idle():
+                conn.close_h3()
+
+    def shutdown(self) -> None:
+        """Close every connection and the socket now."""
+        for conn in self.connections():
+            conn.close(error_code=ErrorCode.H3_NO_ERROR)
+        if self.server is not None and self.server._transport is not None:
+            self.server._transport.close()
+
+
+async def start_quic(config: Config, ref: EngineRef) -> list[QuicEndpoint]:
+    """A QUIC endpoint per ``listen ... quic`` socket, in this worker (rule 1)."""
+    out = []
+    for st in quic_settings(config, ref.engine.interp.router):
+        ep = QuicEndpoint(ref, st, open_udp_socket(st.host, st.port))
+        await ep.start()
+        out.append(ep)
+    return out
