@@ -229,10 +229,10 @@ def read_store(path: str) -> dict[str, Any]:
             "SELECT MIN(ts), MAX(ts), GROUP_CONCAT(DISTINCT source) FROM exchanges").fetchone()
         lat = db.execute("SELECT primary_ms, candidate_ms FROM exchanges").fetchall()
         locations: dict[str, dict[str, Any]] = {}
-        for (src, loc, server, n, dif) in db.execute(
-                "SELECT location_source, location, server, COUNT(*), SUM(differences > 0)"
+        for (src, n, dif) in db.execute(
+                "SELECT location_source, COUNT(*), SUM(differences > 0)"
                 " FROM exchanges WHERE location_source IS NOT NULL"
-                " GROUP BY location_source, location, server"):
+                " GROUP BY location_source"):
             row = locations.setdefault(src, {"requests": 0, "differing": 0, "examples": []})
             row["requests"] += int(n)
             row["differing"] += int(dif or 0)
@@ -346,9 +346,10 @@ def _coverage_json(counts: dict[str, int]) -> dict[str, Any]:
             "shares": {k: (round(v / total, 4) if total else 0.0) for k, v in counts.items()}}
 
 
-def build(analysis: Analysis, *, store: str | None = None, fail_on: Sequence[str] = ("unsupported",),
-          max_diff_rate: float | None = None, comparison: Comparison | None = None,
-          nginx: str | None = None, now: _dt.datetime | None = None) -> Report:
+def build(analysis: Analysis, *, store: str | None = None,
+          fail_on: Sequence[str] = ("unsupported",), max_diff_rate: float | None = None,
+          comparison: Comparison | None = None, nginx: str | None = None,
+          now: _dt.datetime | None = None) -> Report:
     """The findings model for ``analysis`` (and the traffic in ``store``).
 
     Raises:
@@ -465,7 +466,7 @@ def render(report: Report, fmt: str) -> str:
     env = _env()
     base = os.path.dirname(report.config)
     template = env.get_template("report.html.j2" if fmt == "html" else "report.md.j2")
-    return template.render(r=doc, base=base, charts=charts, fmt=fmt)
+    return str(template.render(r=doc, base=base, charts=charts, fmt=fmt))
 
 
 def _env() -> Any:
@@ -492,7 +493,12 @@ def _env() -> Any:
     def ms(v: float | None) -> str:
         return "–" if v is None else f"{v:.1f} ms"
 
+    def short(text: str, base: str) -> str:
+        """Paths under the config's directory written relative to it, in free text."""
+        return text.replace(base.rstrip("/") + "/", "") if base else text
+
     env.filters["rel"] = rel
+    env.filters["short"] = short
     env.filters["pct"] = pct
     env.filters["ms"] = ms
     env.filters["mdcell"] = lambda s: str(s).replace("|", "\\|").replace("\n", " ")
