@@ -9,7 +9,9 @@ slower for a reason that has nothing to do with the shadow proxy), a black hole 
 answers) and three ``tern shadow`` processes (uvloop): ``--no-mirror``, mirroring to the echo
 candidate, mirroring to the black hole. Then, ``--rounds`` times, a bounded ``wrk`` against each
 of them in turn (the order rotates every round), and prints per case the median over the rounds
-of p50, p99 and requests/s, and p99 relative to mirroring off (the ratio of the medians).
+of p50, p99 and requests/s, p50 and p99 relative to mirroring off (ratios of the medians), and
+the CPU time the ``tern shadow`` process itself used per request (its analysis child process,
+niced, is not counted: it is background work off the primary's path).
 
 Load: each wrk connection waits ``--delay-ms`` between its requests (wrk's ``delay()``), so the
 load is paced, well below saturation, and latency measures the path of a request rather than the
@@ -64,26 +66,42 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def _wrk(port: int, seconds: float, args: argparse.Namespace, script: str) -> dict[str, float]:
+def _cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux /proc)."""
+    if pid is None:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wrk(port: int, seconds: float, args: argparse.Namespace, script: str,
+         pid: int | None = None) -> dict[str, float]:
     argv = ["wrk", "--latency", f"-t{args.threads}", f"-c{args.connections}",
             f"-d{max(1, int(seconds))}s", "--timeout", "5s"]
     if args.delay_ms > 0:
         argv += ["-s", script]
+    cpu = _cpu(pid)
     out = subprocess.run([*argv, f"http://127.0.0.1:{port}/bench"], capture_output=True,
                          text=True, timeout=seconds + 30, check=True).stdout
+    cpu = _cpu(pid) - cpu
     p50 = re.search(r"^ +50% +(\S+)$", out, re.M)
     p99 = re.search(r"^ +99% +(\S+)$", out, re.M)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if not (p50 and p99 and rps):
+    total = re.search(r"(\d+) requests in", out)
+    if not (p50 and p99 and rps and total):
         raise RuntimeError(f"cannot read wrk output:\n{out}")
-    return {"p50": _ms(p50.group(1)), "p99": _ms(p99.group(1)), "rps": float(rps.group(1))}
+    return {"p50": _ms(p50.group(1)), "p99": _ms(p99.group(1)), "rps": float(rps.group(1)),
+            "cpu_us": cpu * 1e6 / max(1, int(total.group(1)))}
 
 
 @contextmanager
-def _process(argv: list[str], port: int, name: str) -> Iterator[subprocess.Popen[str]]:
+def _process(argv: list[str], port: int, name: str, nice: int = 0
+             ) -> Iterator[subprocess.Popen[str]]:
     env = dict(os.environ, PYTHONPATH=ROOT)
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+                            preexec_fn=(lambda: os.nice(nice)) if nice else None)
     try:
         _wait_port(port, time.monotonic() + 15)
         yield proc
@@ -122,6 +140,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--delay-ms", type=int, default=10,
                     help="pause of each connection between requests (0: closed loop)")
+    ap.add_argument("--candidate-nice", type=int, default=0,
+                    help="run the echo candidate at this nice value (its CPU stands for "
+                         "another machine's; 0: competes with the proxy as an equal)")
     args = ap.parse_args()
     if args.rounds < 1 or args.seconds <= 0 or args.seconds > 120 or args.rounds > 20:
         ap.error("--rounds must be 1-20 and --seconds 1-120")
@@ -138,35 +159,38 @@ def main() -> None:
         pargv, pport = _echo("primary")
         cargv, cport = _echo("candidate")
         stack.enter_context(_process(pargv, pport, "primary"))
-        stack.enter_context(_process(cargv, cport, "candidate"))
+        stack.enter_context(_process(cargv, cport, "candidate", args.candidate_nice))
         purl, curl = f"http://127.0.0.1:{pport}", f"http://127.0.0.1:{cport}"
         ports = {"direct primary": pport}
+        pids: dict[str, int | None] = {"direct primary": None}
         for name, cand, extra in (("mirroring off", curl, ["--no-mirror"]),
                                   ("mirroring on", curl, []),
                                   ("black-holed candidate", hole_url, [])):
             argv, port = _shadow(name.split()[-1], purl, cand, extra, tmp)
-            stack.enter_context(_process(argv, port, name))
+            pids[name] = stack.enter_context(_process(argv, port, name)).pid
             ports[name] = port
         for port in ports.values():  # warm-up
             _wrk(port, 1, args, script)
         order = list(runs)
         for rnd in range(args.rounds):
             for name in order[rnd % len(order):] + order[:rnd % len(order)]:
-                runs[name].append(_wrk(ports[name], args.seconds, args, script))
+                runs[name].append(_wrk(ports[name], args.seconds, args, script, pids[name]))
             print(f"  round {rnd + 1}: " + ", ".join(
                 f"{n} p99 {runs[n][-1]['p99']:.2f}" for n in order), file=sys.stderr)
     hole.close()
-    med = {n: {k: statistics.median(r[k] for r in rs) for k in ("p50", "p99", "rps")}
+    med = {n: {k: statistics.median(r[k] for r in rs) for k in ("p50", "p99", "rps", "cpu_us")}
            for n, rs in runs.items()}
     base = med["mirroring off"]
     pacing = f"{args.delay_ms} ms between requests" if args.delay_ms else "closed loop"
     print(f"wrk -c{args.connections} -t{args.threads}, {pacing}, {args.seconds:g}s x "
           f"{args.rounds} rounds; medians")
     print(f"{'case':<24} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>9} {'p50 vs off':>11} "
-          f"{'p99 vs off':>11}")
+          f"{'p99 vs off':>11} {'proxy CPU us/req':>17}")
     for name, r in med.items():
+        cpu = f"{r['cpu_us']:>17.0f}" if name != "direct primary" else f"{'-':>17}"
         print(f"{name:<24} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['rps']:>9.0f} "
-              f"{(r['p50'] / base['p50'] - 1):>+10.1%} {(r['p99'] / base['p99'] - 1):>+10.1%}")
+              f"{(r['p50'] / base['p50'] - 1):>+10.1%} {(r['p99'] / base['p99'] - 1):>+10.1%}"
+              f" {cpu}")
     per_round = [on["p99"] / off["p99"] - 1
                  for on, off in zip(runs["mirroring on"], runs["mirroring off"], strict=True)]
     print("p99 on vs off per round: " + ", ".join(f"{x:+.1%}" for x in per_round))

@@ -193,6 +193,9 @@ class _Pending:
         self.framed = False
         self.done = False
         self.any_byte = False
+        self.active = False
+        """Bytes came since the idle timer was last armed."""
+        self.timer: asyncio.TimerHandle | None = None
         self.fut: asyncio.Future[Fetched] = asyncio.get_running_loop().create_future()
 
     # httptools ------------------------------------------------------------------------------
@@ -234,7 +237,7 @@ class _Pending:
     def feed(self, data: bytes) -> None:
         if self.done:
             return
-        self.any_byte = True
+        self.any_byte = self.active = True
         if self.head_only:
             self.headbuf += data
             try:
@@ -407,20 +410,27 @@ class UpstreamClient:
         raise RuntimeError("Unexpected: retry loop ended")  # pragma: no cover
 
     async def _wait(self, pending: _Pending) -> Fetched:
-        while True:
-            seen = pending.any_byte
-            pending.any_byte = False
-            try:
-                return await asyncio.wait_for(asyncio.shield(pending.fut), self.timeout)
-            except TimeoutError:
-                if pending.any_byte:
-                    continue  # bytes arrived meanwhile: an idle timeout, not a total one
-                pending.any_byte = seen
-                pending.eof("timeout")
-                pending.conn.abort()
-                return await pending.fut
-            finally:
-                pending.any_byte = pending.any_byte or seen
+        # one timer handle per request, re-armed while bytes keep coming (an idle timeout);
+        # no asyncio.wait_for (a task, futures and callbacks per call; and see stop())
+        loop = asyncio.get_running_loop()
+        timeout = self.timeout
+
+        def expired() -> None:
+            if pending.done:
+                return
+            if pending.active:
+                pending.active = False
+                pending.timer = loop.call_later(timeout, expired)
+                return
+            pending.eof("timeout")
+            pending.conn.abort()
+
+        pending.timer = loop.call_later(timeout, expired)
+        try:
+            return await pending.fut
+        finally:
+            if pending.timer is not None:
+                pending.timer.cancel()
 
     def close(self) -> None:
         """Close every connection."""
@@ -851,12 +861,12 @@ class ShadowOptions:
 class _Job:
     request: OutRequest
     host: str
-    primary: asyncio.Future[Fetched]
+    primary: Fetched
     size: int
 
 
 class _ClientRequest:
-    __slots__ = ("sid", "head", "body", "size", "complete", "reject", "tee_over", "job")
+    __slots__ = ("sid", "head", "body", "size", "complete", "reject", "tee_over", "mirror")
 
     def __init__(self, sid: int, head: RequestHeaders | None) -> None:
         self.sid = sid
@@ -866,7 +876,9 @@ class _ClientRequest:
         self.complete = False
         self.reject: int | None = None
         self.tee_over = False
-        self.job: _Job | None = None
+        self.mirror = False
+        """Chosen for mirroring (counted in ``pending``); the job is queued once the primary
+        has answered (:meth:`ShadowProxy._submit`)."""
 
 
 _REJECT_BODY = b"<html>\r\n<head><title>%d</title></head>\r\n<body></body>\r\n</html>\r\n"
@@ -890,6 +902,7 @@ class _Front(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.proxy._fronts.discard(self)
+        self._unanswered()
 
     def data_received(self, data: bytes) -> None:
         self._events(self.h1.receive_data(data))
@@ -973,7 +986,8 @@ class _Front(asyncio.Protocol):
         proxy = self.proxy
         proxy.stats.requests += 1
         if r.reject is not None or r.head is None:
-            self._fail_job(r)
+            if r.mirror:
+                proxy._submit(r, None, Fetched(error="rejected"))
             status = r.reject or 0
             if status == 0:
                 self.h1.send(StreamReset(stream_id=r.sid))
@@ -991,8 +1005,8 @@ class _Front(asyncio.Protocol):
             return
         out = _out_request(r)
         fetched = await proxy.primary.fetch(out, on_data=self._write)
-        if r.job is not None and not r.job.primary.done():
-            r.job.primary.set_result(fetched)
+        if r.mirror:  # the response is written: only now does the mirror cost anything
+            proxy._submit(r, out, fetched)
         if fetched.error and not fetched.relayed:
             proxy.stats.primary_errors += 1
             body = _REJECT_BODY % 502
@@ -1018,9 +1032,13 @@ class _Front(asyncio.Protocol):
         self.h1.send(ResponseEnd(stream_id=r.sid))
         self.h1.data_to_send()
 
-    def _fail_job(self, r: _ClientRequest) -> None:
-        if r.job is not None and not r.job.primary.done():
-            r.job.primary.set_result(Fetched(error="rejected"))
+    def _unanswered(self) -> None:
+        """The connection is gone: requests chosen for mirroring that will not be answered are
+        still mirrored (the primary's side is then an error, so they are not compared)."""
+        for r in self.requests:
+            if r.mirror:
+                self.proxy._submit(r, None, Fetched(error="client gone"))
+        self.requests.clear()
 
 
 def _out_request(r: _ClientRequest) -> OutRequest:
@@ -1082,6 +1100,7 @@ class ShadowProxy:
         self._server: asyncio.Server | None = None
         self._fronts: set[_Front] = set()
         self._rand = random.Random()
+        self._closed = False
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         """Listen; returns the bound address."""
@@ -1107,15 +1126,20 @@ class ShadowProxy:
         for w in self._workers:
             w.cancel()
         if self._workers:
-            # bounded: seen under CPU load, a cancelled worker parked on the queue's getter was
-            # never woken (uvloop); shutdown must not hang on it
+            # Python 3.11's asyncio.wait_for returns the result instead of raising when the
+            # cancellation arrives as its inner future completes (CPython gh-86296): a worker
+            # that awaited one went back to the queue with its cancellation lost and slept
+            # there forever. The workers await no wait_for any more and re-check
+            # Task.cancelling(); the wait stays bounded all the same.
             await asyncio.wait(self._workers, timeout=2.0)
+        self._closed = True
         if self._queue is not None:
             while not self._queue.empty():
                 self._queue.get_nowait()
                 self.stats.pending -= 1
                 self.stats.dropped_shutdown += 1
-        self.stats.dropped_shutdown += self.stats.pending  # in flight when cancelled
+        # in flight when cancelled, or chosen and still waiting for the primary's answer
+        self.stats.dropped_shutdown += self.stats.pending
         self.stats.pending = 0
         for c in (self.primary, self.candidate, self.secondary):
             if c is not None:
@@ -1144,23 +1168,39 @@ class ShadowProxy:
         if self.options.sample < 1.0 and self._rand.random() >= self.options.sample:
             st.skipped_sampled += 1
             return
+        if self._closed:
+            st.dropped_shutdown += 1
+            return
+        r.mirror = True  # queued by _submit once the primary has answered
+        st.pending += 1
+
+    def _submit(self, r: _ClientRequest, out: OutRequest | None, primary: Fetched) -> None:
+        """The primary has answered ``r`` (chosen by :meth:`_consider`): queue its mirror job,
+        or drop it (queue full, byte budget). Nothing waits on the client's path: the job
+        carries the primary's answer, so a worker never waits for the primary."""
+        r.mirror = False
+        st = self.stats
+        if self._closed:  # stop() has counted every pending request as dropped_shutdown
+            return
         q = self._queue
         if q is None or q.full():
+            st.pending -= 1
             st.dropped_queue += 1
             return
         if self._queued_bytes + r.size > self.options.max_queue_bytes:
+            st.pending -= 1
             st.dropped_bytes += 1
             return
-        host = (head.host or b"").decode("latin-1")
-        job = _Job(request=_out_request(r), host=host,
-                   primary=asyncio.get_running_loop().create_future(), size=r.size)
-        r.job = job
+        head = r.head
+        assert head is not None
+        job = _Job(request=out if out is not None else _out_request(r),
+                   host=(head.host or b"").decode("latin-1"), primary=primary, size=r.size)
         self._queued_bytes += r.size
-        st.pending += 1
         q.put_nowait(job)
 
     async def _worker(self) -> None:
         assert self._queue is not None
+        task = asyncio.current_task()
         while True:
             job = await self._queue.get()
             self._queued_bytes -= job.size
@@ -1172,19 +1212,25 @@ class ShadowProxy:
                 self.stats.candidate_errors += 1
                 self.stats.pending -= 1
                 self.stats.mirrored += 1
+            if task is not None and task.cancelling():
+                # a cancellation some awaited helper swallowed (see stop()): honour it rather
+                # than park on the queue again, where nothing would ever wake this worker
+                raise asyncio.CancelledError
 
     async def _mirror(self, job: _Job) -> None:
-        cand = asyncio.ensure_future(self.candidate.fetch(job.request, MARKER))
-        sec = (asyncio.ensure_future(self.secondary.fetch(job.request, MARKER))
-               if self.secondary is not None else None)
-        try:
-            candidate = await cand
-            secondary = await sec if sec is not None else None
-        except asyncio.CancelledError:
-            cand.cancel()
-            if sec is not None:
+        if self.secondary is None:
+            candidate = await self.candidate.fetch(job.request, MARKER)
+            secondary = None
+        else:
+            sec = asyncio.ensure_future(self.secondary.fetch(job.request, MARKER))
+            try:
+                candidate = await self.candidate.fetch(job.request, MARKER)
+                secondary = await sec
+            except asyncio.CancelledError:
                 sec.cancel()
-            raise
+                raise
+        if self._closed:  # counted by stop() already
+            return
         self.stats.pending -= 1
         self.stats.mirrored += 1
         if candidate.error:
@@ -1192,13 +1238,8 @@ class ShadowProxy:
         if secondary is not None and secondary.error:
             self.stats.secondary_errors += 1
             secondary = None
-        try:
-            primary = await asyncio.wait_for(asyncio.shield(job.primary),
-                                             self.options.primary_timeout + 1)
-        except TimeoutError:
-            return
-        if primary.error or self.analyzer is None:
+        if job.primary.error or self.analyzer is None:
             return
         self.analyzer.submit(Exchange(source="shadow", request=job.request, host=job.host,
-                                      primary=primary, candidate=candidate,
+                                      primary=job.primary, candidate=candidate,
                                       secondary=secondary))

@@ -223,3 +223,52 @@ def test_noise_learned_from_secondary(tmp_path: Path) -> None:
     assert real == {"body:$.name"}
     assert {"body:$.id", "body:$.ts", "header:x-request-id"} <= noise
     assert learned["body:$.id"] == 5
+
+
+def test_stop_ends_every_worker_even_if_a_cancellation_is_swallowed() -> None:
+    """A worker whose cancellation is swallowed by something it awaits (Python 3.11's
+    asyncio.wait_for does that when its inner future completes as the cancellation arrives,
+    CPython gh-86296; this is why stop() used to hang) still ends: it does not go back to
+    sleep on the queue."""
+    import asyncio
+
+    from shadow.mirror import _Job
+
+    entered: list[_Job] = []
+
+    async def swallowing(job: _Job) -> None:
+        entered.append(job)
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            return  # what wait_for did: the result instead of the cancellation
+
+    opts = ShadowOptions(concurrency=2, drain_timeout=0.2)
+    with EchoServer("p") as p, EchoServer("c") as c:
+        with ProxyRunner(f"http://{p.address}", f"http://{c.address}", options=opts) as r:
+            r.proxy._mirror = swallowing  # type: ignore[method-assign]
+            get(r.port, "/w")
+            deadline = time.monotonic() + 5
+            while not entered and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert entered
+            r.stop()
+            assert all(w.done() for w in r.proxy._workers), r.proxy._workers
+            st = r.proxy.stats
+    assert st.pending == 0 and st.balanced() and st.dropped_shutdown == 1
+
+
+def test_stop_mid_mirror_many_times() -> None:
+    """stop() at arbitrary points of mirroring (queued, in flight, primary still answering):
+    every worker has ended afterwards and the accounting balances, every time."""
+    opts = ShadowOptions(concurrency=3, queue_size=8, drain_timeout=0.0)
+    with EchoServer("p") as p, EchoServer("c") as c:
+        for i in range(15):
+            with ProxyRunner(f"http://{p.address}", f"http://{c.address}", options=opts) as r:
+                for j in range(i % 4 + 1):
+                    get(r.port, f"/s{i}-{j}")
+                r.stop()
+                assert all(w.done() for w in r.proxy._workers), (i, r.proxy._workers)
+                st = r.proxy.stats
+                assert st.pending == 0 and st.balanced(), (i, st)
+                assert st.eligible == i % 4 + 1
