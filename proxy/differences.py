@@ -85,9 +85,70 @@ DIFFERENCES: tuple[Difference, ...] = (
         kind="gap", why="upstream TLS (proxy_ssl_*) is not built yet."),
     Difference(
         key="listen-tls-h2-h3", area="listen",
-        nginx="listen ... ssl / http2 / quic",
+        nginx="listen ... quic",
         tern="refused at start-up (skipped with --allow-unsupported)",
-        kind="gap", why="TLS, HTTP/2 and HTTP/3 front ends are a separate piece of work."),
+        kind="gap", why="the HTTP/3 front end is a separate piece of work (TLS and HTTP/2 are "
+                        "served: docs/protocols.md)."),
+    Difference(
+        key="h2-strict-validation", area="http2",
+        nginx="1.22 passes on requests RFC 9113 §8.2 calls malformed: connection-specific "
+              "fields, te other than trailers, a pseudo-header after a regular field, a name "
+              "byte above 0x7f, a value with leading or trailing space",
+        tern="resets that stream with PROTOCOL_ERROR (the connection goes on)",
+        kind="deliberate", why="RFC 9113 §8.2.2 and §8.1.1; H2Limits(strict=False) is nginx "
+                               "exactly."),
+    Difference(
+        key="h2-streams-after-goaway", area="http2",
+        nginx="after its keepalive_requests GOAWAY, ignores new streams silently",
+        tern="resets them with REFUSED_STREAM",
+        kind="deliberate", why="the client learns at once that it may retry them elsewhere "
+                               "(RFC 9113 §8.7)."),
+    Difference(
+        key="h2-request-trailers", area="http2",
+        nginx="answers request trailers (a second HEADERS frame) with GOAWAY PROTOCOL_ERROR",
+        tern="drops the trailers and serves the request",
+        kind="deliberate", why="trailers are valid HTTP/2; nginx drops them on HTTP/1.1 too."),
+    Difference(
+        key="h2-max-frame-size", area="http2",
+        nginx="offers SETTINGS_MAX_FRAME_SIZE 2^24-1",
+        tern="keeps the 16384 default",
+        kind="deliberate", why="bounds the buffering per frame; clients split frames, content "
+                               "is unchanged."),
+    Difference(
+        key="h2-flood-goaway", area="http2",
+        nginx="closes flooding connections with GOAWAY NO_ERROR (byte-ratio rule) or silently "
+              "(frame-count rules)",
+        tern="GOAWAY ENHANCE_YOUR_CALM, then close",
+        kind="deliberate", why="RFC 9113 §5.4.1 names ENHANCE_YOUR_CALM for load; the client "
+                               "is told why."),
+    Difference(
+        key="h2c-http1-fallback", area="http2",
+        nginx="1.22: a cleartext `listen ... http2` speaks only HTTP/2 (prior knowledge); an "
+              "HTTP/1.1 request there gets no HTTP/1.1 answer",
+        tern="picks by the client preface: HTTP/2 with prior knowledge, else HTTP/1.1 (as "
+             "nginx >= 1.25.1 does with `http2 on`)",
+        kind="deliberate", why="one behaviour for both spellings of the directive; h2c clients "
+                               "see no difference."),
+    Difference(
+        key="tls-reject-alert", area="tls",
+        nginx="ssl_reject_handshake sends a fatal unrecognized_name alert",
+        tern="aborts the handshake and closes the TCP connection without the alert",
+        kind="gap", why="asyncio/uvloop drop the pending TLS alert when a server handshake "
+                        "fails; clients fail the handshake either way (curl exit 35)."),
+    Difference(
+        key="tls-session-cache", area="tls",
+        nginx="ssl_session_cache shared:NAME:SIZE is shared by the workers; ssl_session_timeout "
+              "sets the session lifetime",
+        tern="OpenSSL's built-in per-process cache with its 300 s lifetime; off/none only stop "
+             "TLS 1.3 tickets",
+        kind="gap", why="Python's ssl module exposes neither the cache size, sharing nor the "
+                        "timeout (directive levels PARTIAL)."),
+    Difference(
+        key="tls-certificate-variables", area="tls",
+        nginx="ssl_certificate and ssl_certificate_key may contain variables (loaded per "
+              "handshake)",
+        tern="refused at start-up with file:line",
+        kind="gap", why="not built yet."),
     Difference(
         key="pipelining-depth", area="protocol",
         nginx="reads pipelined request N+1 only after answering N",
