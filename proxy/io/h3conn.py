@@ -396,6 +396,7 @@ class H3Protocol(QuicConnectionProtocol):
         self.local: tuple[str, int] = endpoint.local
         self.remote: tuple[str, int] = ("", 0)
         self._tx_pending = False
+        self._closing = False
         self._idle: asyncio.TimerHandle | None = None
         endpoint.ref.connections.add(self)  # type: ignore[arg-type]
         self._arm_idle()
@@ -527,18 +528,34 @@ class H3Protocol(QuicConnectionProtocol):
         self.adapter.goaway()
         self.schedule_transmit()
 
-    def close_h3(self) -> None:
-        """CONNECTION_CLOSE with H3_NO_ERROR."""
-        if not self.closed:
-            self._quic.close(error_code=ErrorCode.H3_NO_ERROR)
-            self.transmit()
+    def close_h3(self, _deadline: float | None = None) -> None:
+        """CONNECTION_CLOSE with H3_NO_ERROR, once what was sent (the last responses, GOAWAY)
+        has been acknowledged, or after 2 s (aioquic drops unsent stream data on close)."""
+        if self.closed:
+            return
+        self.transmit()
+        now = self._loop.time()
+        deadline = now + 2.0 if _deadline is None else _deadline
+        if now < deadline and any(len(s.sender._buffer) or not s.sender.buffer_is_empty
+                                  for s in self._quic._streams.values()):
+            self._loop.call_later(0.01, self.close_h3, deadline)
+            return
+        self._quic.close(error_code=ErrorCode.H3_NO_ERROR)
+        self.transmit()
 
     def close(self, error_code: int = ErrorCode.H3_NO_ERROR, reason_phrase: str = "",
               *, abort: bool = False) -> None:
-        """Close now (the worker's graceful loop and fast stop call this)."""
-        if not self.closed:
-            self._quic.close(error_code=error_code, reason_phrase=reason_phrase)
-            self.transmit()
+        """The worker's graceful loop calls this for idle connections (closed once what was
+        sent is acknowledged: ``close_h3``); fast stop passes ``abort`` (closed now)."""
+        if self.closed:
+            return
+        if not abort and error_code == ErrorCode.H3_NO_ERROR:
+            if not self._closing:
+                self._closing = True
+                self.close_h3()
+            return
+        self._quic.close(error_code=error_code, reason_phrase=reason_phrase)
+        self.transmit()
 
     def _terminated(self) -> None:
         if self.closed:
@@ -622,7 +639,7 @@ class QuicEndpoint:
     def shutdown(self) -> None:
         """Close every connection and the socket now."""
         for conn in self.connections():
-            conn.close(error_code=ErrorCode.H3_NO_ERROR)
+            conn.close(abort=True)
         if self.server is not None and self.server._transport is not None:
             self.server._transport.close()
 

@@ -497,3 +497,67 @@ def test_gtlsclient_post_body(server: Tern) -> None:
     status, _, body = gtls(server, "/proxy/fixed/post", "-m", "POST", f"--data={data}")
     assert (status, body) == (200, b"upstream body\n")
     assert server.echo.records[-1].body == payload and server.echo.records[-1].method == "POST"
+
+
+def test_keepalive_requests_ends_the_connection(tmp_path: Path) -> None:
+    """keepalive_requests 3: the third request is served with GOAWAY naming the next stream
+    (later streams would be rejected: tests/protocol/test_h3.py), then the connection closes
+    with H3_NO_ERROR."""
+    with tern(tmp_path, "keepalive_requests 3;") as t:
+        async def go() -> tuple[list[int], int | None, int | None]:
+            async with h3_connect(t.port, t.cert) as c:
+                statuses = [(await c.request("GET", "/plain")).status for _ in range(3)]
+                await asyncio.wait_for(c.closed_event.wait(), 10)
+                code = c.terminated.error_code if c.terminated else None
+                return statuses, c.h3.goaway, code
+        assert asyncio.run(go()) == ([200, 200, 200], 12, ErrorCode.H3_NO_ERROR)
+
+
+def test_two_workers_share_the_port(tmp_path: Path) -> None:
+    """With two workers each binds its own UDP socket (SO_REUSEPORT): connections from many
+    client ports all complete, whichever worker the kernel picks."""
+    with tern(tmp_path, workers=2) as t:
+        async def go() -> list[int]:
+            async def one() -> int:
+                async with h3_connect(t.port, t.cert) as c:
+                    return (await c.request("GET", "/proxy/fixed")).status
+            return list(await asyncio.gather(*(one() for _ in range(8))))
+        assert asyncio.run(go()) == [200] * 8
+
+
+def test_reload_serves_the_new_config_over_h3(tmp_path: Path) -> None:
+    """SIGHUP: new workers bind their UDP sockets next to the old ones, which drain; HTTP/3
+    clients get the new configuration."""
+    with tern(tmp_path) as t:
+        assert h3(t, "GET", "/plain")[2] == b"plain text\n"
+        conf = tmp_path / "nginx.conf"
+        conf.write_text(conf.read_text().replace('"plain text', '"reloaded text'))
+        t.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while h3(t, "GET", "/plain")[2] != b"reloaded text\n":
+            assert time.monotonic() < deadline, "reload not seen over HTTP/3"
+            time.sleep(0.2)
+        assert t.proc.poll() is None
+
+
+def test_quic_certificate_error_names_the_line(tmp_path: Path) -> None:
+    """A QUIC-only server whose certificate file is missing: tern serve refuses to start and
+    names the ssl_certificate line."""
+    port = free_port()
+    conf = tmp_path / "bad.conf"
+    conf.write_text(f"""events {{}}
+http {{
+    server {{
+        listen 127.0.0.1:{port} quic;
+        ssl_certificate {tmp_path}/missing.crt;
+        ssl_certificate_key {tmp_path}/missing.key;
+        location / {{ return 200; }}
+    }}
+}}
+""")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "migrate.cli", "serve", str(conf)],
+                          capture_output=True, text=True, timeout=30, env=env)
+    assert proc.returncode != 0
+    assert f"{conf}:5: error:" in proc.stderr and "missing.crt" in proc.stderr
+    assert "Traceback" not in proc.stderr
