@@ -146,6 +146,20 @@ class H2Exchange(Exchange):
             self.finished = True
         self.conn.defer_flush()
 
+    def send_response(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, *,
+                      reason: bytes | None = None, close: bool = False) -> None:
+        if self.reset:
+            return
+        adapter = self.conn.adapter
+        sid = self.stream_id
+        adapter.send(ResponseHeaders(stream_id=sid, status=status, headers=tuple(headers),
+                                     end_stream=not body))
+        if body:
+            adapter.send(ResponseData(stream_id=sid, data=body))
+            adapter.send(ResponseEnd(stream_id=sid))
+        self.finished = True
+        self.conn.defer_flush()
+
     def send_data(self, data: bytes) -> None:
         if not self.reset:
             self.conn.adapter.send(ResponseData(stream_id=self.stream_id, data=data))
@@ -187,6 +201,14 @@ class H2Exchange(Exchange):
 
     def tls_var(self, name: str) -> str | None:
         return tls_variable(self.conn.transport, name)
+
+    def done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:  # pragma: no cover
+            import logging
+
+            logging.getLogger("tern").error("HTTP/2 stream task failed",
+                                            exc_info=task.exception())
+        self.conn.stream_done(self)
 
 
 class H2Connection(asyncio.Protocol):
@@ -275,7 +297,8 @@ class H2Connection(asyncio.Protocol):
                 self.requests += 1
                 ex = H2Exchange(self, ev)
                 self.streams[ev.stream_id] = ex
-                ex.task = self.loop.create_task(self._serve(ex))
+                task = ex.task = self.loop.create_task(self.engine_ref.engine.handle(ex))
+                task.add_done_callback(ex.done)
             elif isinstance(ev, RequestData):
                 target = self.streams.get(ev.stream_id)
                 if target is not None:
@@ -307,16 +330,14 @@ class H2Connection(asyncio.Protocol):
                 raise RuntimeError(f"Unexpected event {ev!r}")
         self._wake()
 
-    async def _serve(self, ex: H2Exchange) -> None:
-        try:
-            await self.engine_ref.engine.handle(ex)
-        finally:
-            self.streams.pop(ex.stream_id, None)
-            if not ex.finished and not ex.reset:
-                ex.abort()
-            self.defer_flush()
-            if not self.streams and not self.closed:
-                self._arm(self.settings.keepalive_timeout)
+    def stream_done(self, ex: H2Exchange) -> None:
+        """The engine task of a stream has ended (normally, cancelled or failed)."""
+        self.streams.pop(ex.stream_id, None)
+        if not ex.finished and not ex.reset:
+            ex.abort()
+        self.defer_flush()
+        if not self.streams and not self.closed:
+            self._arm(self.settings.keepalive_timeout)
 
     def _reject(self, rej: RequestRejected) -> None:
         engine = self.engine_ref.engine
