@@ -380,3 +380,39 @@ def test_zero_window_stall_is_reset_after_send_timeout(tern: Ports) -> None:
     finally:
         c.close()
     healthy(tern.plain)
+
+
+def seen_goaway(c: RawH2) -> tuple[int, int] | None:
+    return c.seen.goaway
+
+
+def test_graceful_stop_sends_goaway_and_finishes_streams(tmp_path: pytest.TempPathFactory
+                                                         ) -> None:
+    """SIGQUIT: the connection gets GOAWAY NO_ERROR naming the stream in progress, which is
+    still served; then the connection closes and the process exits 0."""
+    import signal
+
+    port = free_port()
+    conf = tmp_path / "nginx.conf"  # type: ignore[operator]
+    conf.write_text("pid tern.pid;\nevents {}\nhttp {\n  access_log off;\n  server {\n"
+                    f"    listen 127.0.0.1:{port} http2;\n"
+                    "    location / { return 200 \"drained\"; }\n  }\n}\n")
+    with tern_serve(conf, port) as proc:
+        c = RawH2(port)
+        try:
+            c.send(c.request(1, "/", method="POST", extra=[("content-length", "2")],
+                             end=False))
+            c.read(until=1, quiet=0.3)
+            proc.send_signal(signal.SIGQUIT)
+            deadline = time.monotonic() + 10
+            while seen_goaway(c) is None and time.monotonic() < deadline:
+                c.read(until=1, quiet=0.5)
+            assert c.seen.goaway == (1, 0)
+            c.send(c.data(1, b"ok", end=True))
+            seen = c.read(want={1}, until=5)
+            assert seen.statuses.get(1) == 200 and seen.bodies.get(1) == b"drained"
+            seen = c.read(until=10, quiet=10)
+            assert seen.closed
+        finally:
+            c.close()
+        assert proc.wait(10) == 0
