@@ -191,7 +191,7 @@ def test_max_concurrent_streams_refuses_the_excess(tern: Ports) -> None:
                                   extra=[("content-length", "2")], end=False)
                         for sid in (1, 3, 5, 7, 9))
         c.send(wire)
-        seen = c.read(until=3, quiet=0.5)
+        seen = c.read(want={9}, until=8)
         assert seen.resets == {9: REFUSED_STREAM}
         c.send(b"".join(c.data(sid, b"hi", end=True) for sid in (1, 3, 5, 7)))
         seen = c.read(want={1, 3, 5, 7}, until=10)
@@ -211,8 +211,8 @@ def test_keepalive_requests_then_goaway(tern: Ports) -> None:
         sids = list(range(1, 2 * 52, 2))
         for i in range(0, len(sids), 4):
             c.send(b"".join(c.request(s) for s in sids[i:i + 4]))
-            c.read(want=set(sids[i:i + 4]), until=5)
-        seen = c.read(until=3, quiet=0.5)
+            c.read(want=set(sids[i:i + 4]), until=8)
+        seen = c.read(until=8, quiet=3)
         assert seen.goaway == (sids[49], 0)
         assert all(seen.statuses.get(s) == 200 for s in sids[:50])
         assert seen.closed
@@ -226,7 +226,7 @@ def test_header_field_over_large_client_header_buffers(tern: Ports) -> None:
     c = RawH2(tern.plain)
     try:
         c.send(c.request(1, "/", extra=[("x-big", "v" * 2048)]))
-        seen = c.read(until=3)
+        seen = c.read(until=8)
         assert seen.goaway is not None and seen.goaway[1] == ENHANCE_YOUR_CALM
         assert 1 not in seen.statuses
     finally:
@@ -239,7 +239,7 @@ def test_idle_connection_gets_goaway_and_close(tern: Ports) -> None:
     c = RawH2(tern.idle)
     try:
         c.send(c.request(1))
-        seen = c.read(until=6, quiet=4)
+        seen = c.read(until=10, quiet=5)
         assert seen.statuses == {1: 200}
         assert seen.goaway == (1, 0)
         assert seen.closed

@@ -153,7 +153,7 @@ class RawH2:
             f.flags.add("END_STREAM")
         return f.serialize()
 
-    def read(self, *, until: float = 5.0, quiet: float = 0.5, want: set[int] | None = None
+    def read(self, *, until: float = 8.0, quiet: float = 2.0, want: set[int] | None = None
              ) -> Seen:
         """Read frames until the connection closes, a GOAWAY with an error arrives, every stream
         in ``want`` has ended, or ``quiet`` seconds pass without data (all bounded)."""
@@ -227,7 +227,7 @@ def h2_get(port: int, path: str = "/", *, tls: bool = False) -> tuple[int | None
     c = RawH2(port, tls=tls)
     try:
         c.send(c.request(1, path))
-        seen = c.read(want={1}, quiet=2.0)
+        seen = c.read(want={1}, quiet=5.0, until=10)
         return seen.statuses.get(1), seen.bodies.get(1, b"")
     finally:
         c.close()
