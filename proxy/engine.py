@@ -39,7 +39,17 @@ from . import accesslog, responses
 from .interp import Interpreter, RequestState, RouteRequest, RouteResult
 from .io.upstream import UpstreamConnection, UpstreamError, UpstreamPool, UpstreamResponse
 from .limits import ConnZone, ReqZone
-from .model import NOWHERE, Config, Expires, HeaderValue, ProxyConf, ProxyPass, Scope, Upstream
+from .model import (
+    NOWHERE,
+    Config,
+    Expires,
+    HeaderValue,
+    Lit,
+    ProxyConf,
+    ProxyPass,
+    Scope,
+    Upstream,
+)
 from .protocol.events import RequestHeaders
 from .units import parse_size, parse_time
 from .upstream.balancer import PeerGroup
@@ -62,6 +72,10 @@ ACCEL_KEEP = frozenset({b"content-type", b"set-cookie", b"content-disposition",
 """Upstream headers kept across X-Accel-Redirect (``redirect`` flag in ngx_http_upstream)."""
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 FAILURE_STATUSES = frozenset({500, 502, 503, 504})
+_LOWER_NAMES: dict[bytes, str] = {}
+"""Client header names as received -> lower-case str (bounded cache)."""
+_LOWER_BYTES: dict[bytes, bytes] = {}
+"""Upstream header names as received -> lower case (bounded cache)."""
 DEFAULT_TYPES = {"html": "text/html", "gif": "image/gif", "jpg": "image/jpeg"}
 """nginx's built-in types when no ``types`` block is configured (ngx_http_core_default_types)."""
 
@@ -802,16 +816,15 @@ class Engine:
                           body_len: int | None, *, chunked: bool = False
                           ) -> list[tuple[bytes, bytes]]:
         out: list[tuple[bytes, bytes]] = []
-        overridden: set[str] = set()
-        for h in pconf.set_headers:
-            low = h.name.lower()
-            overridden.add(low)
-            value = state.eval(h.value)
-            if value == "":
-                continue
-            if low == "content-length":
-                continue
-            out.append((h.name.encode("latin-1"), value.encode("latin-1", errors="replace")))
+        overridden = pconf.overridden
+        for low, name, tpl, const in pconf.set_plan:
+            if const is None:
+                value = state.eval(tpl)  # type: ignore[arg-type]
+                if value == "":
+                    continue
+                out.append((name, value.encode("latin-1", errors="replace")))
+            elif const:
+                out.append((name, const))
         # ngx_http_proxy_init_headers: proxy_set_header entries first, then the defaults
         # they do not override (Host, Connection, Content-Length...), then the client's
         if "host" not in overridden:
@@ -823,8 +836,13 @@ class Engine:
         elif chunked:
             out.append((b"Transfer-Encoding", b"chunked"))
         if pconf.pass_request_headers:
+            lower = _LOWER_NAMES
             for name, value in state_raw_headers(state):
-                low = name.decode("latin-1").lower()
+                low = lower.get(name)
+                if low is None:
+                    low = name.decode("latin-1").lower()
+                    if len(lower) < 4096:
+                        lower[name] = low
                 if low in overridden or low in PROXY_DROP:
                     continue
                 out.append((name, value))
@@ -1067,13 +1085,18 @@ class Engine:
                      run: _Run, keepalive: int, upgrade: bool) -> None:
         assert isinstance(resp, UpstreamResponse)
         status = result.override_status or resp.status
-        hide = (DEFAULT_HIDE | pconf.hide) - pconf.pass_
+        hide = pconf.hide_all
         headers = self._base_headers(state)
         # nginx's own headers first; upstream's Server/Date are hidden by default and when
         # passed (proxy_pass_header) they replace nginx's
         passed: list[tuple[bytes, bytes]] = []
+        lower = _LOWER_BYTES
         for name, value in resp.headers:
-            low = name.lower()
+            low = lower.get(name)
+            if low is None:
+                low = name.lower()
+                if len(lower) < 4096:
+                    lower[name] = low
             if low in HOP_BY_HOP or low in hide:
                 if low in (b"server", b"date") and low in pconf.pass_:
                     pass
@@ -1239,6 +1262,29 @@ class _ProxyEff:
     pass_request_body: bool
     method: object
     set_body: object
+    hide_all: frozenset[bytes] = frozenset()
+    """Upstream headers not passed: nginx's defaults and proxy_hide_header, minus
+    proxy_pass_header."""
+    set_plan: tuple[tuple[str, bytes, object, bytes | None], ...] = ()
+    """proxy_set_header as (lower-case name, name, template, value if it has no variables);
+    Content-Length entries left out (nginx makes that header itself)."""
+    overridden: frozenset[str] = frozenset()
+    """Lower-case names proxy_set_header sets (empty values included)."""
+
+    def __post_init__(self) -> None:
+        self.hide_all = (DEFAULT_HIDE | self.hide) - self.pass_
+        plan = []
+        for h in self.set_headers:
+            low = h.name.lower()
+            if low == "content-length":
+                continue
+            const = None
+            if all(isinstance(p, Lit) for p in h.value.parts):
+                const = "".join(p.text for p in h.value.parts  # type: ignore[union-attr]
+                                ).encode("latin-1", errors="replace")
+            plan.append((low, h.name.encode("latin-1"), h.value, const))
+        self.set_plan = tuple(plan)
+        self.overridden = frozenset(h.name.lower() for h in self.set_headers)
 
     @classmethod
     def of(cls, state: RequestState) -> _ProxyEff:

@@ -68,7 +68,8 @@ class H1Exchange(Exchange):
         self._body_bytes = 0
         self._body_done = head.end_stream
         self._body_error = 0
-        self._body_event = asyncio.Event()
+        self._body_event: asyncio.Event | None = None
+        """Created when the body is first waited for (most requests have none)."""
         self.finished = False
         self.close_after = False
         self.sent_head = False
@@ -78,13 +79,13 @@ class H1Exchange(Exchange):
     def feed(self, data: bytes) -> None:
         self._body.append(data)
         self._body_bytes += len(data)
-        self._body_event.set()
+        self._wake_body()
         if self._body_bytes > BODY_HIGH_WATER:
             self.conn.pause_client()
 
     def feed_end(self) -> None:
         self._body_done = True
-        self._body_event.set()
+        self._wake_body()
 
     async def body(self) -> AsyncIterator[bytes]:
         timeout = self.conn.settings.client_body_timeout
@@ -102,13 +103,20 @@ class H1Exchange(Exchange):
                 return
             if self.conn.closed:
                 raise ConnectionError("client closed the connection")
-            self._body_event.clear()
+            event = self._body_event
+            if event is None:
+                event = self._body_event = asyncio.Event()
+            event.clear()
             try:
-                await asyncio.wait_for(self._body_event.wait(), timeout)
+                await asyncio.wait_for(event.wait(), timeout)
             except asyncio.TimeoutError:
                 # nginx: 408 is logged, the connection is closed
                 self.conn.close()
                 raise ClientBodyTimeout("client_body_timeout") from None
+
+    def _wake_body(self) -> None:
+        if self._body_event is not None:
+            self._body_event.set()
 
     def body_complete(self) -> bool:
         return self._body_done
@@ -196,6 +204,8 @@ class HttpConnection(asyncio.Protocol):
         self._write_ready = asyncio.Event()
         self._write_ready.set()
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._deadline: float | None = None
         self._paused = False
         self.local: tuple[str, int] = ("127.0.0.1", 0)
         self.remote: tuple[str, int] = ("127.0.0.1", 0)
@@ -260,10 +270,11 @@ class HttpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._cancel_timer()
+        self._drop_timer()
         self._write_ready.set()
         self.engine_ref.connections.discard(self)
         for ex in self.by_stream.values():
-            ex._body_event.set()
+            ex._wake_body()
         if self.tunnel_peer is not None:
             self.tunnel_peer.abort()
             if self._tunnel_done is not None and not self._tunnel_done.done():
@@ -304,7 +315,7 @@ class HttpConnection(asyncio.Protocol):
                     # (nginx: 400) when it reads the body, then the connection closes
                     target._body_error = ev.status_hint or 400
                     target._body_done = True
-                    target._body_event.set()
+                    target._wake_body()
                     continue
                 self.queue.append(ev)
             elif isinstance(ev, StreamReset):
@@ -408,20 +419,50 @@ class HttpConnection(asyncio.Protocol):
 
     # -- timers and closing -----------------------------------------------------------------------
 
+    # One loop timer per connection, moved lazily: arming sets a deadline and only schedules
+    # a timer when none is pending that would fire by then; a timer that fires early (the
+    # deadline moved) re-schedules itself for the rest.  Under keep-alive load this avoids a
+    # timer handle per request.  A closed connection cancels its timer for real.
+
     def _arm(self, seconds: float) -> None:
-        self._cancel_timer()
-        if seconds > 0:
-            self._timer = self.loop.call_later(seconds, self._timeout)
+        self._keepalive_wait = False
+        if seconds <= 0:
+            self._deadline = None
+            return
+        deadline = self.loop.time() + seconds
+        self._deadline = deadline
+        timer = self._timer
+        if timer is not None:
+            if self._timer_at <= deadline:
+                return
+            timer.cancel()
+        self._timer_at = deadline
+        self._timer = self.loop.call_at(deadline, self._on_timer)
 
     def _cancel_timer(self) -> None:
         self._keepalive_wait = False
+        self._deadline = None
+
+    def _drop_timer(self) -> None:
+        self._deadline = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
+    def _on_timer(self) -> None:
+        self._timer = None
+        deadline = self._deadline
+        if deadline is None or self.closed:
+            return
+        if self.loop.time() < deadline:
+            self._timer_at = deadline
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+            return
+        self._deadline = None
+        self._timeout()
+
     def _timeout(self) -> None:
         # header / keep-alive timeout: nginx closes without a response
-        self._timer = None
         if self.task is None:
             try:
                 partial = self.adapter.partial_request()
@@ -443,6 +484,7 @@ class HttpConnection(asyncio.Protocol):
             return
         self.closed = True
         self._cancel_timer()
+        self._drop_timer()
         if self.transport is not None:
             if abort:
                 self.transport.abort()
