@@ -44,6 +44,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
+import pickle
 import queue
 import random
 import signal
@@ -142,6 +143,11 @@ class OutRequest:
         parts.append(b"\r\n")
         return b"".join(parts)
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # pickled per mirrored request (AnalyzerProcess): a tuple, not dataclass __getstate__
+        return _out_request_of, (self.method, self.target, self.version, self.headers,
+                                 self.body, self.had_length)
+
     def header(self, name: bytes) -> bytes | None:
         """First value of a header (name in lower case)."""
         for n, v in self.headers:
@@ -169,10 +175,26 @@ class Fetched:
     keep_alive: bool = False
     elapsed_ms: float = 0.0
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return _fetched_of, (self.status, self.reason, self.version, self.headers, self.body,
+                             self.truncated, self.error, self.relayed, self.keep_alive,
+                             self.elapsed_ms)
+
     def captured(self) -> CapturedResponse:
         """As :mod:`shadow.diff` wants it."""
         return CapturedResponse(status=self.status, version=self.version,
                                 headers=tuple(self.headers), body=self.body, error=self.error)
+
+
+def _out_request_of(method: str, target: str, version: str,
+                    headers: tuple[tuple[bytes, bytes], ...], body: bytes,
+                    had_length: bool) -> OutRequest:
+    return OutRequest(method=method, target=target, version=version, headers=headers,
+                      body=body, had_length=had_length)
+
+
+def _fetched_of(*values: Any) -> Fetched:
+    return Fetched(*values)
 
 
 class _Pending:
@@ -479,6 +501,16 @@ class Exchange:
     secondary: Fetched | None = None
     """Second primary answer (noise learning), if any."""
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return _exchange_of, (self.source, self.request, self.host, self.primary,
+                              self.candidate, self.secondary)
+
+
+def _exchange_of(source: str, request: OutRequest, host: str, primary: Fetched,
+                 candidate: Fetched, secondary: Fetched | None) -> Exchange:
+    return Exchange(source=source, request=request, host=host, primary=primary,
+                    candidate=candidate, secondary=secondary)
+
 
 class Analyzer:
     """Normalises, diffs, learns noise and stores exchanges on a thread of its own.
@@ -618,11 +650,6 @@ BATCH = 256
 """Exchanges analysed and stored per transaction at most."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Counters:
-    values: dict[str, int]
-
-
 class AnalyzerProcess:
     """An :class:`Analyzer` in a child process of its own (``fork``), at a lower priority.
 
@@ -631,82 +658,143 @@ class AnalyzerProcess:
     bytes it may wait for the analysis thread to let go of the GIL (up to the 5 ms switch
     interval), and that wait lands on the primary's latency. In a process the two share only the
     CPUs, and the scheduler, told the analysis is background work (``nice``), runs the loop
-    first. Exchanges are pickled by the queue's feeder thread, off the loop's path.
+    first. The proxy's process keeps a single thread: exchanges submitted during one pass of
+    the event loop are pickled together once (``loop.call_soon``) and written to a pipe without
+    blocking (what the pipe does not take waits in a buffer drained by ``loop.add_writer``).
+
+    Bounded: when that buffer holds more than ``max_backlog`` bytes the child is behind, and
+    :meth:`submit` refuses (counted in :attr:`dropped`, stored as ``analysis_dropped``).
 
     Same surface as :class:`Analyzer` for the proxy and the command (:meth:`submit`,
     :attr:`counters`, :meth:`close`, :attr:`analysed`, :attr:`differing`, :attr:`dropped`,
-    :attr:`errors`); the figures of the child are known after :meth:`close`.
+    :attr:`errors`); the child's figures are known after :meth:`close`.
 
     Args:
         make: builds the :class:`Analyzer` in the child (it must open its own store: an SQLite
             connection must not cross a fork).
-        queue_size: exchanges waiting; :meth:`submit` refuses more (counted in ``dropped``).
+        max_backlog: bytes of pickled exchanges waiting for the child, at most.
         nice: added to the child's nice value.
         counters: the mirror counters, sent to the child (stored) at most once a second and at
             :meth:`close`.
     """
 
-    def __init__(self, make: Callable[[], Analyzer], *, queue_size: int = 1024, nice: int = 10,
-                 counters: Callable[[], dict[str, int]] | None = None) -> None:
+    def __init__(self, make: Callable[[], Analyzer], *, max_backlog: int = 32 << 20,
+                 nice: int = 10, counters: Callable[[], dict[str, int]] | None = None) -> None:
         self.make = make
-        self.queue_size = queue_size
+        self.max_backlog = max_backlog
         self.nice = nice
         self.counters = counters
         self.analysed = 0
         self.differing = 0
         self.dropped = 0
         self.errors: list[str] = []
-        self._q: Any = None
-        self._recv: Any = None
         self._proc: Any = None
+        self._recv: Any = None
+        self._w = -1
+        self._batch: list[Exchange] = []
+        self._scheduled = False
+        self._out = bytearray()
+        self._writer: asyncio.AbstractEventLoop | None = None
         self._last = 0.0
 
     def start(self) -> AnalyzerProcess:
         """Fork the child (before any thread or event loop exists in this process)."""
         ctx = multiprocessing.get_context("fork")
-        self._q = ctx.Queue(self.queue_size)
+        r, w = os.pipe()
         self._recv, send = ctx.Pipe(duplex=False)
-        self._proc = ctx.Process(target=self._child, args=(self._q, send),
+        self._proc = ctx.Process(target=self._child, args=(r, w, send),
                                  name="tern-shadow-analyzer", daemon=True)
         self._proc.start()
+        os.close(r)
         send.close()
+        os.set_blocking(w, False)
+        self._w = w
         return self
 
+    # the proxy's side ------------------------------------------------------------------------
+
     def submit(self, ex: Exchange) -> bool:
-        """Queue an exchange; False (and counted) when the queue is full."""
-        try:
-            self._q.put_nowait(ex)
-        except queue.Full:
+        """Take an exchange (sent with the others of this loop pass); False (and counted) when
+        the child is ``max_backlog`` bytes behind."""
+        if len(self._out) > self.max_backlog or self._w < 0:
             self.dropped += 1
             return False
-        self._send_counters()
+        self._batch.append(ex)
+        if not self._scheduled:
+            try:
+                asyncio.get_running_loop().call_soon(self._flush_batch)
+                self._scheduled = True
+            except RuntimeError:  # no loop here: send now
+                self._flush_batch()
         return True
 
-    def _send_counters(self, *, force: bool = False) -> None:
+    def _counters_due(self, force: bool) -> dict[str, int] | None:
         now = time.monotonic()
         if self.counters is None or not (force or now - self._last > 1.0):
-            return
+            return None
         self._last = now
         values = dict(self.counters())
         values["analysis_dropped"] = self.dropped
+        return values
+
+    def _flush_batch(self, *, force: bool = False) -> None:
+        self._scheduled = False
+        batch, self._batch = self._batch, []
+        counters = self._counters_due(force)
+        if not batch and counters is None:
+            return
+        data = pickle.dumps((batch, counters), protocol=pickle.HIGHEST_PROTOCOL)
+        self._send(len(data).to_bytes(8, "big") + data)
+
+    def _send(self, data: bytes) -> None:
+        if not self._out:
+            try:
+                n = os.write(self._w, data)
+            except BlockingIOError:
+                n = 0
+            if n == len(data):
+                return
+            data = data[n:]
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is not None:
+                loop.add_writer(self._w, self._drain)
+                self._writer = loop
+        self._out += data
+
+    def _drain(self) -> None:
         try:
-            if force:
-                self._q.put(_Counters(values), timeout=5.0)
-            else:
-                self._q.put_nowait(_Counters(values))
-        except queue.Full:
-            pass  # sent with a later exchange, or at close
+            n = os.write(self._w, self._out)
+        except BlockingIOError:
+            return
+        del self._out[:n]
+        if not self._out and self._writer is not None:
+            self._writer.remove_writer(self._w)
+            self._writer = None
 
     def close(self, timeout: float = 10.0) -> None:
-        """Let the child analyse what is queued, store the counters, and stop."""
+        """Send what is left and the counters, let the child analyse it all, and stop it."""
         if self._proc is None:
             return
         proc, self._proc = self._proc, None
+        if self._writer is not None:
+            with contextlib.suppress(Exception):  # its loop may be closed already
+                self._writer.remove_writer(self._w)
+            self._writer = None
+        self._flush_batch(force=True)
+        os.set_blocking(self._w, True)
         try:
-            self._send_counters(force=True)
-            self._q.put(None, timeout=timeout)
-        except queue.Full:
-            self.errors.append("analysis queue still full at close")
+            view = memoryview(self._out)
+            while view:  # blocking, but a signal may still cut a write short
+                view = view[os.write(self._w, view):]
+            view.release()
+            self._out.clear()
+        except OSError as exc:
+            self.errors.append(f"analysis pipe: {exc}")
+        os.close(self._w)  # EOF: the child finishes
+        self._w = -1
         if self._recv.poll(timeout):
             with contextlib.suppress(EOFError, OSError):
                 self.analysed, self.differing, errors = self._recv.recv()
@@ -716,47 +804,36 @@ class AnalyzerProcess:
             self.errors.append("analysis process did not stop; terminated")
             proc.terminate()
             proc.join(2.0)
-        self._q.close()
-        self._q.join_thread()
         self._recv.close()
 
-    def _child(self, q: Any, send: Any) -> None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us, after flushing
+    # the child's side ------------------------------------------------------------------------
+
+    def _child(self, r: int, w: int, send: Any) -> None:
+        os.close(w)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us (EOF), after flushing
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         with contextlib.suppress(OSError):
             os.nice(self.nice)
-        parent = os.getppid()
         an = self.make()
         latest: dict[str, int] = {}
         if self.counters is not None:
             an.counters = lambda: latest
-        stop = False
-        while not stop:
-            try:
-                msg = q.get(timeout=0.5)
-            except queue.Empty:
-                if os.getppid() != parent:  # the parent died without closing us
-                    break
-                continue
-            batch: list[Exchange] = []
+        with os.fdopen(r, "rb") as pipe:
             while True:
-                if msg is None:
-                    stop = True
-                    break
-                if isinstance(msg, _Counters):
-                    an.dropped = msg.values.pop("analysis_dropped", an.dropped)
+                head = pipe.read(8)
+                if len(head) < 8:
+                    break  # EOF: the parent closed (or died)
+                data = pipe.read(int.from_bytes(head, "big"))
+                batch, counters = pickle.loads(data)
+                if counters is not None:
+                    an.dropped = counters.pop("analysis_dropped", an.dropped)
                     latest.clear()
-                    latest.update(msg.values)
+                    latest.update(counters)
                     an._last_flush = 0.0  # store them with this batch
-                else:
-                    batch.append(msg)
-                if len(batch) >= BATCH:
-                    break
-                try:
-                    msg = q.get_nowait()
-                except queue.Empty:
-                    break
-            an.process_batch(batch)
+                for i in range(0, len(batch), BATCH):
+                    an.process_batch(batch[i:i + BATCH])
+                if not batch:
+                    an._flush()
         an.close()
         an.store.close()
         send.send((an.analysed, an.differing, an.errors[-20:]))
