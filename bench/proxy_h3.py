@@ -273,7 +273,8 @@ def main() -> int:
                   f"{h1c[-1]:4.0f} us/req | ratio h3/h1 {res['rps'] / a:.2f}")
         print(f"  median: h3 {statistics.median(h3r):.0f} rps p99 {statistics.median(h3p):.2f} "
               f"ms; h1 {statistics.median(h1r):.0f} rps p99 {statistics.median(h1p):.2f} ms; "
-              f"ratio h3/h1 = {statistics.median(x / y for x, y in zip(h3r, h1r, strict=True)):.2f}")
+              f"ratio h3/h1 = "
+              f"{statistics.median(x / y for x, y in zip(h3r, h1r, strict=True)):.2f}")
         print(f"  median Tern worker CPU per request: h3 {statistics.median(h3c):.0f} us, "
               f"h1 {statistics.median(h1c):.0f} us (load-independent: the machine is shared)")
     finally:

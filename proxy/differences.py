@@ -104,7 +104,10 @@ DIFFERENCES: tuple[Difference, ...] = (
              "written; the kernel keeps a client's 4-tuple on one worker",
         kind="deliberate", why="a shared socket would split a QUIC connection across workers; a "
                                "client that changes address (migration) may land on another "
-                               "worker and lose its connection."),
+                               "worker and lose its connection, and during a reload a new "
+                               "connection hashed to an old, draining worker is not answered "
+                               "until that worker has finished its requests and closed its "
+                               "socket (the client's Initial is retransmitted)."),
     Difference(
         key="h3-malformed", area="http3",
         nginx="1.25 judges HTTP/3 request heads with its own checks (400 for most problems)",

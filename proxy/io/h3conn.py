@@ -315,7 +315,7 @@ class H3Exchange(Exchange):
             self._event.clear()
             try:
                 await asyncio.wait_for(self._event.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise ClientBodyTimeout("client_body_timeout") from None
 
     def body_complete(self) -> bool:
@@ -346,7 +346,7 @@ class H3Exchange(Exchange):
             self._writable.clear()
             try:
                 await asyncio.wait_for(self._writable.wait(), conn.settings.send_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.abort()
                 raise ConnectionError("send_timeout") from None
 
@@ -360,16 +360,15 @@ class H3Exchange(Exchange):
         self.conn.schedule_transmit()
 
     def tls_var(self, name: str) -> str | None:
-        """``$ssl_*`` of a QUIC connection (always TLS 1.3)."""
+        """``$ssl_*`` of a QUIC connection (always TLS 1.3); aioquic keeps no record of the
+        client's SNI on the server side, so ``$ssl_server_name`` is not found."""
         tls = self.conn._quic.tls
         if name == "ssl_protocol":
             return "TLSv1.3"
-        if name == "ssl_cipher":
+        if name == "ssl_cipher":  # OpenSSL's name of a TLS 1.3 suite, as nginx reports it
             suite = getattr(tls, "key_schedule", None)
             cs = getattr(suite, "cipher_suite", None)
-            return cs.name if cs is not None else None
-        if name == "ssl_server_name":
-            return getattr(tls, "_server_name", None) or None
+            return f"TLS_{cs.name}" if cs is not None else None
         if name == "ssl_alpn_protocol":
             return tls.alpn_negotiated
         return None

@@ -23,20 +23,21 @@ Rules:
    ``trailers``, a missing ``:method`` or ``:authority``, a missing or empty ``:path``, a
    negative or non-numeric Content-Length, a Content-Length that the body does not match when
    the stream ends before the head was handed over), a missing ``:scheme``, and ``:protocol``
-   (extended CONNECT is not offered).  aioquic would close the
-   whole connection with H3_MESSAGE_ERROR; ``ServerH3`` takes that decision back.
+   (extended CONNECT is not offered).  aioquic would close the whole connection with
+   H3_MESSAGE_ERROR; ``ServerH3`` takes that decision back.
 3. Requests nginx answers with a status instead (``ngx_http_v3_process_request_header`` and the
-   common request checks) become ``RequestRejected``: a ``:path`` not starting with ``/``, a ``:scheme`` other than ``http``/``https``, a ``:method``
-   with bytes outside ``[A-Z_-]``, an invalid host or a ``host`` field different from
-   ``:authority``: 400; a repeated or invalid Content-Length: 400; CONNECT and TRACE: 405; a
-   field longer than ``size`` of ``large_client_header_buffers`` or a list longer than
-   ``number * size``: 494 (answered 400 "Request Header Or Cookie Too Large"); a Content-Length
-   nginx cannot parse (leading sign, over 2^63-1... but aioquic's ``int()`` accepted it): 400.  A field name with
-   a byte outside ``[a-z0-9-]`` (``_`` unless ``underscores_in_headers``) is dropped while
-   ``ignore_invalid_headers`` is on.  Only that stream is answered; the connection goes on.
+   common request checks) become ``RequestRejected``: a ``:path`` not starting with ``/``, a
+   ``:scheme`` other than ``http``/``https``, a ``:method`` with bytes outside ``[A-Z_-]``, an
+   invalid host or a ``host`` field different from ``:authority``: 400; a repeated Content-Length
+   or one nginx cannot parse (a sign, over 2^63-1: aioquic's ``int()`` accepts them): 400;
+   CONNECT and TRACE: 405; a field longer than ``size`` of ``large_client_header_buffers`` or a
+   list longer than ``number * size``: 494 (answered 400 "Request Header Or Cookie Too Large").
+   A field name with a byte outside ``[a-z0-9-]`` (``_`` unless ``underscores_in_headers``) is
+   dropped while ``ignore_invalid_headers`` is on.  Only that stream is answered; the
+   connection goes on.
 4. A body longer or shorter than its Content-Length is malformed (rule 2) once the head was
    handed over: the engine gets ``RequestRejected(400)`` with ``request_line`` None (it answers
-   400 unless its response started) and the stream is reset after the response.
+   400 unless its response started) and STOP_SENDING H3_MESSAGE_ERROR asks the client to stop.
 5. Limits: ``max_concurrent_streams`` is QUIC's MAX_STREAMS for bidirectional streams (nginx
    ``http3_max_concurrent_streams``, 128): a client cannot open more; aioquic raises the limit as
    streams finish.  ``stream_buffer_size`` (nginx ``http3_stream_buffer_size``, 64k) is the
@@ -80,9 +81,6 @@ from aioquic.h3.connection import (
 )
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic.connection import QuicConnection
-from aioquic.quic.recovery import QuicPacketSpace
-from aioquic.quic.packet_builder import QuicPacketBuilder
-from aioquic.quic.stream import QuicStream
 from aioquic.quic.events import (
     ConnectionTerminated,
     QuicEvent,
@@ -91,6 +89,9 @@ from aioquic.quic.events import (
 from aioquic.quic.events import (
     StreamReset as QuicStreamReset,
 )
+from aioquic.quic.packet_builder import QuicPacketBuilder
+from aioquic.quic.recovery import QuicPacketSpace
+from aioquic.quic.stream import QuicStream
 
 from ._rules import content_length, valid_host
 from .events import (

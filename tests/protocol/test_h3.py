@@ -27,8 +27,8 @@ from proxy.protocol.events import (
     ResponseHeaders,
     StreamReset,
 )
-from tests.protocol.h3_client import RecordingH3
 from proxy.protocol.h3 import H3Limits, H3Server, request_head, response_fields
+from tests.protocol.h3_client import RecordingH3
 
 ADDR = ("127.0.0.1", 4433)
 
@@ -41,7 +41,7 @@ def _cert() -> tuple[Any, Any]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(1)
             .not_valid_before(now - datetime.timedelta(days=1))
