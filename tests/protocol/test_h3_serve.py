@@ -585,3 +585,13 @@ http {{
     assert proc.returncode != 0
     assert f"{conf}:5: error:" in proc.stderr and "missing.crt" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(GTLSCLIENT is None, reason="ngtcp2-client (gtlsclient) is not installed")
+@pytest.mark.parametrize("path", ["/plain", "/static/f.txt", "/proxy/fixed"])
+def test_gtlsclient_head_matches_h1(server: Tern, path: str) -> None:
+    """HEAD over HTTP/3 (nghttp3 accepts a Content-Length without a body on HEAD; aioquic's
+    client does not): the same head as HTTP/1.1's HEAD, no body."""
+    s1, hd1, b1 = h1(server, "HEAD", path, [("user-agent", "nghttp3/ngtcp2 client")])
+    s3, hd3, b3 = gtls(server, path, "-m", "HEAD")
+    assert (s3, comparable(hd3), b3) == (s1, comparable(hd1), b1) and b3 == b""
