@@ -11,7 +11,9 @@ What it does, in one run:
      `proxy_http_version 1.1`, `Connection ""`);
   3. runs h2load (`-cC -mM -D duration`) against each, alternating nginx/Tern for R rounds;
   4. prints per-round rps and p99 request time, the median rps ratio Tern/nginx and the median
-     p99 ratio.
+     p99 ratio, and the worker CPU time per request of each (user + system, from /proc: less
+     sensitive to a busy machine than rps, since it does not count time spent waiting for a
+     core) with their ratio nginx/Tern.
 
 Every load is bounded in time (h2load -D) and traffic stays on 127.0.0.1.
 """
@@ -19,6 +21,7 @@ Every load is bounded in time (h2load -D) and traffic stays on 127.0.0.1.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import statistics
@@ -29,7 +32,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from proxy_h1 import backend_conf, free_port, start_nginx, start_tern, stop, wait_port  # noqa: E402
+from proxy_h1 import (  # noqa: E402
+    backend_conf,
+    children,
+    free_port,
+    start_nginx,
+    start_tern,
+    stop,
+    wait_port,
+)
 
 
 def proxy_conf(port: int, backend: int, cert: Path, key: Path) -> str:
@@ -60,11 +71,24 @@ _RPS = re.compile(r"finished in [\d.]+\w+, ([\d.]+) req/s")
 _DONE = re.compile(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed")
 
 
-def h2load(port: int, duration: int, clients: int, streams: int) -> tuple[float, float]:
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of processes (``/proc/<pid>/stat``), in seconds."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def h2load(port: int, duration: int, clients: int, streams: int) -> tuple[float, float, int]:
     """rps and p99 request time (ms) from h2load's per-request log."""
     with tempfile.NamedTemporaryFile(prefix="h2load-", suffix=".log") as log:
         out = subprocess.run(
-            ["h2load", f"-c{clients}", f"-m{streams}", "-D", str(duration), "--warm-up-time=1",
+            ["h2load", f"-c{clients}", f"-m{streams}", "-D", str(duration),
              "--log-file", log.name, f"https://127.0.0.1:{port}/"],
             capture_output=True, text=True, timeout=duration + 60, check=True).stdout
         times = sorted(int(line.split()[2]) for line in Path(log.name).read_text().splitlines()
@@ -75,7 +99,7 @@ def h2load(port: int, duration: int, clients: int, streams: int) -> tuple[float,
     if done and done.group(3) != "0":
         print(f"    h2load reported failures on port {port}: {done.group(0)}")
     p99 = times[int(len(times) * 0.99) - 1] / 1000.0 if times else float("nan")
-    return float(m.group(1)), p99
+    return float(m.group(1)), p99, len(times)
 
 
 def main() -> int:
@@ -112,22 +136,33 @@ def main() -> int:
         t_rps: list[float] = []
         n_p99: list[float] = []
         t_p99: list[float] = []
+        n_cpu: list[float] = []
+        t_cpu: list[float] = []
+        n_workers, t_workers = children(ngx.pid), children(tern.pid)
         print(f"== HTTP/2 over TLS, 1 worker each, h2load -c{args.clients} -m{args.streams} "
               f"-D {args.duration}, {args.rounds} rounds ==")
         for r in range(args.rounds):
-            a, b = h2load(nport, args.duration, args.clients, args.streams)
-            c, d = h2load(tport, args.duration, args.clients, args.streams)
+            before = cpu_seconds(n_workers)
+            a, b, na = h2load(nport, args.duration, args.clients, args.streams)
+            n_cpu.append((cpu_seconds(n_workers) - before) * 1e6 / max(na, 1))
+            before = cpu_seconds(t_workers)
+            c, d, nc = h2load(tport, args.duration, args.clients, args.streams)
+            t_cpu.append((cpu_seconds(t_workers) - before) * 1e6 / max(nc, 1))
             n_rps.append(a)
             n_p99.append(b)
             t_rps.append(c)
             t_p99.append(d)
-            print(f"  round {r + 1}: nginx {a:9.0f} rps p99 {b:7.2f} ms | "
-                  f"tern {c:9.0f} rps p99 {d:7.2f} ms | ratio {c / a:.2f}")
+            print(f"  round {r + 1}: nginx {a:9.0f} rps p99 {b:7.2f} ms {n_cpu[-1]:5.0f} us/req | "
+                  f"tern {c:9.0f} rps p99 {d:7.2f} ms {t_cpu[-1]:5.0f} us/req | "
+                  f"ratio {c / a:.2f}")
         ratio = statistics.median(t / n for t, n in zip(t_rps, n_rps, strict=True))
         p99r = statistics.median(t / n for t, n in zip(t_p99, n_p99, strict=True))
         print(f"  median rps: nginx {statistics.median(n_rps):.0f}, tern "
               f"{statistics.median(t_rps):.0f}; median ratio tern/nginx = {ratio:.2f}")
         print(f"  median p99 ratio tern/nginx = {p99r:.2f}")
+        nc_med, tc_med = statistics.median(n_cpu), statistics.median(t_cpu)
+        print(f"  median worker CPU per request: nginx {nc_med:.0f} us, tern {tc_med:.0f} us; "
+              f"nginx/tern = {nc_med / tc_med:.2f}")
     finally:
         for p in procs:
             stop(p)

@@ -110,6 +110,7 @@ from collections import deque
 from dataclasses import dataclass
 from enum import Enum
 from itertools import chain
+from collections.abc import Iterable
 from typing import Final, assert_never
 
 from h2.config import H2Configuration
@@ -129,6 +130,7 @@ from h2.exceptions import DenialOfServiceError, H2Error, ProtocolError
 from h2.frame_buffer import FrameBuffer
 from h2.settings import SettingCodes, Settings
 from h2.stream import H2Stream, StreamInputs
+from hpack import Decoder, HeaderTuple
 from hyperframe.frame import ContinuationFrame, Frame, HeadersFrame
 
 from ._rules import MAX_OFF_T, content_length, valid_host
@@ -349,6 +351,31 @@ def _longest_string(block: bytes) -> int:
             longest = max(longest, length)
             i += length
     return longest
+
+
+class _Decoder(Decoder):
+    """HPACK decoding with a small cache of blocks made only of one-byte indexed fields (RFC
+    7541 §6.1).  Such a block leaves the dynamic table unchanged, so it decodes to the same list
+    until a block with anything else (a literal, a table size update) is decoded: then the cache
+    is emptied.  A client repeating its requests (a browser, h2load) sends such blocks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cache: dict[bytes, list[HeaderTuple]] = {}
+
+    def decode(self, data: bytes | memoryview, raw: bool = False) -> Iterable[HeaderTuple]:
+        block = bytes(data)
+        if block and min(block) > 0x80 and max(block) < 0xFF and raw:
+            hit = self._cache.get(block)
+            if hit is not None:
+                return list(hit)
+            headers = list(super().decode(block, raw=True))
+            if len(self._cache) >= 64:
+                self._cache.clear()
+            self._cache[block] = headers
+            return list(headers)
+        self._cache.clear()
+        return super().decode(block, raw=raw)
 
 
 class _FrameBuffer(FrameBuffer):
@@ -647,6 +674,7 @@ class H2Server:
         conn = _Connection(size, number * size)
         conn.incoming_buffer = _FrameBuffer(limits.max_continuations, 2 * number * size)
         # HPACK's bound while decoding (the bomb); the exact nginx bound is checked after
+        conn.decoder = _Decoder()
         conn.decoder.max_header_list_size = 8 * number * size
         # as if acknowledged already: h2 applies them to every stream from the start
         conn.local_settings = Settings(
