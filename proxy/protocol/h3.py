@@ -171,7 +171,9 @@ class HoldableQuic(QuicConnection):
     """aioquic's connection whose streams' receive windows stay put while held (rule 5).
 
     aioquic raises a stream's window as data arrives, whatever the application has read;
-    ``H3Server`` switches its connection to this subclass (same state, one method more)."""
+    ``H3Server`` switches its connection to this subclass (same state, one method more) while
+    a stream is held, and back when none is (the override costs a call per stream per packet).
+    """
 
     tern_held: set[int]
 
@@ -212,10 +214,7 @@ class H3Server:
         self.streams: dict[int, _Stream] = {}
         self.held: set[int] = set()
         """Streams whose receive window is frozen (rule 5)."""
-        if not isinstance(quic, HoldableQuic):
-            quic.__class__ = HoldableQuic
-        assert isinstance(quic, HoldableQuic)
-        quic.tern_held = self.held
+        self._plain_class = type(quic)
         # MAX_STREAMS for bidirectional streams (sent in the transport parameters; aioquic
         # raises it by one as each stream finishes)
         streams = quic._local_max_streams_bidi
@@ -256,7 +255,7 @@ class H3Server:
             sid = event.stream_id
             if sid in self.streams:
                 del self.streams[sid]
-                self.held.discard(sid)
+                self.release(sid)
                 out.append(StreamReset(stream_id=sid, error_code=event.error_code))
         for ev in h3.handle_event(event):
             if isinstance(ev, HeadersReceived):
@@ -325,13 +324,13 @@ class H3Server:
             self._body_error(stream, out)
             return
         stream.request_done = True
-        self.held.discard(stream.sid)
+        self.release(stream.sid)
         out.append(RequestEnd(stream_id=stream.sid))
 
     def _body_error(self, stream: _Stream, out: list[H3Output]) -> None:
         """Rule 4: the engine answers 400 (if it can), then the stream is reset."""
         stream.request_done = True
-        self.held.discard(stream.sid)
+        self.release(stream.sid)
         self._stop(stream.sid, ErrorCode.H3_MESSAGE_ERROR)
         out.append(RequestRejected(stream_id=stream.sid, status_hint=400,
                                    reason="body length differs from content-length"))
@@ -397,7 +396,7 @@ class H3Server:
         else:
             complete = stream.out is _Out.DONE
             del self.streams[sid]
-            self.held.discard(sid)
+            self.release(sid)
             self.quic.reset_stream(
                 sid, ErrorCode.H3_NO_ERROR if complete else ErrorCode.H3_INTERNAL_ERROR)
             if not stream.request_done:
@@ -406,7 +405,7 @@ class H3Server:
     def _done(self, stream: _Stream) -> None:
         stream.out = _Out.DONE
         del self.streams[stream.sid]
-        self.held.discard(stream.sid)
+        self.release(stream.sid)
         if not stream.request_done:
             # RFC 9114 §4.1: the response is complete, the rest of the request is not wanted
             self._stop(stream.sid, ErrorCode.H3_NO_ERROR)
@@ -428,12 +427,18 @@ class H3Server:
 
     def hold(self, stream_id: int) -> None:
         """Freeze the receive window of a stream (rule 5)."""
-        if stream_id in self.streams:
+        if stream_id in self.streams and stream_id not in self.held:
+            if not self.held:
+                self.quic.__class__ = HoldableQuic
+                self.quic.tern_held = self.held  # type: ignore[attr-defined]
             self.held.add(stream_id)
 
     def release(self, stream_id: int) -> None:
         """Let a held stream's window grow again."""
-        self.held.discard(stream_id)
+        if stream_id in self.held:
+            self.held.discard(stream_id)
+            if not self.held:
+                self.quic.__class__ = self._plain_class
 
 
 def request_head(stream_id: int, fields: list[tuple[bytes, bytes]], end_stream: bool,
