@@ -416,3 +416,24 @@ def test_graceful_stop_sends_goaway_and_finishes_streams(tmp_path: pytest.TempPa
         finally:
             c.close()
         assert proc.wait(10) == 0
+
+
+def test_request_body_without_content_length(tern: Ports) -> None:
+    """An HTTP/2 body without content-length (DATA frames, then END_STREAM) reaches the
+    upstream whole, as nginx sends it (buffered, with a Content-Length)."""
+    c = RawH2(tern.plain)
+    try:
+        payload = b"z" * 100_000
+        c.send(c.request(1, "/echo", method="POST", end=False))
+        first, rest = payload[:60_000], payload[60_000:]  # the stream window is 65536
+        c.send(b"".join(c.data(1, first[i:i + 15_000]) for i in range(0, len(first), 15_000)))
+        # the engine consumes the body, the window reopens (WINDOW_UPDATE); the rest then fits
+        c.read(until=2, quiet=1.0)
+        c.send(b"".join(c.data(1, rest[i:i + 10_000], end=i + 10_000 >= len(rest))
+                        for i in range(0, len(rest), 10_000)))
+        seen = c.read(want={1}, until=10)
+        assert seen.statuses.get(1) == 200
+        assert seen.bodies.get(1) == f"{len(payload)} {hashlib.sha256(payload).hexdigest()}" \
+            .encode()
+    finally:
+        c.close()
