@@ -595,3 +595,30 @@ def test_gtlsclient_head_matches_h1(server: Tern, path: str) -> None:
     s1, hd1, b1 = h1(server, "HEAD", path, [("user-agent", "nghttp3/ngtcp2 client")])
     s3, hd3, b3 = gtls(server, path, "-m", "HEAD")
     assert (s3, comparable(hd3), b3) == (s1, comparable(hd1), b1) and b3 == b""
+
+
+def test_stream_limit_violation_closes_only_that_connection(server: Tern) -> None:
+    """A client that opens more request streams than MAX_STREAMS allows (here by ignoring the
+    limit of 2) gets a STREAM_LIMIT_ERROR connection close from QUIC; the next client is
+    served."""
+    async def go() -> int | None:
+        async with h3_connect(server.port, server.cert) as c:
+            c._quic._remote_max_streams_bidi = 100  # pretend the server allowed more
+            for _ in range(5):
+                c.send_request("GET", "/proxy/slow/limit")
+            await asyncio.wait_for(c.closed_event.wait(), 10)
+            return c.terminated.error_code if c.terminated else None
+    assert asyncio.run(go()) == 0x4  # QUIC STREAM_LIMIT_ERROR
+    assert h3(server, "GET", "/plain")[0] == 200
+
+
+def test_access_log_line(tmp_path: Path) -> None:
+    """The log phase runs for HTTP/3 requests: $request ends with HTTP/3.0."""
+    log = tmp_path / "access.log"
+    with tern(tmp_path, f"access_log {log};") as t:
+        assert h3(t, "GET", "/plain?a=1")[0] == 200
+        deadline = time.monotonic() + 10
+        while "HTTP/3.0" not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    assert re.search(r'"GET /plain\?a=1 HTTP/3\.0" 200 11 ', log.read_text())
