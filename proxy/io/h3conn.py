@@ -166,8 +166,12 @@ def quic_settings(config: Config, router: Router) -> list[QuicSettings]:
         if server is None:
             continue
         scopes = [server.scope] + ([http_scope] if http_scope is not None else [])
-        ctx = _context(config, server, tuple(H3_ALPN))  # validates, file:line errors
         tls = _merged(config, server)
+        if not tls.certificates and not tls.reject_handshake:
+            where = next((lst.source for lst in server.listens if lst.quic), server.source)
+            raise TlsError('no "ssl_certificate" is defined for the "listen ... quic" directive',
+                           where)
+        ctx = _context(config, server, tuple(H3_ALPN))  # validates, file:line errors
         cert = (tls.certificates or ())[0] if ctx is not None else None
         http3 = True
         for scope in scopes:

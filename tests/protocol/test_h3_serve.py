@@ -622,3 +622,23 @@ def test_access_log_line(tmp_path: Path) -> None:
             assert time.monotonic() < deadline
             time.sleep(0.1)
     assert re.search(r'"GET /plain\?a=1 HTTP/3\.0" 200 11 ', log.read_text())
+
+
+def test_quic_without_certificate_is_refused(tmp_path: Path) -> None:
+    """`listen ... quic` in a server with no ssl_certificate: refused at start-up, naming the
+    listen line."""
+    conf = tmp_path / "nocert.conf"
+    conf.write_text(f"""events {{}}
+http {{
+    server {{
+        listen 127.0.0.1:{free_port()} quic;
+        location / {{ return 200; }}
+    }}
+}}
+""")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "migrate.cli", "serve", str(conf)],
+                          capture_output=True, text=True, timeout=30, env=env)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert f'{conf}:4: error: no "ssl_certificate" is defined for the "listen ... quic"' \
+        in proc.stderr
