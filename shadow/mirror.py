@@ -318,10 +318,20 @@ class _UConn(asyncio.Protocol):
         self.pending: _Pending | None = None
         self.closed = False
         self.used = False
+        self.stream: BodyStream | None = None
+        """The request body being streamed on this connection, told about flow control."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses: no isinstance check
         self.transport = cast(asyncio.Transport, transport)
+
+    def pause_writing(self) -> None:
+        if self.stream is not None:
+            self.stream.set_blocked(True)
+
+    def resume_writing(self) -> None:
+        if self.stream is not None:
+            self.stream.set_blocked(False)
 
     def data_received(self, data: bytes) -> None:
         p = self.pending
@@ -350,6 +360,116 @@ class _UConn(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
+
+
+class BodyStream:
+    """A request body sent upstream as it arrives from the client (back-pressure included).
+
+    The client side calls :meth:`feed` with body pieces (transfer coding removed) and
+    :meth:`end`; :meth:`UpstreamClient.fetch` sends them with the client's framing:
+    ``Content-Length`` when the client declared one, else chunked. While the upstream connection
+    does not take bytes (its transport is above its high-water mark), ``on_blocked(True)`` tells
+    the client side to stop reading its socket; ``on_blocked(False)`` when it drained.
+
+    The first ``replay_limit`` bytes are kept so that a request sent on a kept-alive connection
+    the upstream had closed can be sent again on a fresh one; past that it is not retried.
+
+    Args:
+        length: the declared ``Content-Length``, or None for chunked.
+        on_blocked: flow-control callback (see above).
+        replay_limit: bytes kept for a retry.
+    """
+
+    def __init__(self, length: int | None, on_blocked: Callable[[bool], Any] | None = None,
+                 replay_limit: int = 64 << 10) -> None:
+        self.length = length
+        self.on_blocked = on_blocked
+        self.replay_limit = replay_limit
+        self.kept: list[bytes] = []
+        self.kept_size = 0
+        self.replayable = True
+        self.waiting: list[bytes] = []
+        """Pieces that came before a connection was there."""
+        self.waiting_size = 0
+        self.conn: _UConn | None = None
+        self.ended = False
+        self.detached = False
+        """The upstream answered (or failed) before the body ended: the rest is dropped."""
+        self.blocked = False
+
+    def framing(self) -> bytes:
+        if self.length is not None:
+            return b"Content-Length: %d\r\n" % self.length
+        return b"Transfer-Encoding: chunked\r\n"
+
+    def _frame(self, data: bytes) -> bytes:
+        if self.length is not None:
+            return data
+        return b"%x\r\n%s\r\n" % (len(data), data)
+
+    def _trailer(self) -> bytes:
+        return b"0\r\n\r\n" if self.length is None else b""
+
+    def feed(self, data: bytes) -> None:
+        """A piece of body from the client."""
+        if self.detached or not data:
+            return
+        if self.replayable:
+            if self.kept_size + len(data) <= self.replay_limit:
+                self.kept.append(data)
+                self.kept_size += len(data)
+            else:
+                self.replayable = False
+                self.kept.clear()
+        conn = self.conn
+        if conn is None or conn.transport is None:
+            self.waiting.append(data)
+            self.waiting_size += len(data)
+            return
+        conn.transport.write(self._frame(data))
+
+    def end(self) -> None:
+        """The client's body is complete."""
+        if self.ended:
+            return
+        self.ended = True
+        conn = self.conn
+        if conn is not None and conn.transport is not None and not self.detached:
+            conn.transport.write(self._trailer())
+
+    def attach(self, conn: _UConn, head: bytes, replay: bool) -> None:
+        """Send the head, what is waiting (or, on a retry, what was kept), and stream on."""
+        assert conn.transport is not None
+        parts = [head]
+        # a retry sends everything again: all of it is in ``kept`` (waiting pieces too)
+        parts += [self._frame(d) for d in (self.kept if replay else self.waiting)]
+        self.waiting = []
+        self.waiting_size = 0
+        if self.ended:
+            parts.append(self._trailer())
+        self.conn = conn
+        conn.stream = self
+        conn.transport.write(b"".join(parts))
+        if self.on_blocked is not None:  # what waited is gone: the client side may read again
+            self.on_blocked(self.blocked)
+
+    def detach(self, conn: _UConn, *, final: bool) -> None:
+        """The exchange on ``conn`` is over (``final``: no retry follows)."""
+        conn.stream = None
+        if self.conn is conn:
+            self.conn = None
+        if final and not self.ended:
+            self.detached = True
+            self.kept.clear()
+            self.waiting.clear()
+            self.waiting_size = 0
+        self.set_blocked(False)
+
+    def set_blocked(self, blocked: bool) -> None:
+        if blocked != self.blocked:
+            self.blocked = blocked
+            if self.on_blocked is not None:
+                self.on_blocked(blocked)
 
 
 class UpstreamClient:
@@ -381,19 +501,25 @@ class UpstreamClient:
         return conn
 
     async def fetch(self, req: OutRequest, *extra: tuple[bytes, bytes],
-                    on_data: Callable[[bytes], Any] | None = None) -> Fetched:
+                    on_data: Callable[[bytes], Any] | None = None,
+                    stream: BodyStream | None = None) -> Fetched:
         """Send ``req`` (plus ``extra`` header lines) and read the response.
 
         Args:
             req: the request.
             extra: header lines appended (the shadow marker).
             on_data: called with the raw response bytes as they arrive (relay).
+            stream: the body, sent as it comes (``req.body`` is then ignored).
 
         Returns:
             The response; failures are in :attr:`Fetched.error`, never raised.
         """
         start = time.perf_counter()
-        data = req.head(*extra) + req.body
+        if stream is None:
+            data = req.head(*extra) + req.body
+        else:
+            plain = req.head(*extra)  # no body, no had_length: no Content-Length line
+            data = plain[:-2] + stream.framing() + b"\r\n"
         head_only = req.method == "HEAD"
         for attempt in (0, 1):
             conn: _UConn | None = None
@@ -417,15 +543,30 @@ class UpstreamClient:
             pending = _Pending(conn, head_only, on_data, self.capture)
             conn.pending = pending
             assert conn.transport is not None
-            conn.transport.write(data)
-            result = await self._wait(pending)
+            if stream is None:
+                conn.transport.write(data)
+            else:
+                stream.attach(conn, data, replay=attempt > 0)
+            try:
+                result = await self._wait(pending)
+            except BaseException:
+                conn.pending = None
+                if stream is not None:
+                    stream.detach(conn, final=True)
+                raise
             conn.pending = None
-            if result.keep_alive and not conn.closed and len(self._idle) < self.max_idle:
+            retry = (reused and bool(result.error) and not pending.any_byte and attempt == 0
+                     and (stream is None or stream.replayable))
+            if stream is not None:
+                stream.detach(conn, final=not retry)
+            unfinished = stream is not None and not stream.ended  # the answer came early
+            if (result.keep_alive and not unfinished and not conn.closed
+                    and len(self._idle) < self.max_idle):
                 self._idle.append(conn)
             else:
-                conn.abort() if result.error else _close(conn)
+                conn.abort() if result.error or unfinished else _close(conn)
                 self._all.discard(conn)
-            if reused and result.error and not pending.any_byte and attempt == 0:
+            if retry:
                 continue  # a cached connection the server had closed: retry once, fresh
             result.elapsed_ms = (time.perf_counter() - start) * 1000
             return result
@@ -943,7 +1084,8 @@ class _Job:
 
 
 class _ClientRequest:
-    __slots__ = ("sid", "head", "body", "size", "complete", "reject", "tee_over", "mirror")
+    __slots__ = ("sid", "head", "body", "size", "complete", "reject", "tee_over", "mirror",
+                 "stream", "answered")
 
     def __init__(self, sid: int, head: RequestHeaders | None) -> None:
         self.sid = sid
@@ -956,6 +1098,10 @@ class _ClientRequest:
         self.mirror = False
         """Chosen for mirroring (counted in ``pending``); the job is queued once the primary
         has answered (:meth:`ShadowProxy._submit`)."""
+        self.stream: BodyStream | None = None
+        """The body on its way to the primary (requests with a body)."""
+        self.answered: Fetched | None = None
+        """The primary's answer, once it came (possibly before the body ended)."""
 
 
 _REJECT_BODY = b"<html>\r\n<head><title>%d</title></head>\r\n<body></body>\r\n</html>\r\n"
@@ -972,6 +1118,8 @@ class _Front(asyncio.Protocol):
         self.cur: _ClientRequest | None = None
         self.task: asyncio.Task[None] | None = None
         self.reading_paused = False
+        self.upstream_blocked = False
+        """The primary does not take the body bytes as fast as they come."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -996,14 +1144,24 @@ class _Front(asyncio.Protocol):
                 self.cur = r
                 if ev.end_stream:
                     self._complete(r)
-                elif self._expects_continue(ev):
-                    self.h1.send(ResponseHeaders(stream_id=ev.stream_id, status=100, headers=()))
-                    self._write(self.h1.data_to_send())
+                else:
+                    r.stream = BodyStream(None if ev.chunked else ev.content_length,
+                                          self._upstream_flow)
+                    if self._expects_continue(ev):
+                        self.h1.send(ResponseHeaders(stream_id=ev.stream_id, status=100,
+                                                     headers=()))
+                        self._write(self.h1.data_to_send())
             elif isinstance(ev, RequestData):
                 r2 = self.cur
                 if r2 is not None:
                     r2.size += len(ev.data)
-                    r2.body.append(ev.data)
+                    if r2.size <= self.proxy.options.max_body:  # the mirror's tee, bounded
+                        r2.body.append(ev.data)
+                    elif not r2.tee_over:
+                        r2.tee_over = True
+                        r2.body.clear()
+                    if r2.stream is not None:
+                        r2.stream.feed(ev.data)
             elif isinstance(ev, RequestEnd):
                 if self.cur is not None and not self.cur.complete:
                     self._complete(self.cur)
@@ -1012,6 +1170,11 @@ class _Front(asyncio.Protocol):
                 if cur is not None and cur.sid == ev.stream_id:
                     cur.reject = ev.status_hint
                     cur.complete = True
+                    st = cur.stream
+                    if st is not None:  # a broken body: the primary must not take it as whole
+                        st.detached = True
+                        if st.conn is not None:
+                            st.conn.abort()
                 else:
                     rej = _ClientRequest(ev.stream_id, None)
                     rej.reject = ev.status_hint
@@ -1021,11 +1184,30 @@ class _Front(asyncio.Protocol):
                 pass
             else:
                 raise RuntimeError(f"Unexpected event {ev!r}")
-        if self.h1.paused and not self.reading_paused and self.transport is not None:
-            self.transport.pause_reading()
-            self.reading_paused = True
-        if self.task is None and self.requests and self.requests[0].complete:
+        self._update_reading()
+        if self.task is None and self.requests and _ready(self.requests[0]):
             self.task = asyncio.ensure_future(self._serve())
+
+    def _upstream_flow(self, blocked: bool) -> None:
+        self.upstream_blocked = blocked
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        """Read the client only while the adapter wants bytes, the primary takes the body as
+        fast as it comes, and a body not streaming yet (a pipelined request) stays small."""
+        t = self.transport
+        if t is None:
+            return
+        cur = self.cur
+        want_pause = (self.h1.paused or self.upstream_blocked or (
+            cur is not None and cur.stream is not None and cur.stream.conn is None
+            and not cur.stream.detached and cur.stream.waiting_size > WAITING_LIMIT))
+        if want_pause and not self.reading_paused:
+            self.reading_paused = True
+            t.pause_reading()
+        elif not want_pause and self.reading_paused:
+            self.reading_paused = False
+            t.resume_reading()
 
     @staticmethod
     def _expects_continue(ev: RequestHeaders) -> bool:
@@ -1035,7 +1217,11 @@ class _Front(asyncio.Protocol):
     def _complete(self, r: _ClientRequest) -> None:
         r.complete = True
         assert r.head is not None
+        if r.stream is not None:
+            r.stream.end()
         self.proxy._consider(r)
+        if r.mirror and r.answered is not None:  # the primary answered before the body ended
+            self.proxy._submit(r, None, r.answered)
 
     def _write(self, data: bytes) -> None:
         if data and self.transport is not None and not self.transport.is_closing():
@@ -1043,20 +1229,17 @@ class _Front(asyncio.Protocol):
 
     async def _serve(self) -> None:
         try:
-            while self.requests and self.requests[0].complete:
+            while self.requests and _ready(self.requests[0]):
                 r = self.requests.popleft()
                 await self._answer(r)
                 if self.h1.must_close or self.transport is None or self.transport.is_closing():
                     break
                 self._events(self.h1.next_events())
-                if self.reading_paused and not self.h1.paused and self.transport is not None:
-                    self.reading_paused = False
-                    self.transport.resume_reading()
             if self.h1.must_close and self.transport is not None:
                 self.transport.close()
         finally:
             self.task = None
-        if self.requests and self.requests[0].complete and not self.h1.must_close:
+        if self.requests and _ready(self.requests[0]) and not self.h1.must_close:
             self.task = asyncio.ensure_future(self._serve())
 
     async def _answer(self, r: _ClientRequest) -> None:
@@ -1065,25 +1248,16 @@ class _Front(asyncio.Protocol):
         if r.reject is not None or r.head is None:
             if r.mirror:
                 proxy._submit(r, None, Fetched(error="rejected"))
-            status = r.reject or 0
-            if status == 0:
-                self.h1.send(StreamReset(stream_id=r.sid))
-                if self.transport is not None:
-                    self.transport.close()
-                return
-            wire = 400 if status == 494 else status
-            body = _REJECT_BODY % wire
-            self.h1.close_after_response()
-            self.h1.send(ResponseHeaders(stream_id=r.sid, status=wire, headers=(
-                (b"Content-Type", b"text/html"), (b"Content-Length", b"%d" % len(body)))))
-            self.h1.send(ResponseData(stream_id=r.sid, data=body))
-            self.h1.send(ResponseEnd(stream_id=r.sid))
-            self._write(self.h1.data_to_send())
+            self._reject(r)
             return
-        out = _out_request(r)
-        fetched = await proxy.primary.fetch(out, on_data=self._write)
+        out = _out_request(r, with_body=r.stream is None)
+        fetched = await proxy.primary.fetch(out, on_data=self._write, stream=r.stream)
+        r.answered = fetched
         if r.mirror:  # the response is written: only now does the mirror cost anything
-            proxy._submit(r, out, fetched)
+            proxy._submit(r, out if r.stream is None else None, fetched)
+        if r.reject is not None and not fetched.relayed:  # the body broke meanwhile
+            self._reject(r)
+            return
         if fetched.error and not fetched.relayed:
             proxy.stats.primary_errors += 1
             body = _REJECT_BODY % 502
@@ -1109,6 +1283,23 @@ class _Front(asyncio.Protocol):
         self.h1.send(ResponseEnd(stream_id=r.sid))
         self.h1.data_to_send()
 
+    def _reject(self, r: _ClientRequest) -> None:
+        """Answer a request the adapter refused (nginx's page for its status)."""
+        status = r.reject or 0
+        if status == 0:
+            self.h1.send(StreamReset(stream_id=r.sid))
+            if self.transport is not None:
+                self.transport.close()
+            return
+        wire = 400 if status == 494 else status
+        body = _REJECT_BODY % wire
+        self.h1.close_after_response()
+        self.h1.send(ResponseHeaders(stream_id=r.sid, status=wire, headers=(
+            (b"Content-Type", b"text/html"), (b"Content-Length", b"%d" % len(body)))))
+        self.h1.send(ResponseData(stream_id=r.sid, data=body))
+        self.h1.send(ResponseEnd(stream_id=r.sid))
+        self._write(self.h1.data_to_send())
+
     def _unanswered(self) -> None:
         """The connection is gone: requests chosen for mirroring that will not be answered are
         still mirrored (the primary's side is then an error, so they are not compared)."""
@@ -1118,7 +1309,16 @@ class _Front(asyncio.Protocol):
         self.requests.clear()
 
 
-def _out_request(r: _ClientRequest) -> OutRequest:
+def _ready(r: _ClientRequest) -> bool:
+    """Can be answered now: complete, or its body can stream to the primary."""
+    return r.complete or (r.stream is not None and r.reject is None)
+
+
+WAITING_LIMIT = 256 << 10
+"""Body bytes of a request not streaming yet (behind another) read before pausing."""
+
+
+def _out_request(r: _ClientRequest, *, with_body: bool = True) -> OutRequest:
     head = r.head
     assert head is not None
     had_length = False
@@ -1129,6 +1329,10 @@ def _out_request(r: _ClientRequest) -> OutRequest:
             had_length = had_length or ln == b"content-length"
             continue
         headers.append((n, v))
+    if not with_body:
+        return OutRequest(method=head.method.decode("latin-1"),
+                          target=head.target.decode("latin-1"), version=head.http_version,
+                          headers=tuple(headers))
     body = b"".join(r.body) if r.body else b""
     return OutRequest(method=head.method.decode("latin-1"),
                       target=head.target.decode("latin-1"), version=head.http_version,

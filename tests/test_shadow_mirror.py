@@ -43,17 +43,25 @@ def test_primary_response_byte_for_byte(raw: bytes) -> None:
 
 
 def test_request_reaches_primary_unchanged_with_body() -> None:
-    """Header order and case reach the primary as sent; a chunked body is re-framed only."""
+    """Header order and case reach the primary as sent, and the body with the client's framing
+    (streamed: chunked stays chunked, Content-Length stays); the candidate gets the same body."""
     with EchoServer("p") as p, EchoServer("c") as c:
-        with ProxyRunner(f"http://{p.address}", f"http://{c.address}") as r, client(r.port) as s:
+        with ProxyRunner(f"http://{p.address}", f"http://{c.address}",
+                         options=ShadowOptions(mirror_unsafe=True)) as r, client(r.port) as s:
             s.sendall(b"POST /u HTTP/1.1\r\nHost: h\r\nx-B: 2\r\nX-a: 1\r\n"
                       b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
             read_response(s)
+            s.sendall(b"PUT /v HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\nwxyz")
+            read_response(s)
+            r.wait_mirrored(2)
         rec = p.records[0]
         assert rec.headers == ((b"Host", b"h"), (b"x-B", b"2"), (b"X-a", b"1"),
-                               (b"Content-Length", b"3"))
+                               (b"Transfer-Encoding", b"chunked"))
         assert rec.body == b"abc"
         assert rec.header("x-tern-shadow") is None
+        assert p.records[1].headers == ((b"Host", b"h"), (b"Content-Length", b"4"))
+        assert p.records[1].body == b"wxyz"
+        assert sorted(x.body for x in c.records) == [b"abc", b"wxyz"]
 
 
 def test_never_delayed_by_slow_candidate_keepalive() -> None:
@@ -272,3 +280,92 @@ def test_stop_mid_mirror_many_times() -> None:
                 st = r.proxy.stats
                 assert st.pending == 0 and st.balanced(), (i, st)
                 assert st.eligible == i % 4 + 1
+
+
+def test_back_pressure_slow_primary_pauses_the_client() -> None:
+    """The body streams to the primary as it comes; while the primary takes no bytes the proxy
+    stops reading the client (it does not buffer the body), the mirror's tee stays bounded
+    (the body is over it: skipped_body), and once the primary reads, every byte arrives."""
+    import asyncio
+    import hashlib
+    import socket
+    import threading
+
+    total, piece = 64 << 20, 1 << 20
+    data = bytes(range(256)) * (piece // 256)
+    expected = hashlib.sha256(data * (total // piece)).hexdigest()
+    release = threading.Event()
+    got: dict[str, object] = {}
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+
+    def primary() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            conn.settimeout(30)
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                buf += conn.recv(65536)
+            head, _, rest = buf.partition(b"\r\n\r\n")
+            got["head"] = head
+            release.wait(30)  # slow: takes no body bytes until released
+            h, n = hashlib.sha256(rest), len(rest)
+            while n < total:
+                chunk = conn.recv(1 << 20)
+                if not chunk:
+                    break
+                h.update(chunk)
+                n += len(chunk)
+            got["n"], got["sha"] = n, h.hexdigest()
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    sent = [0]
+
+    def sender(s: socket.socket) -> None:
+        s.sendall(b"PUT /big HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n" % total)
+        for _ in range(total // piece):
+            s.sendall(data)
+            sent[0] += piece
+
+    threads = [threading.Thread(target=primary, daemon=True)]
+    threads[0].start()
+    opts = ShadowOptions(mirror_unsafe=True, max_body=1 << 20)
+    with RawServer(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n") as cand:
+        with ProxyRunner(f"http://127.0.0.1:{srv.getsockname()[1]}", cand.url,
+                         options=opts) as r, client(r.port) as s:
+            threads.append(threading.Thread(target=sender, args=(s,), daemon=True))
+            threads[1].start()
+            last, still = -1, time.monotonic()
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and time.monotonic() - still < 0.5:
+                if sent[0] != last:
+                    last, still = sent[0], time.monotonic()
+                time.sleep(0.02)
+
+            async def snapshot() -> dict[str, object]:
+                (front,) = r.proxy._fronts
+                cur = front.cur
+                assert cur is not None and cur.stream is not None
+                conn = cur.stream.conn
+                assert conn is not None and conn.transport is not None
+                return {"paused": front.reading_paused, "blocked": front.upstream_blocked,
+                        "buffered": conn.transport.get_write_buffer_size(),
+                        "waiting": cur.stream.waiting_size, "tee": sum(map(len, cur.body)),
+                        "tee_over": cur.tee_over}
+
+            snap = asyncio.run_coroutine_threadsafe(snapshot(), r.loop).result(5)
+            assert sent[0] < total, sent  # the client is held back...
+            assert snap["paused"] and snap["blocked"], snap  # ...because the proxy stopped
+            assert isinstance(snap["buffered"], int) and snap["buffered"] < 1 << 20, snap
+            assert snap["waiting"] == 0 and snap["tee"] == 0 and snap["tee_over"], snap
+            release.set()
+            threads[1].join(30)
+            assert read_response(s, timeout=30).endswith(b"\r\n\r\nok")
+            r.stop()
+            st = r.proxy.stats
+    threads[0].join(5)
+    srv.close()
+    assert got["n"] == total and got["sha"] == expected
+    assert isinstance(got["head"], bytes) and got["head"].endswith(b"Content-Length: %d" % total)
+    assert st.skipped_body == 1 and st.eligible == 1 and st.balanced()
