@@ -169,3 +169,19 @@ def test_certificate_errors_name_file_and_line(tmp_path: Path, case: str) -> Non
         assert r.returncode != 0
         assert "Traceback" not in r.stderr
         assert f"{conf}:{want_line}: error: " in r.stderr, r.stderr
+
+
+def test_session_resumption_and_tickets_off(tern: Ports, tmp_path: Path) -> None:
+    """TLS 1.2 sessions resume (OpenSSL's server cache); ``ssl_session_tickets off``: no ticket
+    is issued, resumption goes by session id."""
+    sess = tmp_path / "sess.pem"
+    first = run(["openssl", "s_client", "-connect", f"127.0.0.1:{tern.tls12}", "-tls1_2",
+                 "-sess_out", str(sess)], timeout=10).stdout
+    assert "New, TLSv1.2" in first
+    assert "TLS session ticket:" not in first
+    again = run(["openssl", "s_client", "-connect", f"127.0.0.1:{tern.tls12}", "-tls1_2",
+                 "-sess_in", str(sess)], timeout=10).stdout
+    assert "Reused, TLSv1.2" in again
+    ticketed = run(["openssl", "s_client", "-connect", f"127.0.0.1:{tern.h1only}", "-tls1_2"],
+                   timeout=10).stdout
+    assert "TLS session ticket:" in ticketed
