@@ -16,8 +16,9 @@ Rules (nginx's ``ngx_http_ssl_module``, 1.22):
    ``http2 on`` in a server of the socket), ``http/1.1`` only elsewhere.
 5. Certificate and key problems are found when the contexts are built (``tern serve`` and
    ``tern serve -t`` build them before starting) and reported as ``file:line: error: ...``,
-   the ``ssl_certificate`` line; a TLS socket whose server has no certificate (and no
-   ``ssl_reject_handshake on``) is an error, as in nginx.
+   the ``ssl_certificate`` line; a TLS socket whose default server has no certificate (and
+   no ``ssl_reject_handshake on``) is an error, as in nginx; another server without one keeps
+   the default server's certificate when SNI picks it (nginx gives it no context).
 6. What Python's ``ssl`` cannot do (documented in docs/protocols.md): ``ssl_session_cache``
    size and sharing across workers and ``ssl_session_timeout`` (OpenSSL's built-in
    per-process cache with its 300 s default is used; ``off``/``none`` only stop TLS 1.3
@@ -101,11 +102,16 @@ def _passwords(config: Config, tls: TlsConf, source: SourceSpan) -> list[str | N
             from None
 
 
-def _context(config: Config, server: Server, alpn: tuple[str, ...]) -> ssl.SSLContext | None:
-    """The context of one server, or None when it rejects handshakes (rule 3)."""
+def _context(config: Config, server: Server, alpn: tuple[str, ...], *, default: bool
+             ) -> ssl.SSLContext | None | bool:
+    """The context of one server; None when it rejects handshakes (rule 3); False when a
+    server other than the default one has no certificate (nginx gives it no context: SNI keeps
+    the default server's, ``ngx_http_ssl_servername``)."""
     tls = _merged(config, server)
     if tls.reject_handshake:
         return None
+    if not tls.certificates and not default:
+        return False
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     protocols = tuple(p for p in (tls.protocols or _DEFAULT_PROTOCOLS) if p in _VERSIONS)
     if protocols:
@@ -202,13 +208,13 @@ def socket_tls(config: Config, router: Router, table: SocketTable) -> SocketTls:
     """
     h2 = wants_h2(config, table)
     alpn = ("h2", "http/1.1") if h2 else ("http/1.1",)
-    per_server: dict[int, ssl.SSLContext | None] = {}
-    for server in table.servers:
-        per_server[id(server)] = _context(config, server, alpn)
     default = table.default
     assert default is not None
+    per_server: dict[int, ssl.SSLContext | None | bool] = {}
+    for server in table.servers:
+        per_server[id(server)] = _context(config, server, alpn, default=server is default)
     base = per_server[id(default)]
-    if base is None:
+    if not isinstance(base, ssl.SSLContext):
         # the default server rejects handshakes: a context without a certificate carries the
         # callback (nothing is ever served with it)
         base = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -218,13 +224,13 @@ def socket_tls(config: Config, router: Router, table: SocketTable) -> SocketTls:
 
 
 def _sni_callback(router: Router, table: SocketTable,
-                  per_server: dict[int, ssl.SSLContext | None], base: ssl.SSLContext
+                  per_server: dict[int, ssl.SSLContext | None | bool], base: ssl.SSLContext
                   ) -> Callable[[ssl.SSLObject, str | None, ssl.SSLContext], int | None]:
     default = table.default
     assert default is not None
-    cache: dict[str | None, ssl.SSLContext | None] = {}
+    cache: dict[str | None, ssl.SSLContext | None | bool] = {}
 
-    def pick(name: str | None) -> ssl.SSLContext | None:
+    def pick(name: str | None) -> ssl.SSLContext | None | bool:
         server = default
         if name:
             try:
@@ -242,7 +248,7 @@ def _sni_callback(router: Router, table: SocketTable,
                 cache[name] = ctx
         if ctx is None:
             return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME  # type: ignore[no-any-return]
-        if ctx is not base:
+        if isinstance(ctx, ssl.SSLContext) and ctx is not base:
             sslobj.context = ctx
         if name:
             sslobj.tern_server_name = name  # type: ignore[attr-defined]

@@ -34,6 +34,11 @@ http {{
         location / {{ return 200 "B $ssl_server_name\\n"; }}
     }}
     server {{
+        listen 127.0.0.1:{main} ssl;
+        server_name c.test;
+        location / {{ return 200 "C $ssl_server_name\n"; }}
+    }}
+    server {{
         listen 127.0.0.1:{h1only} ssl;
         ssl_certificate a.test.crt;
         ssl_certificate_key a.test.key;
@@ -104,6 +109,14 @@ def test_sni_picks_the_certificate_of_the_server_across_one_port(tern: Ports) ->
     assert "CN = a.test" in subject(tern.main, "-servername", "a.test")
     assert "CN = a.test" in subject(tern.main, "-noservername")
     assert "CN = a.test" in subject(tern.main, "-servername", "nobody.test")
+
+
+def test_server_without_certificate_keeps_the_default_one(tern: Ports) -> None:
+    """A non-default server with no ssl_certificate: nginx accepts the config, SNI keeps the
+    default server's certificate, the request is that server's."""
+    assert "CN = a.test" in subject(tern.main, "-servername", "c.test")
+    r = curl(tern.main, "c.test", "--http2")
+    assert r.stdout == "C c.test\n|2"
 
 
 def test_http2_over_tls_by_alpn_and_ssl_variables(tern: Ports) -> None:
