@@ -177,6 +177,13 @@ DIFFERENCES: tuple[Difference, ...] = (
         kind="gap", why="asyncio/uvloop drop the pending TLS alert when a server handshake "
                         "fails; clients fail the handshake either way (curl exit 35)."),
     Difference(
+        key="tls-alpn-no-overlap", area="tls",
+        nginx="a client whose ALPN list has no protocol the socket offers (h2 only, on a "
+              "listener without http2) gets a fatal no_application_protocol alert",
+        tern="the handshake completes without ALPN and the connection speaks HTTP/1.1",
+        kind="gap", why="Python's ssl has no ALPN selection callback: OpenSSL's default "
+                        "(no acknowledgement) applies."),
+    Difference(
         key="tls-session-cache", area="tls",
         nginx="ssl_session_cache shared:NAME:SIZE is shared by the workers; ssl_session_timeout "
               "sets the session lifetime",
