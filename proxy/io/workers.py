@@ -227,7 +227,10 @@ async def _worker(config: Config, prefix: str, sockets: dict[BindKey, socket.soc
     servers = []
     for key, sock in sockets.items():
         factory, context = protocol_factory(config, router, key, ref)
-        servers.append(await loop.create_server(factory, sock=sock, ssl=context))
+        # nginx times the TLS handshake with client_header_timeout (post_accept_timeout)
+        handshake = conn_settings(config, router, key).client_header_timeout if context else None
+        servers.append(await loop.create_server(factory, sock=sock, ssl=context,
+                                                ssl_handshake_timeout=handshake or None))
     # --- HTTP/3: a QUIC endpoint (own UDP socket, SO_REUSEPORT) per `listen ... quic` ----
     from .h3conn import start_quic  # proxy/io/h3conn.py; close() = stop accepting + GOAWAY
 
