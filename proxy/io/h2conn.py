@@ -230,7 +230,8 @@ class H2Connection(asyncio.Protocol):
         self._flush_pending = False
         self._timer: asyncio.TimerHandle | None = None
         self._stall: asyncio.TimerHandle | None = None
-        self._stalled: set[int] = set()
+        self._stalled: dict[int, int] = {}
+        """Streams waiting on a zero window at the last look, with the bytes they had queued."""
         self._read_paused = False
         self.local: tuple[str, int] = ("127.0.0.1", 0)
         self.remote: tuple[str, int] = ("127.0.0.1", 0)
@@ -400,16 +401,20 @@ class H2Connection(asyncio.Protocol):
         self._stall = None
         if self.closed:
             return
-        stalled = set(self.adapter.stalled_streams())
-        for sid in stalled & self._stalled:
+        adapter = self.adapter
+        stalled = {sid: adapter.buffered(sid) for sid in adapter.stalled_streams()}
+        for sid, waiting in list(stalled.items()):
+            if self._stalled.get(sid) != waiting:
+                continue  # stalled now, but it sent something since the last look
+            del stalled[sid]
             ex = self.streams.get(sid)
             if ex is not None:
                 ex.abort()
                 if ex.task is not None and not ex.task.done():
                     ex.task.cancel()
             else:
-                self.adapter.send(StreamReset(stream_id=sid, error_code=_INTERNAL_ERROR))
-        self._stalled = stalled - self._stalled
+                adapter.send(StreamReset(stream_id=sid, error_code=_INTERNAL_ERROR))
+        self._stalled = stalled
         self.flush()
         if self.adapter.buffered_bytes and self._stall is None and not self.closed:
             self._stall = self.loop.call_later(self.settings.send_timeout, self._check_stall)
