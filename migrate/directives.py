@@ -308,7 +308,7 @@ _d("early_hints", HC, "H S L", 1, N, NO,
    "103 Early Hints are not implemented: upstream 103 responses are not passed to clients")
 _f("http2", HC, "H S", OK)
 _f("http3", "ngx_http_v3_module", "H S", PART,
-   "read from the QUIC socket's default server only (SNI does not switch servers for QUIC)")
+   "read from the QUIC socket's default server only (SNI picks the certificate, not this)")
 
 # --- HTTP/2 (ngx_http_v2_module) --------------------------------------------------------------
 H2 = "ngx_http_v2_module"
@@ -593,12 +593,10 @@ _d("open_log_file_cache", LG, "H S L", 1, 4, IGN, _FCACHE)
 _d("index", "ngx_http_index_module", "H S L", 1, N, OK)
 AI = "ngx_http_autoindex_module"
 _f("autoindex", AI, "H S L", OK)
-_f("autoindex_exact_size", AI, "H S L", PART,
-   "only the default (on: exact byte sizes) is implemented; off lists exact sizes too")
+_f("autoindex_exact_size", AI, "H S L", OK)
 _d("autoindex_format", AI, "H S L", 1, 1, PART,
    "only the default (html) is implemented; xml, json and jsonp list as html")
-_f("autoindex_localtime", AI, "H S L", PART,
-   "only the default (off: GMT) is implemented; on lists GMT times too")
+_f("autoindex_localtime", AI, "H S L", OK)
 _f("random_index", "ngx_http_random_index_module", "L", NO,
    "random index files are not implemented: the regular index is used")
 

@@ -91,11 +91,13 @@ DIFFERENCES: tuple[Difference, ...] = (
         kind="deliberate", why="HTTP/3 answers are checked against Tern's own HTTP/1.1 answers "
                                "for the same config (tests/protocol/test_h3_serve.py)."),
     Difference(
-        key="h3-sni-certificate", area="http3",
-        nginx="picks the certificate and the server-level http3 settings by SNI",
-        tern="uses the QUIC socket's default server's certificate and settings for every "
-             "handshake (Host / :authority still picks the server for routing)",
-        kind="gap", why="aioquic has no certificate callback (directive http3 is PARTIAL)."),
+        key="h3-sni-settings", area="http3",
+        nginx="applies the http3 / QUIC settings of the server SNI picked",
+        tern="picks the certificate by SNI, but http3 on|off and the QUIC settings "
+             "(quic_retry, http3_max_concurrent_streams...) come from the socket's default "
+             "server",
+        kind="gap", why="they are fixed when the connection is created, before the ClientHello "
+                        "is read (directive http3 is PARTIAL)."),
     Difference(
         key="h3-worker-sockets", area="http3",
         nginx="shares one UDP socket between workers unless `reuseport` (then routes packets "

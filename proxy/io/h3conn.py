@@ -9,12 +9,14 @@ Rules:
    socket between workers; with several workers that loses QUIC connections).  The master
    test-binds the sockets and loads the certificates first (``check_quic``): errors stop the
    start (or a reload) with ``file:line``.  A TCP listener may use the same port number.
-2. TLS: the certificate and key (and ``ssl_password_file``) of the socket's default server, with
-   http-level values inherited, checked as ``proxy.io.tls`` checks them.  aioquic offers no
-   certificate callback, so SNI does not pick another server's certificate (the Host /
-   ``:authority`` still picks the server).  ALPN ``h3``; ``http3 off`` in that server offers
-   nothing else, so HTTP/3 handshakes fail as in nginx.  ``ssl_reject_handshake on`` there
-   does the same.
+2. TLS: as on TLS listeners, SNI picks the server the way Host does (among the servers with a
+   ``listen ... quic`` on this socket) and the handshake uses that server's certificate and key
+   (``ssl_password_file`` too); a server without one, no SNI or an unknown name: the default
+   server's; ``ssl_reject_handshake on`` in the server picked refuses the handshake.  aioquic has
+   no certificate callback: its TLS context is given one (``_SniTls``, reading the ClientHello
+   before aioquic does).  Certificates are checked as ``proxy.io.tls`` checks them (file:line).
+   ALPN ``h3``; ``http3 off`` in the default server offers nothing else, so HTTP/3 handshakes
+   fail as in nginx (the other settings of rule 3 also come from the default server).
 3. QUIC settings, from the default server (else http): ``quic_retry on`` makes aioquic answer a
    first Initial with a Retry (address validation); ``http3_max_concurrent_streams`` (128) is
    the bidirectional stream limit; ``http3_stream_buffer_size`` (64k) the initial window of a
@@ -48,10 +50,11 @@ import itertools
 import logging
 import socket
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from aioquic import tls as quic_tls
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.asyncio.server import QuicServer
 from aioquic.buffer import Buffer
@@ -74,7 +77,7 @@ from ..protocol.events import (
     StreamReset,
 )
 from ..protocol.h3 import H3Limits, H3Server
-from ..routing import Router
+from ..routing import BadRequest, Router
 from ..units import parse_size
 from .server import EngineRef
 from .tls import TlsError, _context, _merged, _passwords, _path
@@ -110,6 +113,24 @@ class QuicSettings:
     keepalive_requests: int = 1000
     client_body_timeout: float = 60.0
     send_timeout: float = 60.0
+    table_key: tuple[str, int] = ("", 0)
+    """The router's socket table of this QUIC socket (SNI picks its servers)."""
+    sni: tuple[SniCert, ...] = ()
+    """The other servers of the socket that have a certificate or reject handshakes."""
+    default_rejects: bool = False
+    """The default server has ``ssl_reject_handshake on`` (unknown names fail)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SniCert:
+    """The certificate of one server reachable by SNI on a QUIC socket (rule 2)."""
+
+    server: Server
+    certfile: str
+    keyfile: str
+    passwords: tuple[str | None, ...]
+    reject: bool
+    """``ssl_reject_handshake on``: the handshake fails for this name."""
 
 
 def _raw(scopes: list[Scope], name: str) -> str | None:
@@ -171,8 +192,27 @@ def quic_settings(config: Config, router: Router) -> list[QuicSettings]:
             where = next((lst.source for lst in server.listens if lst.quic), server.source)
             raise TlsError('no "ssl_certificate" is defined for the "listen ... quic" directive',
                            where)
-        ctx = _context(config, server, tuple(H3_ALPN))  # validates, file:line errors
+        ctx = _context(config, server, tuple(H3_ALPN), default=True)  # file:line errors
         cert = (tls.certificates or ())[0] if ctx is not None else None
+        sni = []
+        for other in (table.servers if table is not None else []):
+            if other is server:
+                continue
+            otls = _merged(config, other)
+            if otls.reject_handshake:
+                sni.append(SniCert(server=other, certfile="", keyfile="", passwords=(),
+                                   reject=True))
+            elif otls.certificates:
+                _context(config, other, tuple(H3_ALPN), default=False)  # file:line errors
+                oc = otls.certificates[0]
+                sni.append(SniCert(
+                    server=other, certfile=_path(config, oc.certificate.raw),
+                    keyfile=_path(config, oc.key.raw) if oc.key else "",
+                    passwords=tuple(_passwords(config, otls, oc.source)), reject=False))
+        if cert is None:  # the default server rejects handshakes: a name may still be served
+            usable = next((c for c in sni if not c.reject), None)
+        else:
+            usable = None
         http3 = True
         for scope in scopes:
             if scope.http3 is not None:
@@ -194,10 +234,16 @@ def quic_settings(config: Config, router: Router) -> list[QuicSettings]:
                                                True)))
         out.append(QuicSettings(
             host=host, port=port, limits=limits,
-            certfile=_path(config, cert.certificate.raw) if cert else "",
-            keyfile=_path(config, cert.key.raw) if cert and cert.key else "",
-            passwords=tuple(_passwords(config, tls, cert.source)) if cert else (None,),
-            http3=http3 and cert is not None,
+            certfile=_path(config, cert.certificate.raw) if cert else
+            (usable.certfile if usable else ""),
+            keyfile=(_path(config, cert.key.raw) if cert.key else "") if cert else
+            (usable.keyfile if usable else ""),
+            passwords=tuple(_passwords(config, tls, cert.source)) if cert else
+            (usable.passwords if usable else (None,)),
+            http3=http3 and (cert is not None or usable is not None),
+            table_key=(table.address, table.port) if table is not None else ("", 0),
+            sni=tuple(sni),
+            default_rejects=cert is None,
             retry=_raw(scopes, "quic_retry") == "on",
             keepalive_timeout=_limit(scopes, lambda li: li.keepalive_timeout, 75.0),
             keepalive_requests=_limit(scopes, lambda li: li.keepalive_requests, 1000),
@@ -237,6 +283,19 @@ def check_quic(config: Config) -> None:
         open_udp_socket(st.host, st.port).close()
 
 
+def _load(certfile: str, keyfile: str, passwords: tuple[str | None, ...]) -> _Cert:
+    """Certificate, chain and key as aioquic's TLS wants them."""
+    cfg = QuicConfiguration(is_client=False)
+    last: BaseException | None = None
+    for pw in passwords:
+        try:
+            cfg.load_cert_chain(certfile, keyfile or None, password=pw)
+            return cfg.certificate, cfg.certificate_chain, cfg.private_key
+        except (OSError, ValueError, TypeError) as exc:
+            last = exc
+    raise OSError(f'cannot load certificate "{certfile}" for QUIC: {last}')
+
+
 def _configuration(st: QuicSettings) -> QuicConfiguration:
     limits = st.limits
     cfg = QuicConfiguration(
@@ -248,15 +307,49 @@ def _configuration(st: QuicSettings) -> QuicConfiguration:
         max_stream_data=limits.stream_buffer_size,
         max_data=limits.stream_buffer_size * limits.max_concurrent_streams)
     if st.certfile:
-        last: BaseException | None = None
-        for pw in st.passwords:
-            try:
-                cfg.load_cert_chain(st.certfile, st.keyfile, password=pw)
-                return cfg
-            except (OSError, ValueError, TypeError) as exc:
-                last = exc
-        raise OSError(f'cannot load certificate "{st.certfile}" for QUIC: {last}')
+        cfg.certificate, cfg.certificate_chain, cfg.private_key = \
+            _load(st.certfile, st.keyfile, st.passwords)
+    for sc in st.sni:
+        if not sc.reject:
+            _load(sc.certfile, sc.keyfile, sc.passwords)  # fails now rather than per handshake
     return cfg
+
+
+_Cert = tuple[Any, list[Any], Any]
+"""(certificate, chain, private key) as aioquic's TLS context holds them."""
+
+
+class _SniTls(quic_tls.Context):
+    """aioquic's server TLS context, picking the certificate by the ClientHello's SNI as
+    nginx does (rule 2): ``tern_pick(name)`` returns the certificate, or None to refuse."""
+
+    tern_pick: Callable[[str | None], _Cert | None]
+    tern_server_name: str | None = None
+
+    def _server_handle_hello(self, input_buf: Buffer, initial_buf: Buffer,
+                             handshake_buf: Buffer) -> None:
+        start = input_buf.tell()
+        hello = quic_tls.pull_client_hello(input_buf)
+        input_buf.seek(start)
+        self.tern_server_name = hello.server_name
+        cert = self.tern_pick(hello.server_name)
+        if cert is None:  # ssl_reject_handshake on
+            raise quic_tls.AlertHandshakeFailure("handshake rejected")
+        self.certificate, self.certificate_chain, self.certificate_private_key = cert
+        super()._server_handle_hello(input_buf, initial_buf, handshake_buf)
+
+
+class _SniQuic(QuicConnection):
+    """aioquic's connection whose server TLS context is a ``_SniTls`` (one override, called
+    once per connection)."""
+
+    tern_pick: Callable[[str | None], _Cert | None]
+
+    def _initialize(self, peer_cid: bytes) -> None:
+        super()._initialize(peer_cid)
+        if not self._is_client:
+            self.tls.__class__ = _SniTls
+            self.tls.tern_pick = self.tern_pick  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,8 +457,7 @@ class H3Exchange(Exchange):
         self.conn.schedule_transmit()
 
     def tls_var(self, name: str) -> str | None:
-        """``$ssl_*`` of a QUIC connection (always TLS 1.3); aioquic keeps no record of the
-        client's SNI on the server side, so ``$ssl_server_name`` is not found."""
+        """``$ssl_*`` of a QUIC connection (always TLS 1.3)."""
         tls = self.conn._quic.tls
         if name == "ssl_protocol":
             return "TLSv1.3"
@@ -373,6 +465,8 @@ class H3Exchange(Exchange):
             suite = getattr(tls, "key_schedule", None)
             cs = getattr(suite, "cipher_suite", None)
             return f"TLS_{cs.name}" if cs is not None else None
+        if name == "ssl_server_name":
+            return getattr(tls, "tern_server_name", None)
         if name == "ssl_alpn_protocol":
             return tls.alpn_negotiated
         return None
@@ -390,6 +484,8 @@ class H3Protocol(QuicConnectionProtocol):
         super().__init__(quic)
         self.endpoint = endpoint
         self.settings = endpoint.settings
+        quic.__class__ = _SniQuic  # before the first datagram: the TLS context picks by SNI
+        quic.tern_pick = endpoint.pick  # type: ignore[attr-defined]
         self.adapter = H3Server(quic, self.settings.limits)
         self.id = next(_conn_ids)
         self.engine_ref = endpoint.ref
@@ -607,10 +703,12 @@ class QuicEndpoint:
         self.local: tuple[str, int] = (name[0], name[1])
         self.server: _Server | None = None
         self.tasks: set[asyncio.Task[None]] = set()
+        self.pick: Callable[[str | None], _Cert | None] = lambda name: None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         cfg = _configuration(self.settings)
+        self.pick = self._picker(cfg)
 
         def protocol(quic: QuicConnection, stream_handler: Any = None) -> H3Protocol:
             return H3Protocol(quic, stream_handler, endpoint=self)
@@ -619,6 +717,30 @@ class QuicEndpoint:
                          retry=self.settings.retry)
         await loop.create_datagram_endpoint(lambda: server, sock=self.sock)
         self.server = server
+
+    def _picker(self, cfg: QuicConfiguration) -> Callable[[str | None], _Cert | None]:
+        """SNI -> certificate (rule 2): the server the name selects, as Host does; its
+        certificate, the default server's when it has none, None when it rejects."""
+        st = self.settings
+        default: _Cert | None = None if st.default_rejects else \
+            (cfg.certificate, cfg.certificate_chain, cfg.private_key)
+        by_server: dict[int, _Cert | None] = {}
+        for sc in st.sni:
+            by_server[id(sc.server)] = None if sc.reject else \
+                _load(sc.certfile, sc.keyfile, sc.passwords)
+        router = self.ref.engine.interp.router
+        table = router.sockets.get(st.table_key)
+
+        def pick(name: str | None) -> _Cert | None:
+            if not name or table is None or not by_server:
+                return default
+            try:
+                server = router.select_server(table, name).server
+            except BadRequest:
+                return default
+            return by_server.get(id(server), default)
+
+        return pick
 
     @property
     def port(self) -> int:

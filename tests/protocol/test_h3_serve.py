@@ -642,3 +642,63 @@ http {{
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert f'{conf}:4: error: no "ssl_certificate" is defined for the "listen ... quic"' \
         in proc.stderr
+
+
+def test_sni_picks_the_certificate(tmp_path: Path) -> None:
+    """Two servers on one QUIC socket: SNI b.test gets b's certificate (verified) and
+    $ssl_server_name b.test; an unknown name gets the default server's; a server with ssl_reject_handshake on
+    refuses the handshake."""
+    a_cert, a_key = make_cert(tmp_path, "a.test")
+    b_cert, b_key = make_cert(tmp_path, "b.test")
+    port = free_port()
+    conf = tmp_path / "sni.conf"
+    conf.write_text(f"""events {{}}
+http {{
+    access_log off;
+    server {{
+        listen 127.0.0.1:{port} quic;
+        server_name a.test;
+        ssl_certificate {a_cert}; ssl_certificate_key {a_key};
+        location / {{ return 200 "a $ssl_server_name\\n"; }}
+    }}
+    server {{
+        listen 127.0.0.1:{port} quic;
+        server_name b.test;
+        ssl_certificate {b_cert}; ssl_certificate_key {b_key};
+        location / {{ return 200 "b $ssl_server_name\\n"; }}
+    }}
+    server {{
+        listen 127.0.0.1:{port} quic;
+        server_name r.test;
+        ssl_reject_handshake on;
+    }}
+}}
+""")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "migrate.cli", "serve", str(conf)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+    async def fetch(name: str, cafile: Path | None) -> tuple[bytes, str]:
+        async with asyncio.timeout(5):
+            async with h3_connect(port, cafile, server_name=name) as c:
+                r = await c.request("GET", "/", authority=name)
+                peer = c._quic.tls._peer_certificate
+                return r.body, peer.subject.rfc4514_string() if peer else ""
+
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                got = asyncio.run(fetch("b.test", b_cert))
+                break
+            except (OSError, TimeoutError):
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.2)
+        assert got == (b"b b.test\n", "CN=b.test")
+        assert asyncio.run(fetch("a.test", a_cert)) == (b"a a.test\n", "CN=a.test")
+        assert asyncio.run(fetch("other.test", None)) == (b"a other.test\n", "CN=a.test")
+        with pytest.raises(ConnectionError):
+            asyncio.run(fetch("r.test", None))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
