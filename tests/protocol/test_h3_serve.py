@@ -646,8 +646,8 @@ http {{
 
 def test_sni_picks_the_certificate(tmp_path: Path) -> None:
     """Two servers on one QUIC socket: SNI b.test gets b's certificate (verified) and
-    $ssl_server_name b.test; an unknown name gets the default server's; a server with ssl_reject_handshake on
-    refuses the handshake."""
+    $ssl_server_name b.test; an unknown name gets the default server's; a server with
+    ssl_reject_handshake on refuses the handshake."""
     a_cert, a_key = make_cert(tmp_path, "a.test")
     b_cert, b_key = make_cert(tmp_path, "b.test")
     port = free_port()
