@@ -80,6 +80,7 @@ http {
         location = /plain { return 200 "plain text\\n"; }
         location = /redir { return 302 /elsewhere; }
         location = /teapot { return 418; }
+        location = /drop { return 444; }
         location /rw/ { rewrite ^/rw/(.*)$ /proxy/$1 last; }
         location /static/ { root ROOT; }
         location /proxy/ {
@@ -702,3 +703,14 @@ http {{
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
+
+
+def test_return_444_resets_only_the_stream(server: Tern) -> None:
+    """`return 444` closes the HTTP/1.1 connection without a response; over HTTP/3 it resets
+    that stream (H3_INTERNAL_ERROR) and the connection serves the next request."""
+    async def go() -> tuple[int | None, int, int]:
+        async with h3_connect(server.port, server.cert) as c:
+            dropped = await c.request("GET", "/drop")
+            after = await c.request("GET", "/plain")
+            return dropped.reset, dropped.status, after.status
+    assert asyncio.run(go()) == (ErrorCode.H3_INTERNAL_ERROR, 0, 200)
