@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import itertools
 from collections.abc import AsyncIterator, Callable
 
 from ..engine import ClientBodyInvalid, ClientBodyTimeout, Exchange
@@ -65,7 +64,7 @@ def h2_limits(settings: ConnSettings, max_concurrent_streams: int = 128) -> H2Li
 
 def _expire(fut: asyncio.Future[None]) -> None:
     if not fut.done():
-        fut.set_exception(asyncio.TimeoutError())
+        fut.set_exception(TimeoutError())
 
 
 class H2Exchange(Exchange):
@@ -123,7 +122,7 @@ class H2Exchange(Exchange):
             timer = conn.loop.call_later(timeout, _expire, waiter)
             try:
                 await waiter
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.abort()
                 raise ClientBodyTimeout("client_body_timeout") from None
             finally:
@@ -181,7 +180,7 @@ class H2Exchange(Exchange):
             conn.waiters.append((self.stream_id, fut))
             try:
                 await asyncio.wait_for(fut, conn.settings.send_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.abort()
                 raise ConnectionError("send_timeout") from None
 

@@ -35,7 +35,8 @@ from dataclasses import dataclass, fields
 from ..model import Config, Server, SourceSpan, TlsConf
 from ..routing import BadRequest, Router, SocketTable
 
-__all__ = ["TlsError", "SocketTls", "socket_tls", "check_config", "tls_tables", "tls_variable", "wants_h2"]
+__all__ = ["TlsError", "SocketTls", "socket_tls", "check_config", "tls_tables", "tls_variable",
+           "wants_h2"]
 
 _VERSIONS = {
     "TLSv1": ssl.TLSVersion.TLSv1,

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from ..model import Config, Listen
 from ..protocol.h1 import H1Limits
 from ..routing import Router, SocketTable
-from .logs import AccessLogger
 from .h2conn import H2Connection, H2Dispatch, h2_limits
+from .logs import AccessLogger
 from .server import ConnSettings, EngineRef, HttpConnection
-from .tls import wants_h2, socket_tls, tls_tables
+from .tls import socket_tls, tls_tables, wants_h2
 from .upstream import UpstreamPool
 
 log = logging.getLogger("tern")

@@ -107,10 +107,10 @@ from __future__ import annotations
 import re
 import struct
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 from itertools import chain
-from collections.abc import Iterable
 from typing import Final, assert_never
 
 from h2.config import H2Configuration

@@ -162,7 +162,7 @@ class RawH2:
         while time.monotonic() < deadline:
             try:
                 chunk = self.sock.recv(65536)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 break
             except (ConnectionResetError, ssl.SSLError, OSError):
                 self.seen.closed = True
