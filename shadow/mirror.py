@@ -4,9 +4,12 @@ Invariants (DESIGN.md §6), and how this module keeps them:
 
 1. **Primary untouched, byte for byte.** The client's request goes to the primary as the client
    sent it (method, target, version, header lines in order and case, ``Connection`` included);
-   only the body framing is redone (the body is read whole first, as nginx's
-   ``proxy_request_buffering on`` does, and sent with ``Content-Length``) and ``Expect`` is dropped
-   (the proxy has already answered ``100 Continue``). The primary's response bytes are written to
+   the body streams to the primary as it arrives, with the client's framing (``Content-Length``
+   kept; a chunked body is re-chunked, chunk sizes and extensions are not kept), and ``Expect`` is
+   dropped (the proxy has already answered ``100 Continue``). Back-pressure: while the primary's
+   connection does not take bytes (its transport is over its high-water mark), or the body of a
+   pipelined request waits for its turn beyond :data:`WAITING_LIMIT`, the client is not read
+   (:class:`BodyStream`, ``_Front._update_reading``). The primary's response bytes are written to
    the client as they arrive, unchanged: status line, headers, chunk framing and body. The client
    connection is closed after the response exactly when the primary's connection is (a
    ``Connection: close`` answer or a close-delimited body), so the framing the client sees is the
@@ -14,12 +17,19 @@ Invariants (DESIGN.md §6), and how this module keeps them:
    every response so that its keep-alive and pipelining state stays right; its own output for
    relayed responses is discarded (it is used for the answers this proxy makes itself: ``502``
    when the primary fails before sending a byte, and the rejections of malformed requests).
-2. **Never delayed.** Mirroring runs on separate tasks with a separate connection pool; the
-   client path never awaits them. Diffing, noise learning and SQLite writes happen on a separate
-   thread (:class:`Analyzer`), fed through a bounded queue.
+2. **Never delayed.** The client path never awaits the mirror, and does as little for it as it
+   can: when a request is complete it only decides (skip, or reserve: ``pending``); the mirror
+   job is queued once the primary's answer has been written to the client, and carries that
+   answer (no future per job, no worker waiting on the primary). Workers (separate tasks, a
+   separate connection pool) then send to the candidate. Diffing, noise learning and SQLite
+   writes (batched, one transaction per batch) happen in another process for ``tern shadow``
+   (:class:`AnalyzerProcess`, niced; in a thread they took the loop's GIL, which cost the
+   primary's p99 most of the mirroring overhead), or on a thread (:class:`Analyzer`, tests and
+   replay).
 3. **Bounded, drop and count.** Jobs wait in a bounded queue (``queue_size``) for a bounded set of
    workers (``concurrency``); the request body tee keeps at most ``max_body`` bytes per request
-   and ``max_queue_bytes`` over all queued jobs. Every complete request counts once as
+   (past that it stops keeping and the request is ``skipped_body``) and ``max_queue_bytes`` over
+   all queued jobs. Every complete request counts once as
    ``eligible`` and then exactly once as ``mirrored`` (sent to the candidate, whatever came back),
    ``dropped_*`` (queue full, byte budget, shutdown) or ``skipped_*`` (unsafe method, sampled out,
    body over the tee limit, upgrade): after :meth:`ShadowProxy.stop`,

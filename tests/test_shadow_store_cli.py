@@ -251,3 +251,31 @@ def test_error_page_signature_masked_like_server() -> None:
     assert diff_responses(normalise(page(b"nginx", b"nginx")), normalise(tern)) == []
     stray = page(b"tern/0.1.0", b"nginx/1.22.1")
     assert [d.field for d in diff_responses(normalise(ng), normalise(stray))] == ["body"]
+
+
+def test_analyzer_process_stores_counts_and_drops(tmp_path: Path) -> None:
+    """tern shadow's analysis process: what is submitted is diffed and stored by the child,
+    the mirror counters reach the store, and past its backlog it refuses and counts."""
+    from shadow.mirror import Analyzer, AnalyzerProcess, Exchange, Fetched, OutRequest
+
+    path = str(tmp_path / "p.db")
+    Store(path).close()
+    req = OutRequest(method="GET", target="/a/1", headers=((b"Host", b"h"),))
+    ok = Fetched(status=200, headers=[(b"Content-Length", b"2")], body=b"ok")
+    other = Fetched(status=200, headers=[(b"Content-Length", b"2")], body=b"no")
+    ap = AnalyzerProcess(lambda: Analyzer(Store(path, create=False)),
+                         counters=lambda: {"mirrored": 3}).start()
+    for cand in (ok, other, ok):
+        assert ap.submit(Exchange(source="shadow", request=req, host="h", primary=ok,
+                                  candidate=cand))
+    ap.max_backlog = -1  # as if the child were that far behind
+    assert not ap.submit(Exchange(source="shadow", request=req, host="h", primary=ok,
+                                  candidate=ok))
+    ap.close()
+    assert (ap.analysed, ap.differing, ap.dropped, ap.errors) == (3, 1, 1, [])
+    st = Store(path, create=False)
+    try:
+        assert st.counters()["mirrored"] == 3 and st.counters()["analysis_dropped"] == 1
+        assert st.db.execute("SELECT COUNT(*) FROM exchanges").fetchone()[0] == 3
+    finally:
+        st.close()
