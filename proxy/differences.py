@@ -173,12 +173,6 @@ DIFFERENCES: tuple[Difference, ...] = (
         kind="deliberate", why="one behaviour for both spellings of the directive; h2c clients "
                                "see no difference."),
     Difference(
-        key="tls-reject-alert", area="tls",
-        nginx="ssl_reject_handshake sends a fatal unrecognized_name alert",
-        tern="aborts the handshake and closes the TCP connection without the alert",
-        kind="gap", why="asyncio/uvloop drop the pending TLS alert when a server handshake "
-                        "fails; clients fail the handshake either way (curl exit 35)."),
-    Difference(
         key="tls-alpn-no-overlap", area="tls",
         nginx="a client whose ALPN list has no protocol the socket offers (h2 only, on a "
               "listener without http2) gets a fatal no_application_protocol alert",

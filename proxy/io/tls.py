@@ -179,6 +179,28 @@ def _server_label(server: Server) -> str:
     return ""
 
 
+class _SSLObject(ssl.SSLObject):
+    """Lets a rejected handshake's alert reach the client (rule 3).
+
+    asyncio's and uvloop's TLS transports close the socket as soon as ``do_handshake`` fails,
+    dropping the alert OpenSSL has just written to the outgoing buffer.  When the SNI callback
+    rejected the name, the first failure is reported as "want read" instead: the transport
+    then sends what is buffered (the alert) and waits; the client, told by the alert, closes,
+    or sends more, and the failure is reported for real (the handshake timeout bounds it)."""
+
+    tern_rejected = 0
+    """1: the SNI callback refused the name; 2: its alert has been given its chance to go."""
+
+    def do_handshake(self) -> None:
+        try:
+            super().do_handshake()
+        except ssl.SSLError as exc:
+            if self.tern_rejected == 1 and not isinstance(exc, ssl.SSLWantReadError):
+                self.tern_rejected = 2
+                raise ssl.SSLWantReadError("flush the rejection alert") from exc
+            raise
+
+
 @dataclass(slots=True)
 class SocketTls:
     """The TLS side of one listening socket."""
@@ -221,6 +243,7 @@ def socket_tls(config: Config, router: Router, table: SocketTable) -> SocketTls:
         base = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         base.set_alpn_protocols(list(alpn))
     base.sni_callback = _sni_callback(router, table, per_server, base)
+    base.sslobject_class = _SSLObject
     return SocketTls(context=base, http2=h2)
 
 
@@ -248,6 +271,8 @@ def _sni_callback(router: Router, table: SocketTable,
             if len(cache) < 1024:
                 cache[name] = ctx
         if ctx is None:
+            if isinstance(sslobj, _SSLObject):
+                sslobj.tern_rejected = 1
             return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME  # type: ignore[no-any-return]
         if isinstance(ctx, ssl.SSLContext) and ctx is not base:
             sslobj.context = ctx

@@ -143,11 +143,16 @@ def test_alpn_offers_h2_only_where_http2_is_configured(tern: Ports) -> None:
 
 
 def test_ssl_reject_handshake(tern: Ports) -> None:
-    """The default server rejects handshakes for unknown names and for no SNI; a named server
-    on the same port still answers, and so does the next client."""
+    """The default server rejects handshakes for unknown names and for no SNI with an
+    unrecognized_name alert (as nginx); a named server on the same port still answers, and so
+    does the next client."""
     bad = curl(tern.reject, "nobody.test")
     assert bad.returncode == 35, (bad.returncode, bad.stdout)  # SSL connect error
     assert subject(tern.reject, "-noservername") == ""
+    for args in (["-servername", "nobody.test"], ["-noservername"]):
+        r = run(["openssl", "s_client", "-connect", f"127.0.0.1:{tern.reject}", *args],
+                timeout=10)
+        assert "alert number 112" in r.stderr, r.stderr  # unrecognized_name, as nginx sends
     good = curl(tern.reject, "b.test")
     assert good.stdout == "B behind reject\n|1.1"
 
