@@ -222,6 +222,13 @@ DIFFERENCES: tuple[Difference, ...] = (
         tern="they end with <center>tern/<version></center> (same shape for server_tokens)",
         kind="deliberate", why="same reason as the Server header."),
     Difference(
+        key="byteranges-boundary", area="responses",
+        nginx="the multipart/byteranges boundary is a 20-digit counter shared by all workers "
+              "(temporary file names advance it too)",
+        tern="a 20-digit counter in each worker process, starting at 1",
+        kind="deliberate", why="any boundary is valid; a fresh one-worker server numbers its "
+                               "multipart answers as nginx does."),
+    Difference(
         key="end-of-file-line", area="configuration",
         nginx="reports 'unexpected end of file' at the file's last line",
         tern="reports it at the line of the last token",
