@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -181,9 +182,13 @@ class RequestState:
         self.raw_path = path
         self.args = args
         self.uri = ""
-        self.captures: dict[str, str] = dict(server_caps)
-        self.server_caps = dict(server_caps)
-        self.vars: dict[str, str] = {k: v for k, v in server_caps.items() if not k.isdigit()}
+        if server_caps:
+            self.captures: dict[str, str] = dict(server_caps)
+            self.server_caps = dict(server_caps)
+            self.vars: dict[str, str] = {k: v for k, v in server_caps.items()
+                                         if not k.isdigit()}
+        else:
+            self.captures, self.server_caps, self.vars = {}, {}, {}
         self.method = req.method
         self.internal = False
         self.error_page_used = False
@@ -397,6 +402,20 @@ class RequestState:
                 return path
             return path + uri[len(self.location.pattern):]
         return self.document_root().rstrip("/") + uri
+
+
+def _try_file(path: str, test_dir: bool) -> bool:
+    """One try_files candidate: it opens (as nginx opens it: read-only, non-blocking) and is a
+    directory exactly when the candidate ended with "/" (nginx 1.22: of.is_dir != test_dir)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except (OSError, ValueError):
+        return False
+    try:
+        is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
+    return is_dir == test_dir
 
 
 def _caps(mt: re.Match[str]) -> dict[str, str]:
@@ -936,9 +955,14 @@ class Interpreter:
         if tf is not None:
             for cand in tf.files:
                 value = ctx.eval(cand)
-                want_dir = value.endswith("/")
+                # ngx_http_core_try_files: a candidate written with a trailing "/" loses it
+                # (so $uri/ sets $uri to the name without it, and the static handler then
+                # redirects a directory) and may be a directory; any other candidate must not be
+                test_dir = cand.raw.endswith("/")
+                if test_dir:
+                    value = value[:-1]
                 path = ctx.filename(value)
-                if (os.path.isdir(path) if want_dir else os.path.isfile(path)):
+                if _try_file(path, test_dir):
                     ctx.result.steps.append(Step("try_files", f"found {value}", ctx.uri,
                                                  ctx.location))
                     ctx.uri = value
@@ -1003,6 +1027,11 @@ class Interpreter:
             ctx.result.kind = "handler"
             raise _Done()
         uri = ctx.uri
+        if ctx.method not in ("GET", "HEAD", "POST"):
+            # index and autoindex decline other methods; ngx_http_static_handler refuses them
+            # before it looks at the disk
+            ctx.result.steps.append(Step("static", f"{ctx.method} not allowed", uri, loc))
+            raise _Finish(405)
         if uri.endswith("/"):
             index = ctx.effective(lambda s: s.static.index)
             names = [ctx.eval(t) for t in index] if index else ["index.html"]
@@ -1017,7 +1046,7 @@ class Interpreter:
             if not os.path.isdir(directory):
                 ctx.result.steps.append(Step("static", f"{directory} does not exist", uri, loc))
                 raise _Finish(404)
-            if ctx.effective(lambda s: s.static.autoindex):
+            if ctx.method != "POST" and ctx.effective(lambda s: s.static.autoindex):
                 ctx.result.steps.append(Step("static", "autoindex listing", uri, loc))
                 ctx.result.status = 200
                 ctx.result.kind = "autoindex"
@@ -1027,7 +1056,8 @@ class Interpreter:
             raise _Finish(403)
         path = ctx.filename(uri)
         if os.path.isdir(path):
-            ctx.result.redirect_to = uri + "/"
+            # ngx_http_static_handler: the URI with "/" added, and the arguments kept
+            ctx.result.redirect_to = uri + "/" + (f"?{ctx.args}" if ctx.args else "")
             raise _Finish(301)
         if os.path.isfile(path):
             ctx.result.steps.append(Step("static", f"file {path}", uri, loc))

@@ -9,6 +9,8 @@ Rules:
    where the protocol has them (HTTP/1.x), because nginx passes names upstream as received.
 4. Adapters never raise on peer input: a malformed request becomes ``RequestRejected`` with the
    status nginx would send (``status_hint``) and the connection is then closed after the response.
+5. Events are not modified once made (treat them as values).  They are not frozen dataclasses
+   only because a frozen one costs ~1.5 us more to build, once per request on the hot path.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class RequestHeaders:
     """A request head has arrived."""
 
@@ -43,7 +45,7 @@ class RequestHeaders:
     """HTTP/1.1 ``Upgrade`` token when ``Connection: upgrade`` was sent (WebSocket)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class RequestData:
     """A piece of request body (transfer coding removed)."""
 
@@ -51,14 +53,14 @@ class RequestData:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class RequestEnd:
     """The request body is complete (trailers, if any, dropped as nginx drops them)."""
 
     stream_id: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class RequestRejected:
     """The client sent something nginx refuses; answer ``status_hint`` and close."""
 
@@ -89,7 +91,7 @@ class RequestRejected:
     or the first Host header), as sent; None: the socket's default server."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class ResponseHeaders:
     """Response status and headers to send."""
 
@@ -104,7 +106,7 @@ class ResponseHeaders:
     upstream's status line text through)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class ResponseData:
     """A piece of response body to send."""
 
@@ -112,14 +114,14 @@ class ResponseData:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class ResponseEnd:
     """The response is complete."""
 
     stream_id: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class StreamReset:
     """The stream was aborted (by the peer, or to be aborted by us)."""
 
@@ -127,7 +129,7 @@ class StreamReset:
     error_code: int = 0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class ConnectionClosed:
     """The peer closed the connection (or it must be closed now)."""
 

@@ -1,0 +1,132 @@
+"""Instructions per proxied HTTP/1.1 request in one Tern worker, counted by valgrind (callgrind).
+
+Usage:
+    python bench/proxy_h1_instructions.py [--requests 300 1300] [--connections 10]
+
+Throughput on a shared machine moves with whatever else runs; an instruction count does not.
+This runs one Tern worker (bench/proxy_h1.py's configuration: proxy_pass to an upstream group with
+keepalive, in front of nginx answering ``return 200``) under ``valgrind --tool=callgrind``, sends
+it a fixed number of keep-alive requests from a client outside valgrind, and reads the total
+instruction count.  Two runs with different request counts cancel start-up and shutdown:
+``(I2 - I1) / (N2 - N1)`` is the user-space instructions per request (Python interpreter, uvloop,
+httptools; the kernel is not counted).  Compare this figure before and after a change.
+
+Bounded: a fixed number of requests on loopback; each run is killed after 300 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+import proxy_h1 as B  # noqa: E402
+
+WORKER = r"""
+import asyncio, sys
+sys.path.insert(0, {repo!r})
+from migrate.serve import make_loader
+from proxy.io import workers as W
+cfg = make_loader({conf!r}, {prefix!r}, False)()
+socks = {{k: W.open_socket(k) for k in W.bind_keys(cfg)}}
+loop = W._new_loop()
+asyncio.set_event_loop(loop)
+loop.run_until_complete(W._worker(cfg, {prefix!r}, socks, None))
+"""
+
+
+def client(port: int, total: int, connections: int) -> None:
+    """``total`` GETs spread over ``connections`` keep-alive connections, one at a time each."""
+    per = [total // connections + (1 if i < total % connections else 0)
+           for i in range(connections)]
+    errors: list[str] = []
+
+    def run(n: int) -> None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+                for _ in range(n):
+                    s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+                    data = b""
+                    while B.BODY.encode() not in data:
+                        chunk = s.recv(65536)
+                        if not chunk:
+                            raise ConnectionError("closed")
+                        data += chunk
+        except OSError as exc:
+            errors.append(str(exc))
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in per]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    if errors:
+        raise RuntimeError(f"client errors: {errors[:3]}")
+
+
+def count(requests: int, connections: int, backend: int, tmp: Path) -> int:
+    port = B.free_port()
+    run = tmp / f"tern-{requests}"
+    run.mkdir()
+    conf = run / "nginx.conf"
+    conf.write_text(B.proxy_conf(port, backend, 1))
+    script = run / "worker.py"
+    script.write_text(WORKER.format(repo=str(REPO), conf=str(conf), prefix=str(run)))
+    out = run / "callgrind.out"
+    proc = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
+         str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        B.wait_port(port, timeout=120)
+        client(port, requests, connections)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    m = re.search(r"Collected : (\d+)", err)
+    if m is None:
+        raise RuntimeError(f"no instruction count from valgrind:\n{err[-2000:]}")
+    return int(m.group(1))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--requests", type=int, nargs=2, default=[300, 1300])
+    ap.add_argument("--connections", type=int, default=10)
+    args = ap.parse_args()
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="tern-icount-"))
+    backend_port = B.free_port()
+    backend = B.start_nginx(B.backend_conf(backend_port), tmp / "backend")
+    try:
+        B.wait_port(backend_port)
+        n1, n2 = args.requests
+        i1 = count(n1, args.connections, backend_port, tmp)
+        i2 = count(n2, args.connections, backend_port, tmp)
+        per = (i2 - i1) / (n2 - n1)
+        print(f"instructions: {n1} requests {i1:,}, {n2} requests {i2:,}")
+        print(f"instructions per proxied request (user space, one worker): {per:,.0f}")
+    finally:
+        B.stop(backend)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
