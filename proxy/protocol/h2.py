@@ -131,6 +131,7 @@ from h2.frame_buffer import FrameBuffer
 from h2.settings import SettingCodes, Settings
 from h2.stream import H2Stream, StreamInputs
 from hpack import Decoder, HeaderTuple
+from hpack.table import HeaderTable
 from hyperframe.frame import ContinuationFrame, Frame, HeadersFrame
 
 from ._rules import MAX_OFF_T, content_length, valid_host
@@ -376,6 +377,23 @@ class _Decoder(Decoder):
             return list(headers)
         self._cache.clear()
         return super().decode(block, raw=raw)
+
+
+class _Table(HeaderTable):
+    """The encoder's dynamic table, counting its changes (an encoded block can be reused while
+    the count stays: ``H2Server._encode``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.generation = 0
+
+    def add(self, name: bytes, value: bytes) -> None:
+        self.generation += 1
+        super().add(name, value)
+
+    def _shrink(self) -> None:
+        self.generation += 1
+        super()._shrink()
 
 
 class _FrameBuffer(FrameBuffer):
@@ -675,6 +693,9 @@ class H2Server:
         conn.incoming_buffer = _FrameBuffer(limits.max_continuations, 2 * number * size)
         # HPACK's bound while decoding (the bomb); the exact nginx bound is checked after
         conn.decoder = _Decoder()
+        self._table = conn.encoder.header_table = _Table()
+        self._encoded: dict[tuple[tuple[bytes, bytes], ...], tuple[int, bytes]] = {}
+        """Response header lists encoded without changing the table, by table generation."""
         conn.decoder.max_header_list_size = 8 * number * size
         # as if acknowledged already: h2 applies them to every stream from the start
         conn.local_settings = Settings(
@@ -1293,7 +1314,7 @@ class H2Server:
         machine.process_input(
             StreamInputs.SEND_INFORMATIONAL_HEADERS if interim else StreamInputs.SEND_HEADERS
         )
-        block = self._conn.encoder.encode(fields)
+        block = self._encode(fields)
         sid = stream.sid
         flags = _END_STREAM if end else 0
         if end:
@@ -1311,6 +1332,25 @@ class H2Server:
             last = i + size >= len(block)
             out += _frame_head(len(piece), _CONTINUATION, _END_HEADERS if last else 0, sid)
             out += piece
+
+    def _encode(self, fields: list[tuple[bytes, bytes]]) -> bytes:
+        """HPACK-encode a header list.  A list whose encoding left the dynamic table unchanged
+        (all fields indexed or not indexed) encodes to the same bytes while the table stays
+        unchanged: those blocks are reused (a repeated response, within a second's Date)."""
+        encoder = self._conn.encoder
+        table = self._table
+        key = tuple(fields)
+        hit = self._encoded.get(key)
+        if hit is not None and hit[0] == table.generation and not encoder.table_size_changes:
+            return hit[1]
+        before = table.generation
+        sized = bool(encoder.table_size_changes)
+        block = encoder.encode(fields)
+        if table.generation == before and not sized:
+            if len(self._encoded) >= 64:
+                self._encoded.clear()
+            self._encoded[key] = (before, block)
+        return block
 
     def _write_data(self, stream: _Stream, chunk: bytes | memoryview, end: bool) -> None:
         """A DATA frame written directly: h2's ``send_data`` without its per-frame objects,

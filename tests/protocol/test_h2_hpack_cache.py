@@ -46,3 +46,36 @@ def test_indexed_blocks_decode_alike_and_follow_table_changes() -> None:
     events = server.receive_data(_headers(9, block))
     assert [type(e) for e in events] == [RequestRejected], events
     assert isinstance(events[0], RequestRejected) and events[0].status_hint == 400
+
+
+def test_response_blocks_reused_only_while_the_table_is_unchanged() -> None:
+    """Responses with the same header list reuse their encoded block; a new field in between
+    (a table change) makes the next encoding fresh.  A client decoder, fed every block in
+    order, always reads the intended fields."""
+    from hpack import Decoder
+    from hyperframe.frame import Frame
+
+    from proxy.protocol.events import ResponseHeaders
+
+    server = H2Server()
+    server.receive_data(PREFACE)
+    enc = Encoder()
+    lists = [[(b"server", b"t"), (b"x-a", b"1")]] * 3 + [[(b"server", b"t"), (b"x-b", b"2")]] \
+        + [[(b"server", b"t"), (b"x-a", b"1")]] * 2
+    wire = b""
+    for i, fields in enumerate(lists):
+        sid = 2 * i + 1
+        _request(server, sid, enc.encode([(":method", "GET"), (":scheme", "http"),
+                                          (":path", "/"), (":authority", "x")]))
+        server.send(ResponseHeaders(stream_id=sid, status=200, headers=tuple(fields),
+                                    end_stream=True))
+        wire += server.data_to_send()
+    dec = Decoder()
+    seen = []
+    while len(wire) >= 9:
+        f, length = Frame.parse_frame_header(memoryview(wire[:9]))
+        f.parse_body(memoryview(wire[9:9 + length]))
+        wire = wire[9 + length:]
+        if isinstance(f, HeadersFrame):
+            seen.append([(n, v) for n, v in dec.decode(f.data, raw=True) if n != b":status"])
+    assert seen == [list(x) for x in lists]
