@@ -590,6 +590,11 @@ class H3Protocol(QuicConnectionProtocol):
 
     # -- writes ----------------------------------------------------------------------------------
 
+    def transmit(self) -> None:
+        """Frame the queued response data, then send what QUIC has (aioquic's transmit)."""
+        self.adapter.flush()
+        super().transmit()
+
     def schedule_transmit(self) -> None:
         if not self._tx_pending and not self.closed:
             self._tx_pending = True

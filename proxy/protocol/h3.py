@@ -47,7 +47,9 @@ Rules:
    control is QUIC's: data waits in the stream's send buffer for the client's window;
    ``unacked(stream_id)`` says how much waits (the I/O layer makes ``drain()`` wait on it).
 6. Responses: ``ResponseHeaders`` (1xx as interim heads, except 101 which HTTP/3 lacks),
-   ``ResponseData``, ``ResponseEnd``.  Names are lower-cased; connection-specific fields and the
+   ``ResponseData``, ``ResponseEnd``.  Data is queued and framed by ``flush()`` (or with the
+   end, in one DATA frame carrying FIN): pieces sent in one batch make one frame.  Names are
+   lower-cased; connection-specific fields and the
    engine's empty ``Connection`` marker are dropped.  HEAD, 204 and 304 responses end on their
    HEADERS frame and their body is dropped (nginx ``header_only``).  A response that ends while
    the request body is still coming is followed by STOP_SENDING H3_NO_ERROR (RFC 9114 §4.1).
@@ -65,7 +67,7 @@ Rules:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Final
 
@@ -202,6 +204,8 @@ class _Stream:
     received: int = 0
     request_done: bool = False
     out: _Out = _Out.NONE
+    pending: list[bytes] = field(default_factory=list)
+    """Response data not framed yet (``flush``)."""
 
 
 class H3Server:
@@ -212,6 +216,8 @@ class H3Server:
         self.limits = limits
         self.h3: ServerH3 | None = None
         self.streams: dict[int, _Stream] = {}
+        self._pending: list[_Stream] = []
+        """Streams with response data waiting for ``flush``."""
         self.held: set[int] = set()
         """Streams whose receive window is frozen (rule 5)."""
         self._plain_class = type(quic)
@@ -384,23 +390,38 @@ class H3Server:
         elif isinstance(event, ResponseData):
             if stream.out is _Out.HEAD:
                 if event.data:
-                    h3.send_data(sid, event.data, end_stream=False)
+                    if not stream.pending:
+                        self._pending.append(stream)
+                    stream.pending.append(event.data)
             elif stream.out is not _Out.HEADER_ONLY:
                 raise RuntimeError(f"stream {sid}: data before the response head")
         elif isinstance(event, ResponseEnd):
             if stream.out is _Out.HEAD:
-                h3.send_data(sid, b"", end_stream=True)
+                # the queued pieces and the end in one DATA frame with FIN
+                h3.send_data(sid, b"".join(stream.pending), end_stream=True)
+                stream.pending.clear()
             elif stream.out is not _Out.HEADER_ONLY:
                 raise RuntimeError(f"stream {sid}: end before the response head")
             self._done(stream)
         else:
             complete = stream.out is _Out.DONE
+            stream.pending.clear()
             del self.streams[sid]
             self.release(sid)
             self.quic.reset_stream(
                 sid, ErrorCode.H3_NO_ERROR if complete else ErrorCode.H3_INTERNAL_ERROR)
             if not stream.request_done:
                 self._stop(sid, ErrorCode.H3_NO_ERROR)
+
+    def flush(self) -> None:
+        """Frame the response data queued since the last flush (one DATA frame per stream);
+        call before taking datagrams to send."""
+        h3 = self.h3
+        for stream in self._pending:
+            if stream.pending and stream.out is _Out.HEAD and h3 is not None:
+                h3.send_data(stream.sid, b"".join(stream.pending), end_stream=False)
+                stream.pending.clear()
+        self._pending.clear()
 
     def _done(self, stream: _Stream) -> None:
         stream.out = _Out.DONE
@@ -420,10 +441,12 @@ class H3Server:
 
     def unacked(self, stream_id: int) -> int:
         """Response bytes queued on a stream and not yet acknowledged by the client."""
+        stream = self.streams.get(stream_id)
+        queued = sum(map(len, stream.pending)) if stream is not None else 0
         qs = self.quic._streams.get(stream_id)
         if qs is None:
-            return 0
-        return len(qs.sender._buffer)
+            return queued
+        return queued + len(qs.sender._buffer)
 
     def hold(self, stream_id: int) -> None:
         """Freeze the receive window of a stream (rule 5)."""

@@ -87,6 +87,7 @@ class Pair:
                 self.quic.receive_datagram(data, ("127.0.0.1", 50000), now=self.now)
             while (ev := self.quic.next_event()) is not None:
                 self.events.extend(self.server.quic_event(ev))
+            self.server.flush()
             for data, _addr in self.quic.datagrams_to_send(now=self.now):
                 moved = True
                 self.client.receive_datagram(data, ADDR, now=self.now)
@@ -348,3 +349,21 @@ def test_response_fields() -> None:
     assert response_fields(301, ((b"Location", b"/x"), (b"Transfer-Encoding", b"chunked"),
                                  (b"Keep-Alive", b"t"), (b"Connection", b""))) == [
         (b":status", b"301"), (b"location", b"/x")]
+
+
+def test_response_pieces_make_one_frame() -> None:
+    """Response data sent in one batch is framed once: one DATA frame, FIN with the end."""
+    p = Pair()
+    sid = p.request(get())
+    p.pump()
+    p.server.send(ResponseHeaders(stream_id=sid, status=200, headers=()))
+    for piece in (b"a", b"bc", b"def"):
+        p.server.send(ResponseData(stream_id=sid, data=piece))
+    assert p.server.unacked(sid) >= 6  # queued pieces count as unsent
+    p.server.flush()
+    p.server.send(ResponseData(stream_id=sid, data=b"g"))
+    p.server.send(ResponseEnd(stream_id=sid))
+    p.pump()
+    datas = [e for e in p.client_events if isinstance(e, DataReceived) and e.stream_id == sid]
+    assert b"".join(e.data for e in datas) == b"abcdefg" and datas[-1].stream_ended
+    assert [e.data for e in datas if e.data] == [b"abcdef", b"g"]
