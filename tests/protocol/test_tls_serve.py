@@ -4,6 +4,7 @@ the ``$ssl_*`` variables, and certificate errors reported as ``file:line: error:
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -203,3 +204,31 @@ def test_session_resumption_and_tickets_off(tern: Ports, tmp_path: Path) -> None
     ticketed = run(["openssl", "s_client", "-connect", f"127.0.0.1:{tern.h1only}", "-tls1_2"],
                    timeout=10).stdout
     assert "TLS session ticket:" in ticketed
+
+
+def test_reload_with_a_bad_certificate_keeps_serving(tmp_path: Path) -> None:
+    """SIGHUP with a certificate path that does not exist: the error names file:line, the
+    previous configuration keeps answering over TLS."""
+    import signal
+    import time
+
+    make_cert(tmp_path, "a.test")
+    port = free_port()
+    conf = tmp_path / "nginx.conf"
+    good = ("events {}\nhttp {\n    server {\n        listen 127.0.0.1:%d ssl;\n"
+            "        ssl_certificate a.test.crt;\n        ssl_certificate_key a.test.key;\n"
+            "        location / { return 200 \"v1\\n\"; }\n    }\n}\n" % port)
+    conf.write_text(good)
+    with tern_serve(conf, port) as proc:
+        assert curl(port, "a.test").stdout == "v1\n|1.1"
+        conf.write_text(good.replace("a.test.crt", "gone.crt").replace('"v1', '"v2'))
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        err = b""
+        assert proc.stderr is not None
+        os.set_blocking(proc.stderr.fileno(), False)
+        while b"reload failed" not in err and time.monotonic() < deadline:
+            time.sleep(0.2)
+            err += proc.stderr.read() or b""
+        assert f"{conf}:5: error: cannot load certificate".encode() in err, err
+        assert curl(port, "a.test").stdout == "v1\n|1.1"
