@@ -286,10 +286,8 @@ _d("server_tokens", HC, "H S L", 1, 1, OK)
 _f("chunked_transfer_encoding", HC, "H S L", PART,
    "only the default (on) is implemented; off still sends chunked responses")
 _f("etag", HC, "H S L", OK)
-_d("if_modified_since", HC, "H S L", 1, 1, PART,
-   "only the default (exact) is implemented; off and before behave as exact")
-_d("max_ranges", HC, "H S L", 1, 1, NO,
-   "the byte-range count limit is not implemented: multi-range requests are not restricted")
+_d("if_modified_since", HC, "H S L", 1, 1, OK)
+_d("max_ranges", HC, "H S L", 1, 1, OK)
 _d("error_page", HC, "H S L LIF", 2, N, OK)
 _d("try_files", HC, "S L", 2, N, OK)
 _d("post_action", HC, "H S L LIF", 1, 1, NO,

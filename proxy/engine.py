@@ -773,9 +773,13 @@ class Engine:
             etag = f'"{int(st.st_mtime):x}-{st.st_size:x}"'.encode()
             if etag_on is not False:
                 headers.append((b"ETag", etag))
-            ims = state.req.headers.get("if-modified-since")
-            if ims is not None and status == 200 and \
-                    ims.encode() == responses.http_date(st.st_mtime):
+            cond = 200 if status != 200 else ranges.conditional(
+                state.req.headers, etag if etag_on is not False else None, int(st.st_mtime),
+                "".join(_raw_args(state, "if_modified_since")[:1]).lower() or "exact")
+            if cond == 412:
+                await self._send_error(ex, state, 412, run)
+                return
+            if cond == 304:
                 # ngx_http_not_modified_filter: no body, no Content-Type
                 headers = [h for h in headers if h[0] not in (b"Content-Length",
                                                               b"Content-Type")]
@@ -785,9 +789,11 @@ class Engine:
             filtered = len(headers)
             headers = self._finish_headers(state, status, headers, run)
             # the range filter runs after add_header/expires, on a 200 only
-            spans = None if status != 200 else ranges.byte_ranges(
+            max_ranges = _raw_size(state, "max_ranges", -1)
+            spans = None if status != 200 or max_ranges == 0 else ranges.byte_ranges(
                 state.req.headers.get("range"), state.req.headers.get("if-range"),
-                etag if etag_on is not False else None, int(st.st_mtime), st.st_size)
+                etag if etag_on is not False else None, int(st.st_mtime), st.st_size,
+                None if max_ranges < 0 else max_ranges)
             pieces: list[tuple[bytes, int, int]] = [(b"", 0, st.st_size)]
             tail = b""
             if spans == []:
@@ -797,7 +803,7 @@ class Engine:
                 await self._send_error(ex, state, 416, run, extra=extra)
                 return
             if spans is None:
-                if status == 200:
+                if status == 200 and max_ranges != 0:
                     headers.append((b"Accept-Ranges", b"bytes"))
             elif len(spans) == 1:
                 status = 206

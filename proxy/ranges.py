@@ -1,4 +1,11 @@
-"""Byte ranges of a static file: what nginx 1.22's range filter decides (sans-I/O).
+"""Byte ranges and conditional requests of a static file: what nginx 1.22's range and
+not-modified filters decide (sans-I/O).
+
+``ngx_http_not_modified_header_filter`` looks only at a 200 with a Last-Modified time:
+``If-Unmodified-Since`` older than the file or an ``If-Match`` without the file's ETag is a 412;
+then with ``If-Modified-Since`` and/or ``If-None-Match`` present, the answer is a 304 unless the
+time says modified (``if_modified_since exact``: any other time; ``before``: an earlier time;
+``off``: always) or the ETag list (weak comparison) lacks the file's.
 
 ``ngx_http_range_header_filter`` looks only at a 200 whose length is known and whose handler
 allows ranges (the static handler): without a usable ``Range: bytes=...`` header (or when
@@ -19,8 +26,10 @@ _boundaries = itertools.count(1)
 
 
 def byte_ranges(value: str | None, if_range: str | None, etag: bytes | None, mtime: int,
-                size: int) -> list[tuple[int, int]] | None:
-    """None: send the whole file (with Accept-Ranges); []: 416; else [start, end) spans."""
+                size: int, limit: int | None = None) -> list[tuple[int, int]] | None:
+    """None: send the whole file (with Accept-Ranges); []: 416; else [start, end) spans.
+
+    ``limit`` is ``max_ranges``: more ranges than that are ignored (0 is the caller's case)."""
     if value is None or len(value) < 7 or value[:6].lower() != "bytes=":
         return None
     if if_range is not None:
@@ -84,6 +93,10 @@ def byte_ranges(value: str | None, if_range: str | None, etag: bytes | None, mti
         if start < end:
             spans.append((start, end))
             total += end - start
+            if limit is not None:
+                if limit == 0:
+                    return None
+                limit -= 1
         elif start == 0:
             return None
         if s[i] != ",":
@@ -112,3 +125,57 @@ def multipart_parts(spans: list[tuple[int, int]], size: int, content_type: bytes
         head += b"Content-Range: bytes %d-%d/%d\r\n\r\n" % (start, end - 1, size)
         heads.append(head)
     return heads, b"\r\n--" + boundary + b"--\r\n"
+
+
+def conditional(headers: dict[str, str], etag: bytes | None, mtime: int, ims_mode: str) -> int:
+    """The not-modified filter on a 200: 412, 304, or 200 (send the file)."""
+    iums = headers.get("if-unmodified-since")
+    if iums is not None and not _http_time(iums) >= mtime:
+        return 412
+    im = headers.get("if-match")
+    if im is not None and not _etag_listed(im, etag, weak=False):
+        return 412
+    ims = headers.get("if-modified-since")
+    inm = headers.get("if-none-match")
+    if ims is None and inm is None:
+        return 200
+    if ims is not None and _modified(ims, mtime, ims_mode):
+        return 200
+    if inm is not None and not _etag_listed(inm, etag, weak=True):
+        return 200
+    return 304
+
+
+def _http_time(value: str) -> int:
+    """Seconds since the epoch of an HTTP date, -1 when it does not parse."""
+    try:
+        return int(parsedate_to_datetime(value).timestamp())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return -1
+
+
+def _modified(value: str, mtime: int, mode: str) -> bool:
+    if mode == "off":
+        return True
+    ims = _http_time(value)
+    if ims == mtime:
+        return False
+    return mode != "before" or ims < mtime
+
+
+def _etag_listed(value: str, etag: bytes | None, *, weak: bool) -> bool:
+    """``*``, or the ETag among the comma-separated list (``W/`` ignored when weak)."""
+    if value == "*":
+        return True
+    if etag is None:
+        return False
+    tag = etag.decode("latin-1")
+    if weak and len(tag) > 2 and tag.startswith("W/"):
+        tag = tag[2:]
+    for item in value.split(","):
+        item = item.strip(" \t")
+        if weak and item.startswith("W/"):
+            item = item[2:]
+        if item == tag:
+            return True
+    return False
