@@ -24,6 +24,11 @@ Rules:
    Accept-Ranges survive it. A response head larger than ``proxy_buffer_size`` is a 502.
 7. ``Expect: 100-continue`` (HTTP/1.1) gets ``100 Continue`` the first time the body is read or
    discarded, except for nginx's own error pages (ngx_http_test_expect).
+8. A static file's 200 passes nginx's filters in their order: not-modified (412, 304;
+   ``if_modified_since``), then add_header/expires, then ranges (206, multipart/byteranges,
+   416; ``max_ranges``, ``If-Range``; :mod:`proxy.ranges`). Last-Modified goes with 200, 206 and
+   304 only, Accept-Ranges with a 200 the range filter left whole (an error_page file has
+   neither, its ETag stays).
 """
 
 from __future__ import annotations
