@@ -180,6 +180,13 @@ DIFFERENCES: tuple[Difference, ...] = (
         kind="gap", why="Python's ssl has no ALPN selection callback: OpenSSL's default "
                         "(no acknowledgement) applies."),
     Difference(
+        key="tls-wildcard-and-address", area="tls",
+        nginx="a port with a wildcard listen and address-specific ones (one socket) takes TLS "
+              "on/off, certificates and SNI candidates from the local address's listens",
+        tern="takes them from the wildcard listen's servers",
+        kind="gap", why="the SNI callback does not see the connection's local address; "
+                        "listen on one address per port, or use the same TLS settings."),
+    Difference(
         key="tls-session-cache", area="tls",
         nginx="ssl_session_cache shared:NAME:SIZE is shared by the workers; ssl_session_timeout "
               "sets the session lifetime",
