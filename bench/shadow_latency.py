@@ -3,13 +3,15 @@
 Usage: ``python bench/shadow_latency.py [--seconds 5] [--rounds 3] [--connections 10]
 [--delay-ms 10] [--threads 2]``
 
-Starts an echo primary and an echo candidate (:mod:`shadow.echo`), each in a process of its own
-(in one process the candidate's work would take the primary's GIL and the primary would look
+Starts an echo primary and an echo candidate (:mod:`shadow.echo`; same server id, so they answer
+alike unless ``--differing``, which makes every exchange a difference), each in a process of
+its own (in one process the candidate's work would take the primary's GIL and the primary would look
 slower for a reason that has nothing to do with the shadow proxy), a black hole (accepts and never
 answers) and three ``tern shadow`` processes (uvloop): ``--no-mirror``, mirroring to the echo
 candidate, mirroring to the black hole. Then, ``--rounds`` times, a bounded ``wrk`` against each
 of them in turn (the order rotates every round), and prints per case the median over the rounds
-of p50, p99 and requests/s, p50 and p99 relative to mirroring off (ratios of the medians), and
+of p50, p99 and requests/s, p50 and p99 relative to mirroring off (ratios of the medians; then
+per round, the ratio to the mirroring-off run of the same round, and the median of those), and
 the CPU time the ``tern shadow`` process itself used per request (its analysis child process,
 niced, is not counted: it is background work off the primary's path).
 
@@ -85,8 +87,8 @@ def _wrk(port: int, seconds: float, args: argparse.Namespace, script: str,
     out = subprocess.run([*argv, f"http://127.0.0.1:{port}/bench"], capture_output=True,
                          text=True, timeout=seconds + 30, check=True).stdout
     cpu = _cpu(pid) - cpu
-    p50 = re.search(r"^ +50% +(\S+)$", out, re.M)
-    p99 = re.search(r"^ +99% +(\S+)$", out, re.M)
+    p50 = re.search(r"^ +50% +(\S+)\s*$", out, re.M)
+    p99 = re.search(r"^ +99% +(\S+)\s*$", out, re.M)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     total = re.search(r"(\d+) requests in", out)
     if not (p50 and p99 and rps and total):
@@ -143,6 +145,10 @@ def main() -> None:
     ap.add_argument("--candidate-nice", type=int, default=0,
                     help="run the echo candidate at this nice value (its CPU stands for "
                          "another machine's; 0: competes with the proxy as an equal)")
+    ap.add_argument("--differing", action="store_true",
+                    help="echo servers with different ids: every exchange differs (the worst "
+                         "case for the analysis); by default they answer alike, as a candidate "
+                         "mostly does")
     args = ap.parse_args()
     if args.rounds < 1 or args.seconds <= 0 or args.seconds > 120 or args.rounds > 20:
         ap.error("--rounds must be 1-20 and --seconds 1-120")
@@ -156,8 +162,8 @@ def main() -> None:
         script = os.path.join(tmp, "pace.lua")
         with open(script, "w") as f:
             f.write(f"function delay()\n  return {args.delay_ms}\nend\n")
-        pargv, pport = _echo("primary")
-        cargv, cport = _echo("candidate")
+        pargv, pport = _echo("primary" if args.differing else "app")
+        cargv, cport = _echo("candidate" if args.differing else "app")
         stack.enter_context(_process(pargv, pport, "primary"))
         stack.enter_context(_process(cargv, cport, "candidate", args.candidate_nice))
         purl, curl = f"http://127.0.0.1:{pport}", f"http://127.0.0.1:{cport}"
@@ -191,9 +197,13 @@ def main() -> None:
         print(f"{name:<24} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['rps']:>9.0f} "
               f"{(r['p50'] / base['p50'] - 1):>+10.1%} {(r['p99'] / base['p99'] - 1):>+10.1%}"
               f" {cpu}")
-    per_round = [on["p99"] / off["p99"] - 1
-                 for on, off in zip(runs["mirroring on"], runs["mirroring off"], strict=True)]
-    print("p99 on vs off per round: " + ", ".join(f"{x:+.1%}" for x in per_round))
+    for case in ("mirroring on", "black-holed candidate"):
+        for q in ("p50", "p99"):
+            per_round = [x[q] / off[q] - 1
+                         for x, off in zip(runs[case], runs["mirroring off"], strict=True)]
+            print(f"{case} vs off, {q} per round: "
+                  + ", ".join(f"{x:+.1%}" for x in per_round)
+                  + f"; median of the rounds' ratios {statistics.median(per_round):+.1%}")
 
 
 if __name__ == "__main__":

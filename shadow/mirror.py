@@ -23,7 +23,7 @@ Invariants (DESIGN.md §6), and how this module keeps them:
    answer (no future per job, no worker waiting on the primary). Workers (separate tasks, a
    separate connection pool) then send to the candidate. Diffing, noise learning and SQLite
    writes (batched, one transaction per batch) happen in another process for ``tern shadow``
-   (:class:`AnalyzerProcess`, niced; in a thread they took the loop's GIL, which cost the
+   (:class:`AnalyzerProcess`, nice 19; in a thread they took the loop's GIL, which cost the
    primary's p99 most of the mirroring overhead), or on a thread (:class:`Analyzer`, tests and
    replay).
 3. **Bounded, drop and count.** Jobs wait in a bounded queue (``queue_size``) for a bounded set of
@@ -830,7 +830,7 @@ class AnalyzerProcess:
     """
 
     def __init__(self, make: Callable[[], Analyzer], *, max_backlog: int = 32 << 20,
-                 nice: int = 10, counters: Callable[[], dict[str, int]] | None = None) -> None:
+                 nice: int = 19, counters: Callable[[], dict[str, int]] | None = None) -> None:
         self.make = make
         self.max_backlog = max_backlog
         self.nice = nice
