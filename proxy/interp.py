@@ -1056,8 +1056,9 @@ class Interpreter:
             raise _Finish(403)
         path = ctx.filename(uri)
         if os.path.isdir(path):
-            # ngx_http_static_handler: the URI with "/" added, and the arguments kept
-            ctx.result.redirect_to = uri + "/" + (f"?{ctx.args}" if ctx.args else "")
+            # ngx_http_static_handler: the URI escaped (NGX_ESCAPE_URI) with "/" added, and the
+            # arguments kept
+            ctx.result.redirect_to = escape_uri(uri) + "/" + (f"?{ctx.args}" if ctx.args else "")
             raise _Finish(301)
         if os.path.isfile(path):
             ctx.result.steps.append(Step("static", f"file {path}", uri, loc))

@@ -102,6 +102,8 @@ FILES: dict[str, str | bytes] = {
     "html/auto/d/b.txt": "b\n",
     "html/auto/c.txt": "c\n",
     "html/cached/f.txt": "0123456789abcdefghij\n",
+    "html/plain/sp ace/a.txt": "space\n",
+    "html/plain/caf\u00e9/a.txt": "utf-8\n",
     "html/bare/dir/x.txt": "x\n",
     "html/documentation/index.html": "docs index\n",
     "html/documentation/install.html": "install\n",
@@ -201,6 +203,9 @@ def test_assets_file(pair: Pair) -> None:
         ("/auto/", 200),
         ("/auto/d", 301),
         ("/auto/d/", 200),
+        ("/plain/sp%20ace", 301),  # Location carries the decoded URI, as nginx writes it
+        ("/plain/sp%20ace?a=%20b", 301),
+        ("/plain/caf%C3%A9", 301),
     ],
 )
 def test_plain_static(pair: Pair, url: str, status: int) -> None:
@@ -244,6 +249,7 @@ def test_methods(pair: Pair, method: str, url: str) -> None:
         ("/docs/nothing", 404),
         ("/al/", 200),
         ("/al/guide", 301),
+        ("/al/guide?x=1&y", 301),
         ("/al/guide/", 403),
         ("/al/guide/page.html", 200),
     ],
@@ -326,6 +332,22 @@ def test_conditional_requests(pair: Pair, where: str, headers: list[tuple[str, s
     """The not-modified filter (412, 304), if_modified_since exact/before/off, etag off,
     max_ranges 1 and 0 (no ranges and no Accept-Ranges)."""
     _ask(pair, where + "file.txt", headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("where", "headers"),
+    [
+        ("/cached/f.txt", [("If-Modified-Since", AT)]),
+        ("/cached/f.txt", [("If-None-Match", ETAG)]),
+        ("/cached/f.txt", [("If-Match", '"x"')]),
+        ("/noetag/file.txt", [("Range", "bytes=0-1"), ("If-Range", ETAG)]),
+        ("/noetag/file.txt", [("Range", "bytes=0-1"), ("If-Range", AT)]),
+        ("/before/file.txt", [("Range", "bytes=0-1,3-4,6-7")]),
+    ],
+)
+def test_conditional_headers(pair: Pair, where: str, headers: list[tuple[str, str]]) -> None:
+    """304 and 412 with add_header and expires around; If-Range without an ETag."""
+    _ask(pair, where, headers=headers)
 
 
 def test_range_on_error_page(pair: Pair) -> None:
