@@ -40,6 +40,10 @@ def make_loader(path: str, prefix: str | None, allow_unsupported: bool):  # type
         from proxy.io.tls import check_config
 
         problems = check_config(config)
+        if not problems:  # servers that only listen on quic have no TCP context to build
+            from proxy.io.h3conn import quic_problems
+
+            problems = quic_problems(config)
         if problems:
             raise ConfigLoadError("\n".join(problems))
         return config

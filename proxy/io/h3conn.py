@@ -267,6 +267,19 @@ def open_udp_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def quic_problems(config: Config) -> list[str]:
+    """Certificate and key problems of the QUIC sockets (``file:line: error: ...``), no binding.
+
+    ``tern serve -t`` reports these as ``nginx -t`` would; :func:`check_quic` also binds.
+    """
+    try:
+        for st in quic_settings(config, Router(config)):
+            _configuration(st)
+    except (TlsError, OSError) as exc:
+        return [str(exc)]
+    return []
+
+
 def check_quic(config: Config) -> None:
     """Load the QUIC certificates and test-bind the UDP ports (the master, before forking).
 

@@ -565,7 +565,8 @@ def test_reload_serves_the_new_config_over_h3(tmp_path: Path) -> None:
         assert t.proc.poll() is None and rejected < 10
 
 
-def test_quic_certificate_error_names_the_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("check", [[], ["-t"]], ids=["start", "dash-t"])
+def test_quic_certificate_error_names_the_line(tmp_path: Path, check: list[str]) -> None:
     """A QUIC-only server whose certificate file is missing: tern serve refuses to start and
     names the ssl_certificate line."""
     port = free_port()
@@ -581,7 +582,7 @@ http {{
 }}
 """)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "migrate.cli", "serve", str(conf)],
+    proc = subprocess.run([sys.executable, "-m", "migrate.cli", "serve", *check, str(conf)],
                           capture_output=True, text=True, timeout=30, env=env)
     assert proc.returncode != 0
     assert f"{conf}:5: error:" in proc.stderr and "missing.crt" in proc.stderr
@@ -625,7 +626,8 @@ def test_access_log_line(tmp_path: Path) -> None:
     assert re.search(r'"GET /plain\?a=1 HTTP/3\.0" 200 11 ', log.read_text())
 
 
-def test_quic_without_certificate_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("check", [[], ["-t"]], ids=["start", "dash-t"])
+def test_quic_without_certificate_is_refused(tmp_path: Path, check: list[str]) -> None:
     """`listen ... quic` in a server with no ssl_certificate: refused at start-up, naming the
     listen line."""
     conf = tmp_path / "nocert.conf"
@@ -638,7 +640,7 @@ http {{
 }}
 """)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "migrate.cli", "serve", str(conf)],
+    proc = subprocess.run([sys.executable, "-m", "migrate.cli", "serve", *check, str(conf)],
                           capture_output=True, text=True, timeout=30, env=env)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert f'{conf}:4: error: no "ssl_certificate" is defined for the "listen ... quic"' \
