@@ -9,7 +9,9 @@ Invariants (DESIGN.md §6), and how this module keeps them:
    dropped (the proxy has already answered ``100 Continue``). Back-pressure: while the primary's
    connection does not take bytes (its transport is over its high-water mark), or the body of a
    pipelined request waits for its turn beyond :data:`WAITING_LIMIT`, the client is not read
-   (:class:`BodyStream`, ``_Front._update_reading``). The primary's response bytes are written to
+   (:class:`BodyStream`, ``_Front._update_reading``); and while the client does not take the
+   response, the primary's connection is not read (``_Front.pause_writing``; a connection paused
+   so is not timed out as idle). The primary's response bytes are written to
    the client as they arrive, unchanged: status line, headers, chunk framing and body. The client
    connection is closed after the response exactly when the primary's connection is (a
    ``Connection: close`` answer or a close-delimited body), so the framing the client sees is the
@@ -512,7 +514,9 @@ class UpstreamClient:
 
     async def fetch(self, req: OutRequest, *extra: tuple[bytes, bytes],
                     on_data: Callable[[bytes], Any] | None = None,
-                    stream: BodyStream | None = None) -> Fetched:
+                    stream: BodyStream | None = None,
+                    reader: Callable[[asyncio.Transport | None], Any] | None = None
+                    ) -> Fetched:
         """Send ``req`` (plus ``extra`` header lines) and read the response.
 
         Args:
@@ -520,6 +524,9 @@ class UpstreamClient:
             extra: header lines appended (the shadow marker).
             on_data: called with the raw response bytes as they arrive (relay).
             stream: the body, sent as it comes (``req.body`` is then ignored).
+            reader: told the upstream connection's transport once the request is on it, and
+                None when the exchange is over (the caller may pause its reading meanwhile, and
+                must leave it reading when told None: the connection goes back to the pool).
 
         Returns:
             The response; failures are in :attr:`Fetched.error`, never raised.
@@ -557,14 +564,20 @@ class UpstreamClient:
                 conn.transport.write(data)
             else:
                 stream.attach(conn, data, replay=attempt > 0)
+            if reader is not None:
+                reader(conn.transport)
             try:
                 result = await self._wait(pending)
             except BaseException:
                 conn.pending = None
                 if stream is not None:
                     stream.detach(conn, final=True)
+                if reader is not None:
+                    reader(None)
                 raise
             conn.pending = None
+            if reader is not None:
+                reader(None)
             retry = (reused and bool(result.error) and not pending.any_byte and attempt == 0
                      and (stream is None or stream.replayable))
             if stream is not None:
@@ -591,7 +604,9 @@ class UpstreamClient:
         def expired() -> None:
             if pending.done:
                 return
-            if pending.active:
+            t = pending.conn.transport
+            if pending.active or (t is not None and not t.is_reading()):
+                # bytes came, or reading is paused on purpose (a slow client): not idle
                 pending.active = False
                 pending.timer = loop.call_later(timeout, expired)
                 return
@@ -1130,6 +1145,11 @@ class _Front(asyncio.Protocol):
         self.reading_paused = False
         self.upstream_blocked = False
         """The primary does not take the body bytes as fast as they come."""
+        self.client_blocked = False
+        """The client does not take the response bytes as fast as they come."""
+        self.upstream: asyncio.Transport | None = None
+        """The primary connection answering now (its reading is paused while client_blocked)."""
+        self.upstream_paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -1137,6 +1157,7 @@ class _Front(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.proxy._fronts.discard(self)
+        self.resume_writing()  # nobody reads now: let the primary's answer run out
         self._unanswered()
 
     def data_received(self, data: bytes) -> None:
@@ -1197,6 +1218,33 @@ class _Front(asyncio.Protocol):
         self._update_reading()
         if self.task is None and self.requests and _ready(self.requests[0]):
             self.task = asyncio.ensure_future(self._serve())
+
+    # response direction: a slow client pauses the primary's connection ---------------------
+
+    def pause_writing(self) -> None:
+        self.client_blocked = True
+        t = self.upstream
+        if t is not None and not self.upstream_paused:
+            self.upstream_paused = True
+            t.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.client_blocked = False
+        t = self.upstream
+        if t is not None and self.upstream_paused:
+            self.upstream_paused = False
+            t.resume_reading()
+
+    def _reader(self, t: asyncio.Transport | None) -> None:
+        if t is None:
+            if self.upstream is not None and self.upstream_paused:
+                self.upstream.resume_reading()  # it goes back to the pool reading
+            self.upstream, self.upstream_paused = None, False
+            return
+        self.upstream = t
+        if self.client_blocked:
+            self.upstream_paused = True
+            t.pause_reading()
 
     def _upstream_flow(self, blocked: bool) -> None:
         self.upstream_blocked = blocked
@@ -1261,7 +1309,8 @@ class _Front(asyncio.Protocol):
             self._reject(r)
             return
         out = _out_request(r, with_body=r.stream is None)
-        fetched = await proxy.primary.fetch(out, on_data=self._write, stream=r.stream)
+        fetched = await proxy.primary.fetch(out, on_data=self._write, stream=r.stream,
+                                            reader=self._reader)
         r.answered = fetched
         if r.mirror:  # the response is written: only now does the mirror cost anything
             proxy._submit(r, out if r.stream is None else None, fetched)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import sqlite3
@@ -369,3 +370,80 @@ def test_back_pressure_slow_primary_pauses_the_client() -> None:
     assert got["n"] == total and got["sha"] == expected
     assert isinstance(got["head"], bytes) and got["head"].endswith(b"Content-Length: %d" % total)
     assert st.skipped_body == 1 and st.eligible == 1 and st.balanced()
+
+
+def test_back_pressure_slow_client_pauses_the_primary() -> None:
+    """A client that does not read: the proxy stops reading the primary's connection instead of
+    buffering its answer, and does not count that as an idle primary; once the client reads,
+    the whole answer arrives, byte for byte."""
+    import asyncio
+    import hashlib
+    import socket
+    import threading
+
+    total, piece = 64 << 20, 1 << 20
+    data = bytes(range(256)) * (piece // 256)
+    expected = hashlib.sha256(data * (total // piece)).hexdigest()
+    sent = [0]
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+
+    def primary() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            conn.settimeout(30)
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                buf += conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % total)
+            with contextlib.suppress(OSError):
+                for _ in range(total // piece):
+                    conn.sendall(data)
+                    sent[0] += piece
+                conn.recv(1)
+
+    t = threading.Thread(target=primary, daemon=True)
+    t.start()
+    opts = ShadowOptions(primary_timeout=1.0)
+    with ProxyRunner(f"http://127.0.0.1:{srv.getsockname()[1]}", "http://127.0.0.1:9",
+                     options=opts, mirror=False) as r, client(r.port) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+        s.sendall(b"GET /big HTTP/1.1\r\nHost: h\r\n\r\n")
+        last, still = -1, time.monotonic()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and time.monotonic() - still < 0.5:
+            if sent[0] != last:
+                last, still = sent[0], time.monotonic()
+            time.sleep(0.02)
+
+        async def snapshot() -> dict[str, object]:
+            (front,) = r.proxy._fronts
+            assert front.transport is not None and front.upstream is not None
+            return {"blocked": front.client_blocked, "paused": front.upstream_paused,
+                    "reading": front.upstream.is_reading(),
+                    "buffered": front.transport.get_write_buffer_size()}
+
+        snap = asyncio.run_coroutine_threadsafe(snapshot(), r.loop).result(5)
+        assert sent[0] < total, sent  # the primary is held back...
+        assert snap["blocked"] and snap["paused"] and not snap["reading"], snap  # ...by us
+        assert isinstance(snap["buffered"], int) and snap["buffered"] < 1 << 20, snap
+        time.sleep(1.5)  # longer than primary_timeout: a paused primary is not idle
+        h, n = hashlib.sha256(), 0
+        s.settimeout(30)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(65536)
+        head, _, rest = head.partition(b"\r\n\r\n")
+        h.update(rest)
+        n = len(rest)
+        while n < total:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            h.update(chunk)
+            n += len(chunk)
+        assert head.startswith(b"HTTP/1.1 200 OK")
+        assert n == total and h.hexdigest() == expected
+    t.join(5)
+    srv.close()
