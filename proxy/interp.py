@@ -1036,13 +1036,26 @@ class Interpreter:
             index = ctx.effective(lambda s: s.static.index)
             names = [ctx.eval(t) for t in index] if index else ["index.html"]
             directory = ctx.filename(uri)
+            dir_tested = False
             for name in names:
                 if name.startswith("/"):
                     self._internal_redirect(ctx, "index", name)
                     return
-                if os.path.isfile(os.path.join(directory, name)):
-                    self._internal_redirect(ctx, "index", uri + name)
-                    return
+                # ngx_http_index_handler: a name that exists (even a directory) is taken; the
+                # directory itself is tested at the first missing name
+                try:
+                    os.stat(os.path.join(directory, name))
+                except FileNotFoundError:
+                    if not dir_tested and not os.path.isdir(directory):
+                        break
+                    dir_tested = True
+                    continue
+                except PermissionError:
+                    raise _Finish(403) from None
+                except (OSError, ValueError):
+                    raise _Finish(404) from None
+                self._internal_redirect(ctx, "index", uri + name)
+                return
             if not os.path.isdir(directory):
                 ctx.result.steps.append(Step("static", f"{directory} does not exist", uri, loc))
                 raise _Finish(404)

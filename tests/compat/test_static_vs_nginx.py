@@ -69,6 +69,7 @@ http {
         # plain static (no try_files)
         location /plain/ { }
         location /auto/ { autoindex on; }
+        location /idx/ { index none.html /about.html; }
         location /cached/ { expires 1h; add_header X-Plain p; add_header X-Alw b always; }
         location /before/ { alias html/plain/; if_modified_since before; max_ranges 1; }
         location /off/ { alias html/plain/; if_modified_since off; max_ranges 0; }
@@ -103,6 +104,9 @@ FILES: dict[str, str | bytes] = {
     "html/auto/c.txt": "c\n",
     "html/cached/f.txt": "0123456789abcdefghij\n",
     "html/plain/sp ace/a.txt": "space\n",
+    "html/plain/dirindex/index.html/inner.txt": "an index.html that is a directory\n",
+    "html/idx/a/x.txt": "x\n",
+    "html/idx/about.html": "not a directory\n",
     "html/plain/caf\u00e9/a.txt": "utf-8\n",
     "html/bare/dir/x.txt": "x\n",
     "html/documentation/index.html": "docs index\n",
@@ -203,6 +207,10 @@ def test_assets_file(pair: Pair) -> None:
         ("/auto/", 200),
         ("/auto/d", 301),
         ("/auto/d/", 200),
+        ("/plain/dirindex/", 301),  # index.html opens (a directory): redirect, then 301
+        ("/idx/a/", 200),  # the absolute last index name: internal redirect to /about.html
+        ("/idx/missing/", 404),  # the directory is tested before the absolute name is used
+        ("/idx/about.html/", 404),  # ENOTDIR
         ("/plain/sp%20ace", 301),  # Location carries the decoded URI, as nginx writes it
         ("/plain/sp%20ace?a=%20b", 301),
         ("/plain/caf%C3%A9", 301),
