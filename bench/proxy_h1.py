@@ -11,7 +11,11 @@ What it does, in one run:
   3. runs wrk (`-t1 -cC -dD --latency`) against each, alternating nginx/Tern for R rounds;
   4. prints per-round rps and p99, the median rps ratio Tern/nginx and the median p99 ratio;
   5. opens 1,000 idle keep-alive connections (each after one request) to each proxy with one
-     worker and prints the workers' RSS growth (memory per idle connection).
+     worker and prints the workers' RSS growth (memory per idle connection), twice: the first
+     round warms allocators, the second is the figure.
+
+The machine this runs on may be shared: rps moves with its load, the same-run ratio less so.
+bench/proxy_h1_instructions.py counts instructions per request, which load does not move.
 
 Every load is bounded in time (wrk -d) and count; traffic stays on 127.0.0.1.
 """
@@ -228,10 +232,12 @@ def main() -> int:
                   f"{statistics.median(t_rps):.0f}; median ratio tern/nginx = {ratio:.2f}")
             print(f"  median p99 ratio tern/nginx = {p99r:.2f}")
             if workers == 1:
-                nm = idle_memory(nport, ngx.pid)
-                tm = idle_memory(tport, tern.pid)
+                # a first round of 1,000 connections warms the allocators (pools, free lists,
+                # socket buffers); its growth is mostly one-off, so the second round is reported
+                nw, tw = idle_memory(nport, ngx.pid), idle_memory(tport, tern.pid)
+                nm, tm = idle_memory(nport, ngx.pid), idle_memory(tport, tern.pid)
                 print(f"  idle keep-alive memory: nginx {nm:.1f} KiB/conn, tern {tm:.1f} KiB/conn"
-                      f" (1,000 connections)")
+                      f" (1,000 connections, after a first round: nginx {nw:.1f}, tern {tw:.1f})")
             stop(ngx)
             stop(tern)
     finally:

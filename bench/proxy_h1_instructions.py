@@ -1,7 +1,7 @@
 """Instructions per proxied HTTP/1.1 request in one Tern worker, counted by valgrind (callgrind).
 
 Usage:
-    python bench/proxy_h1_instructions.py [--requests 300 1300] [--connections 10]
+    python bench/proxy_h1_instructions.py [--requests 300 1300] [--connections 10] [--nginx]
 
 Throughput on a shared machine moves with whatever else runs; an instruction count does not.
 This runs one Tern worker (bench/proxy_h1.py's configuration: proxy_pass to an upstream group with
@@ -76,18 +76,25 @@ def client(port: int, total: int, connections: int) -> None:
         raise RuntimeError(f"client errors: {errors[:3]}")
 
 
-def count(requests: int, connections: int, backend: int, tmp: Path) -> int:
+def count(requests: int, connections: int, backend: int, tmp: Path, *, nginx: bool) -> int:
     port = B.free_port()
-    run = tmp / f"tern-{requests}"
+    run = tmp / f"{'nginx' if nginx else 'tern'}-{requests}"
     run.mkdir()
+    (run / "logs").mkdir()
     conf = run / "nginx.conf"
     conf.write_text(B.proxy_conf(port, backend, 1))
-    script = run / "worker.py"
-    script.write_text(WORKER.format(repo=str(REPO), conf=str(conf), prefix=str(run)))
     out = run / "callgrind.out"
+    if nginx:
+        # one process that is the worker (no master), in the foreground
+        cmd = [B.NGINX, "-p", str(run), "-c", str(conf), "-g",
+               "daemon off; master_process off;"]
+    else:
+        script = run / "worker.py"
+        script.write_text(WORKER.format(repo=str(REPO), conf=str(conf), prefix=str(run)))
+        cmd = [sys.executable, str(script)]
     proc = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
-         str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *cmd],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         B.wait_port(port, timeout=120)
         client(port, requests, connections)
@@ -107,6 +114,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--requests", type=int, nargs=2, default=[300, 1300])
     ap.add_argument("--connections", type=int, default=10)
+    ap.add_argument("--nginx", action="store_true",
+                    help="also count nginx (one worker process, same configuration)")
     args = ap.parse_args()
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
@@ -117,11 +126,15 @@ def main() -> int:
     try:
         B.wait_port(backend_port)
         n1, n2 = args.requests
-        i1 = count(n1, args.connections, backend_port, tmp)
-        i2 = count(n2, args.connections, backend_port, tmp)
-        per = (i2 - i1) / (n2 - n1)
-        print(f"instructions: {n1} requests {i1:,}, {n2} requests {i2:,}")
-        print(f"instructions per proxied request (user space, one worker): {per:,.0f}")
+        figures = {}
+        for name in (["nginx"] if args.nginx else []) + ["tern"]:
+            i1 = count(n1, args.connections, backend_port, tmp, nginx=name == "nginx")
+            i2 = count(n2, args.connections, backend_port, tmp, nginx=name == "nginx")
+            figures[name] = per = (i2 - i1) / (n2 - n1)
+            print(f"{name}: {n1} requests {i1:,} instructions, {n2} requests {i2:,}")
+            print(f"{name}: instructions per proxied request (user space, one worker): {per:,.0f}")
+        if "nginx" in figures:
+            print(f"instructions ratio tern/nginx = {figures['tern'] / figures['nginx']:.1f}")
     finally:
         B.stop(backend)
         shutil.rmtree(tmp, ignore_errors=True)
