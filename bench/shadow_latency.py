@@ -145,6 +145,9 @@ def main() -> None:
     ap.add_argument("--candidate-nice", type=int, default=0,
                     help="run the echo candidate at this nice value (its CPU stands for "
                          "another machine's; 0: competes with the proxy as an equal)")
+    ap.add_argument("--settle", type=float, default=1.0,
+                    help="seconds of rest before each case (the previous case's analysis and "
+                         "candidate finish their work)")
     ap.add_argument("--differing", action="store_true",
                     help="echo servers with different ids: every exchange differs (the worst "
                          "case for the analysis); by default they answer alike, as a candidate "
@@ -180,6 +183,7 @@ def main() -> None:
         order = list(runs)
         for rnd in range(args.rounds):
             for name in order[rnd % len(order):] + order[:rnd % len(order)]:
+                time.sleep(args.settle)  # let the previous case's background work finish
                 runs[name].append(_wrk(ports[name], args.seconds, args, script, pids[name]))
             print(f"  round {rnd + 1}: " + ", ".join(
                 f"{n} p99 {runs[n][-1]['p99']:.2f}" for n in order), file=sys.stderr)
