@@ -447,3 +447,58 @@ def test_back_pressure_slow_client_pauses_the_primary() -> None:
         assert n == total and h.hexdigest() == expected
     t.join(5)
     srv.close()
+
+
+def test_streamed_body_replayed_on_a_stale_kept_alive_connection() -> None:
+    """The primary drops a kept-alive connection just as the next request comes on it (it reads
+    the request and closes without answering): that request, with a body, is sent again,
+    whole, on a fresh connection."""
+    import socket
+    import threading
+
+    answered: list[bytes] = []
+    dropped: list[bytes] = []
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+
+    def read_request(conn: socket.socket) -> bytes | None:
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return None
+            buf += chunk
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        n = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                n = int(line.split(b":")[1])
+        while len(rest) < n:
+            rest += conn.recv(65536)
+        return rest
+
+    def primary() -> None:
+        for _ in range(2):
+            conn, _ = srv.accept()
+            with conn:
+                conn.settimeout(10)
+                body = read_request(conn)
+                assert body is not None
+                answered.append(body)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                late = read_request(conn)  # the next one on this connection: dropped
+                if late is not None:
+                    dropped.append(late)
+
+    t = threading.Thread(target=primary, daemon=True)
+    t.start()
+    with ProxyRunner(f"http://127.0.0.1:{srv.getsockname()[1]}", "http://127.0.0.1:9",
+                     mirror=False) as r:
+        assert get(r.port, "/one", method="POST", body=b"first").endswith(b"ok")
+        assert get(r.port, "/two", method="POST", body=b"second body").endswith(b"ok")
+        r.stop()
+    t.join(5)
+    srv.close()
+    assert answered == [b"first", b"second body"]
+    assert dropped == [b"second body"]  # it did go out on the stale connection first
