@@ -84,6 +84,7 @@ import click
 
 from shadow.diff import CapturedRequest, CapturedResponse, Difference, DiffOptions, diff
 from shadow.echo import EchoRecord, EchoServer, describe, sequence_mark
+from shadow.noise import mask_signature
 
 from .diagnostics import Level
 from .loader import Tree, load
@@ -1050,7 +1051,7 @@ def _diff_captures(p: Capture, c: Capture, options: DiffOptions) -> list[Differe
     only repeats a difference of the upstream requests (reported as ``upstream:*``), so the
     bodies (and their lengths) are not compared again.
     """
-    pr, cr = p.response, c.response
+    pr, cr = mask_signature(p.response), mask_signature(c.response)
     if p.echoed and c.echoed:
         pr, cr = _echo_neutral(pr), _echo_neutral(cr)
     return diff(pr, cr, primary_upstream=p.upstream, candidate_upstream=c.upstream,

@@ -118,6 +118,34 @@ def _strip_signature(body: bytes, headers: tuple[tuple[bytes, bytes], ...]) -> b
     return body
 
 
+def mask_signature(r: CapturedResponse) -> CapturedResponse:
+    """``r`` with its built-in error page signature masked when it repeats ``r``'s ``Server``.
+
+    ``tern compare`` uses this on its own (without the rest of :func:`normalise`): the signature
+    is the product name the ``Server`` header already carries, whose value is masked too. A
+    ``HEAD`` answer (no body) has only its ``Content-Length`` to show the signature: that length
+    is counted as if the page ended with the mask.
+    """
+    if r.status is None:
+        return r
+    if not r.body and r.status >= 300:
+        # HEAD of a built-in page: only Content-Length tells, and it counts the signature
+        ctype, length, server = (_header(r.headers, n) for n in (
+            b"content-type", b"content-length", b"server"))
+        if ctype == b"text/html" and length and length.strip().isdigit() and server:
+            token = server.strip()
+            n = int(length) - len(token) + len(b"(server)")
+            if n > 0:
+                return replace(r, headers=_reframe(r.headers, int(length), n))
+        return r
+    if b"<hr><center>" not in r.body:
+        return r
+    body = _strip_signature(r.body, r.headers)
+    if body == r.body:
+        return r
+    return replace(r, body=body, headers=_reframe(r.headers, len(r.body), len(body)))
+
+
 def _marker_patterns(name: bytes, value: bytes) -> list[re.Pattern[bytes]]:
     n, v = re.escape(name), re.escape(value)
     cgi = re.escape(b"HTTP_" + name.upper().replace(b"-", b"_"))

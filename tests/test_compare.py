@@ -509,3 +509,49 @@ http {
             assert b'"10.9.9.9:9999"' in u.response.body
     finally:
         comparison.close()
+
+
+ERROR_PAGE_CONF = """events {}
+http {
+    server {
+        listen 8080;
+        server_name err.test;
+        location = /gone { return 410; }
+        location = /teapot { return 404 "not here\\n"; }
+        location / { root html-does-not-exist; }
+    }
+}
+"""
+
+
+def run_tern_compare(*args: str) -> Result:
+    """``tern compare`` with its default candidate, ``tern serve``."""
+    return CliRunner().invoke(compare_cmd, list(args), catch_exceptions=False)
+
+
+@needs_nginx
+def test_error_page_signature_is_masked_but_the_page_is_compared(tmp_path: Path) -> None:
+    """nginx against tern serve: built-in error pages end with each product's signature
+    (``nginx/1.22.1`` vs ``tern/...``, the documented ``error-page-tail``), which is masked
+    like the Server header; a page whose other bytes differ is still a difference."""
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(ERROR_PAGE_CONF)
+    requests = write_requests(tmp_path, [
+        {"url": "/gone", "host": "err.test", "port": 8080},
+        {"url": "/missing", "host": "err.test", "port": 8080},
+        {"method": "HEAD", "url": "/missing", "host": "err.test", "port": 8080},
+        {"url": "/teapot", "host": "err.test", "port": 8080}])
+    result = run_tern_compare(str(conf), "--requests", requests, "--json", "--no-learn-noise")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert [r["status"]["nginx"] for r in doc["requests"]] == [410, 404, 404, 404]
+    # the candidate answers 410 with its own text: only that request differs, in its body
+    changed = tmp_path / "changed.conf"
+    changed.write_text(ERROR_PAGE_CONF.replace("return 410;", 'return 410 "gone\\n";'))
+    result = run_tern_compare(str(conf), "--requests", requests, "--json", "--no-learn-noise",
+                         "--candidate-config", str(changed))
+    assert result.exit_code == 1, result.output
+    doc = json.loads(result.stdout)
+    assert [(r["request"], [d["field"] for d in r["differences"]])
+            for r in doc["requests"] if r["verdict"] == "differ"] == [
+        ("GET http://err.test:8080/gone", ["header:content-type", "body"])]
