@@ -57,7 +57,7 @@ from .model import (
 )
 from .protocol.events import RequestHeaders
 from .units import parse_size, parse_time
-from .upstream.balancer import PeerGroup
+from .upstream.balancer import Attempt, Peer, PeerGroup
 
 VERSION = "0.1.0"
 
@@ -172,6 +172,63 @@ class _Run:
         self.request_id = ""
 
 
+class _ProxyPlan:
+    """What every upstream attempt of one proxied request shares (``Engine._proxy_plan``)."""
+
+    __slots__ = ("pp", "pconf", "group", "hostport", "method", "body", "stream", "chunked_up",
+                 "head_bytes", "upgrade", "keepalive", "reuse", "deadline",
+                 "non_idempotent_ok", "attempt")
+
+    def __init__(self, pp: ProxyPass, pconf: _ProxyEff, group: PeerGroup, hostport: str,
+                 method: str, body: bytes | None, stream: AsyncIterator[bytes] | None,
+                 chunked_up: bool, head_bytes: bytes, upgrade: bool, keepalive: int,
+                 reuse: bool, deadline: float | None, non_idempotent_ok: bool,
+                 attempt: Attempt) -> None:
+        self.pp = pp
+        self.pconf = pconf
+        self.group = group
+        self.hostport = hostport
+        self.method = method
+        self.body = body
+        self.stream = stream
+        self.chunked_up = chunked_up
+        self.head_bytes = head_bytes
+        self.upgrade = upgrade
+        self.keepalive = keepalive
+        self.reuse = reuse
+        self.deadline = deadline
+        self.non_idempotent_ok = non_idempotent_ok
+        self.attempt = attempt
+
+
+class ProxyResume:
+    """Where the fast path (proxy/fastpath.py) handed a proxied request to the general one:
+    the routing result and log values so far, the plan (None: routed only), and the first attempt's peer (None:
+    no live peer), start time, and its pooled connection with the request written (None:
+    not taken yet), or the error writing it."""
+
+    __slots__ = ("result", "run", "plan", "peer", "t0", "conn", "error", "read_timeout",
+                 "raised")
+
+    def __init__(self, result: RouteResult | None, run: _Run, plan: _ProxyPlan | None,
+                 peer: Peer | None = None, t0: float = 0.0,
+                 conn: UpstreamConnection | None = None, error: UpstreamError | None = None,
+                 read_timeout: float = 0.0, raised: Exception | None = None) -> None:
+        self.raised = raised
+        """What routing raised (the general path handles it as its own)."""
+        self.result = result
+        self.run = run
+        self.plan = plan
+        self.peer = peer
+        self.t0 = t0
+        self.conn = conn
+        self.error = error
+        self.read_timeout = read_timeout
+
+
+_ProxyResume = ProxyResume
+
+
 class Engine:
     """Runs requests against one loaded configuration."""
 
@@ -218,14 +275,25 @@ class Engine:
 
     # -- entry ----------------------------------------------------------------------------------
 
-    async def handle(self, ex: Exchange) -> None:
-        """Serve one request to completion (never raises for request or upstream errors)."""
-        run = _Run(start=time.time())
+    async def handle(self, ex: Exchange, resume: ProxyResume | None = None) -> None:
+        """Serve one request to completion (never raises for request or upstream errors).
+
+        ``resume``: a proxied request the fast path routed and started (proxy/fastpath.py)."""
         result: RouteResult | None = None
+        if resume is not None:
+            run = resume.run
+        else:
+            run = _Run(start=time.time())
         try:
-            req = self._route_request(ex, run)
-            result = self.interp.route(req)
-            await self._respond(ex, result, run)
+            if resume is not None:
+                if resume.raised is not None:
+                    raise resume.raised
+                result = resume.result
+                assert result is not None
+            else:
+                req = self._route_request(ex, run)
+                result = self.interp.route(req)
+            await self._respond(ex, result, run, resume)
         except asyncio.CancelledError:
             ex.abort()
             raise
@@ -246,16 +314,20 @@ class Engine:
             else:
                 ex.abort()
         finally:
-            state = result.state if result is not None else None
-            if state is not None:
-                for czone, key in state.limit_conn_held:
-                    czone.release(key)  # type: ignore[attr-defined]
-            if self.log_sink is not None:
-                self.log_sink(ex, result, run)
-            if state is not None:
-                # state <-> result is a reference cycle: break it so the request is freed by
-                # reference counting, not by the cyclic GC (which costs ~10% of throughput)
-                state.result = None  # type: ignore[assignment]
+            self.finish(ex, result, run)
+
+    def finish(self, ex: Exchange, result: RouteResult | None, run: _Run) -> None:
+        """The end of every request: limit_conn released, the log phase, the cycle broken."""
+        state = result.state if result is not None else None
+        if state is not None:
+            for czone, key in state.limit_conn_held:
+                czone.release(key)  # type: ignore[attr-defined]
+        if self.log_sink is not None:
+            self.log_sink(ex, result, run)
+        if state is not None:
+            # state <-> result is a reference cycle: break it so the request is freed by
+            # reference counting, not by the cyclic GC (which costs ~10% of throughput)
+            state.result = None  # type: ignore[assignment]
 
     def _preaccess(self, state: RequestState) -> int | None:
         """limit_conn then limit_req, once per request; a status to refuse with, or None."""
@@ -544,7 +616,8 @@ class Engine:
 
     # -- content ------------------------------------------------------------------------------
 
-    async def _respond(self, ex: Exchange, result: RouteResult, run: _Run) -> None:
+    async def _respond(self, ex: Exchange, result: RouteResult, run: _Run,
+                       resume: ProxyResume | None = None) -> None:
         if result.state is not None and result.state.limit_delay > 0:
             await asyncio.sleep(result.state.limit_delay)
         for _ in range(12):  # error_page after intercepted upstream errors may loop, bounded
@@ -552,7 +625,9 @@ class Engine:
             state = result.state
             if kind == "proxy":
                 assert state is not None
-                again = await self._proxy(ex, result, state, run)
+                again = await self._proxy(ex, result, state, run, resume if resume is not None
+                                          and resume.plan is not None else None)
+                resume = None
                 if again is None:
                     return
                 result = again
@@ -987,8 +1062,9 @@ class Engine:
         response, error_page applies to it."""
         return self.interp.after_upstream_error(result, status)
 
-    async def _proxy(self, ex: Exchange, result: RouteResult, state: RequestState,
-                     run: _Run) -> RouteResult | None:
+    def _proxy_target(self, result: RouteResult, state: RequestState, run: _Run
+                      ) -> tuple[ProxyPass, _ProxyEff, PeerGroup, str] | RouteResult:
+        """The proxy_pass, its settings and peer group (or the error result: 502)."""
         pp = _proxy_pass_of(state)
         assert pp is not None
         pconf = _ProxyEff.of(state)
@@ -1000,6 +1076,30 @@ class Engine:
             return self._proxy_error(result, 502)
         if pp.scheme == "https":
             return self._proxy_error(result, 502)  # upstream TLS: not implemented
+        return pp, pconf, group, hostport
+
+    def _body_now(self, ex: Exchange, state: RequestState, pconf: _ProxyEff) -> bytes | None:
+        """The request body when no read is needed: read before, or none on the wire."""
+        if state.body_read:
+            body = state.request_body
+        else:
+            # no body: what _read_body does for it, without a coroutine
+            self._expect(ex, state)
+            body = b"" if ex.head.content_length is not None else None
+            state.body_read, state.request_body = True, body
+        if not pconf.pass_request_body:
+            body = None
+        return body
+
+    async def _proxy(self, ex: Exchange, result: RouteResult, state: RequestState,
+                     run: _Run, resume: _ProxyResume | None = None) -> RouteResult | None:
+        if resume is not None:
+            assert resume.plan is not None
+            return await self._proxy_loop(ex, result, state, run, resume.plan, resume)
+        target = self._proxy_target(result, state, run)
+        if isinstance(target, RouteResult):
+            return target
+        pp, pconf, group, hostport = target
         method = state.method
         if pconf.method is not None:
             method = state.eval(pconf.method)
@@ -1020,23 +1120,28 @@ class Engine:
             body_len = None if chunked_up else head.content_length
         else:
             try:
-                if state.body_read:
-                    body = state.request_body
-                elif head.end_stream:
-                    # no body: what _read_body does for it, without a coroutine
-                    self._expect(ex, state)
-                    body = b"" if head.content_length is not None else None
-                    state.body_read, state.request_body = True, body
+                if state.body_read or head.end_stream:
+                    body = self._body_now(ex, state, pconf)
                 else:
                     body = await self._read_body(ex, state)
                     state.body_read, state.request_body = True, body
-                if not pconf.pass_request_body:
-                    body = None
+                    if not pconf.pass_request_body:
+                        body = None
             except _BodyTooLarge:
                 return self._proxy_error(result, 413)
             if pconf.set_body is not None:
                 body = state.eval(pconf.set_body).encode("utf-8")
             body_len = len(body) if body is not None else None
+        plan = self._proxy_plan(ex, state, pp, pconf, group, hostport, method, version, body,
+                                body_len, stream, chunked_up)
+        return await self._proxy_loop(ex, result, state, run, plan, None)
+
+    def _proxy_plan(self, ex: Exchange, state: RequestState, pp: ProxyPass, pconf: _ProxyEff,
+                    group: PeerGroup, hostport: str, method: str, version: str,
+                    body: bytes | None, body_len: int | None,
+                    stream: AsyncIterator[bytes] | None, chunked_up: bool) -> _ProxyPlan:
+        """Everything the upstream attempts share: the request head, keep-alive, retry rules
+        and the balancer's attempt."""
         uri = self.interp.upstream_uri(state, pp) or "/"
         headers = self._upstream_headers(state, pconf, hostport, body_len, chunked=chunked_up)
         conn_close = False
@@ -1064,9 +1169,29 @@ class Engine:
             hash_key = state.eval(up.hash_key)
         attempt = group.begin(client_addr=state.req.remote_addr, hash_key=hash_key,
                               max_tries=pconf.next_upstream_tries)
+        return _ProxyPlan(pp, pconf, group, hostport, method, body, stream, chunked_up,
+                          head_bytes, upgrade, keepalive, reuse, deadline, non_idempotent_ok,
+                          attempt)
+
+    async def _proxy_loop(self, ex: Exchange, result: RouteResult, state: RequestState,
+                          run: _Run, plan: _ProxyPlan, resume: _ProxyResume | None
+                          ) -> RouteResult | None:
+        """The upstream attempts (proxy_next_upstream), then the relay of the answer.
+
+        ``resume``: the first attempt as ``FastProxy`` left it (peer chosen; maybe a pooled
+        connection with the request written)."""
+        pp, pconf, group, hostport = plan.pp, plan.pconf, plan.group, plan.hostport
+        method, body, stream, chunked_up = plan.method, plan.body, plan.stream, plan.chunked_up
+        head_bytes, keepalive, reuse = plan.head_bytes, plan.keepalive, plan.reuse
+        deadline, non_idempotent_ok, attempt = (plan.deadline, plan.non_idempotent_ok,
+                                                plan.attempt)
+        upgrade = plan.upgrade
         last_error = 502
         while True:
-            peer = attempt.next(time.monotonic())
+            if resume is not None:
+                peer = resume.peer
+            else:
+                peer = attempt.next(time.monotonic())
             if peer is None:
                 # "no live upstreams" (NGX_BUSY): one more $upstream_* entry, named after the
                 # group, status 502
@@ -1075,19 +1200,31 @@ class Engine:
                 run.upstream_time.append("0.000")
                 return self._proxy_error(result, 502)
             run.upstream_addr.append(peer.address)
-            t0 = time.monotonic()
+            t0 = time.monotonic() if resume is None else resume.t0
             conn: UpstreamConnection | None = None
             sent = False
+            first, resume = resume, None
             try:
-                conn = await self.pool.acquire(peer.host, peer.port,
-                                               connect_timeout=pconf.connect_timeout,
-                                               reuse=reuse)
+                if first is not None and first.conn is not None:
+                    conn = first.conn
+                else:
+                    conn = await self.pool.acquire(peer.host, peer.port,
+                                                   connect_timeout=pconf.connect_timeout,
+                                                   reuse=reuse)
                 sent = True
                 try:
-                    resp = await conn.request(head_bytes, body, send_timeout=pconf.send_timeout,
-                                              read_timeout=pconf.read_timeout,
-                                              head_method=method == "HEAD", stream=stream,
-                                              chunked=chunked_up)
+                    if first is not None and first.conn is not None:
+                        # the request went out on a pooled connection (FastProxy)
+                        if first.error is not None:
+                            raise first.error
+                        resp = await conn.finish_request(send_timeout=pconf.send_timeout,
+                                                         read_timeout=first.read_timeout)
+                    else:
+                        resp = await conn.request(head_bytes, body,
+                                                  send_timeout=pconf.send_timeout,
+                                                  read_timeout=pconf.read_timeout,
+                                                  head_method=method == "HEAD", stream=stream,
+                                                  chunked=chunked_up)
                 except UpstreamError as exc:
                     if conn.reused and not conn.got_bytes and not exc.timeout and stream is None:
                         # a cached connection the server had closed: retry once, fresh
@@ -1170,6 +1307,54 @@ class Engine:
                      conn: UpstreamConnection, resp: object, pconf: _ProxyEff, pp: ProxyPass,
                      run: _Run, keepalive: int, upgrade: bool) -> None:
         assert isinstance(resp, UpstreamResponse)
+        status, headers, reason, is_upgrade, no_body = self._relay_head(
+            ex, state, result, resp, pconf, pp, run, upgrade)
+        if is_upgrade:
+            ex.send_headers(101, headers, reason=reason)
+            fut = ex.tunnel(conn)
+            if fut is not None:
+                await fut
+            return
+        if no_body:
+            ex.send_headers(status, headers, end_stream=True, reason=reason)
+            self.pool.release(conn, keepalive)
+            return
+        data, complete = conn.take_buffered()
+        if complete:
+            # the whole body is here already (small responses): one write for all of it
+            run.body_bytes += len(data)
+            self.pool.release(conn, keepalive)
+            ex.send_response(status, headers, data, reason=reason)
+            await ex.drain()
+            return
+        ex.send_headers(status, headers, reason=reason)
+        try:
+            if data:
+                ex.send_data(data)
+                run.body_bytes += len(data)
+                await ex.drain()
+            while True:
+                data = await conn.read_body(pconf.read_timeout)
+                if data is None:
+                    break
+                ex.send_data(data)
+                run.body_bytes += len(data)
+                await ex.drain()
+        except UpstreamError:
+            # the client already has the head: nginx closes the connection
+            ex.abort()
+            conn.abort()
+            return
+        ex.end()
+        self.pool.release(conn, keepalive)
+
+    def _relay_head(self, ex: Exchange, state: RequestState, result: RouteResult,
+                    resp: UpstreamResponse, pconf: _ProxyEff, pp: ProxyPass, run: _Run,
+                    upgrade: bool
+                    ) -> tuple[int, list[tuple[bytes, bytes]], bytes | None, bool, bool]:
+        """The response head sent for an upstream's answer: status, headers (hidden ones
+        dropped, Server/Date, proxy_redirect, the header filter), reason; whether it is an
+        upgrade and whether it has no body."""
         status = result.override_status or resp.status
         hide = pconf.hide_all
         headers = self._base_headers(state)
@@ -1215,44 +1400,7 @@ class Engine:
         run.sent_headers = headers
         reason = resp.reason if status == resp.status else None
         no_body = ex.head.method == b"HEAD" or status in (204, 304)
-        if is_upgrade:
-            ex.send_headers(101, headers, reason=reason)
-            fut = ex.tunnel(conn)
-            if fut is not None:
-                await fut
-            return
-        if no_body:
-            ex.send_headers(status, headers, end_stream=True, reason=reason)
-            self.pool.release(conn, keepalive)
-            return
-        data, complete = conn.take_buffered()
-        if complete:
-            # the whole body is here already (small responses): one write for all of it
-            run.body_bytes += len(data)
-            self.pool.release(conn, keepalive)
-            ex.send_response(status, headers, data, reason=reason)
-            await ex.drain()
-            return
-        ex.send_headers(status, headers, reason=reason)
-        try:
-            if data:
-                ex.send_data(data)
-                run.body_bytes += len(data)
-                await ex.drain()
-            while True:
-                data = await conn.read_body(pconf.read_timeout)
-                if data is None:
-                    break
-                ex.send_data(data)
-                run.body_bytes += len(data)
-                await ex.drain()
-        except UpstreamError:
-            # the client already has the head: nginx closes the connection
-            ex.abort()
-            conn.abort()
-            return
-        ex.end()
-        self.pool.release(conn, keepalive)
+        return status, headers, reason, is_upgrade, no_body
 
     def _rewrite_redirect(self, state: RequestState, pconf: _ProxyEff, pp: ProxyPass,
                           value: bytes, prefix: int) -> bytes | None:

@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from ..engine import ClientBodyInvalid, ClientBodyTimeout, Engine, Exchange
+from .. import fastpath
+from ..engine import ClientBodyInvalid, ClientBodyTimeout, Engine, Exchange, ProxyResume
 from ..protocol.events import (
     RequestData,
     RequestEnd,
@@ -36,6 +37,21 @@ from ..protocol.h1 import H1Limits, H1Server
 from .upstream import UpstreamConnection
 
 BODY_HIGH_WATER = 256 * 1024
+
+
+class _FastPending:
+    """``HttpConnection.task`` while the fast path serves the request from callbacks."""
+
+    @staticmethod
+    def done() -> bool:
+        return False
+
+    @staticmethod
+    def cancel() -> bool:
+        return False
+
+
+_FAST = _FastPending()
 _conn_ids = itertools.count(1)
 
 
@@ -333,17 +349,50 @@ class HttpConnection(asyncio.Protocol):
             self.task = self.loop.create_task(self._reject(item))
         else:
             self.current = item
-            self.task = self.loop.create_task(self._serve(item))
+            self.task = _FAST  # type: ignore[assignment]
+            if not fastpath.start(self.engine_ref.engine, self, item):
+                self.task = self.loop.create_task(self._serve(item))
 
-    async def _serve(self, ex: H1Exchange) -> None:
+    async def _serve(self, ex: H1Exchange, resume: ProxyResume | None = None) -> None:
         try:
-            await self.engine_ref.engine.handle(ex)
+            await self.engine_ref.engine.handle(ex, resume)
         finally:
-            self.by_stream.pop(ex.stream_id, None)
-            self.current = None
-            self.task = None
-            self.served += 1
-            self._after_response(ex.close_after)
+            self.fast_done(ex)
+
+    # -- the fast path's host (proxy/fastpath.py) ---------------------------------------------
+
+    def resume_general(self, ex: Exchange, resume: ProxyResume) -> None:
+        """The fast path hands its request over: the general path continues it in a task."""
+        assert isinstance(ex, H1Exchange)
+        self.task = self.loop.create_task(self._serve(ex, resume))
+
+    def fast_done(self, ex: Exchange) -> None:
+        """A request is over (what ``_serve`` does after the engine)."""
+        assert isinstance(ex, H1Exchange)
+        self.by_stream.pop(ex.stream_id, None)
+        self.current = None
+        self.task = None
+        self.served += 1
+        self._after_response(ex.close_after)
+
+    def fast_drain(self, finish: Callable[[bool], None]) -> None:
+        """``H1Exchange.drain`` for the fast path: ``finish(failed)`` once the response is
+        written or the connection failed; a task waits only when the socket is full."""
+        self.flush()
+        if self.closed:
+            finish(True)
+        elif self._write_ready.is_set():
+            finish(False)
+        else:
+            self.task = self.loop.create_task(self._fast_drain(finish))
+
+    async def _fast_drain(self, finish: Callable[[bool], None]) -> None:
+        try:
+            await self.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            finish(True)
+        else:
+            finish(False)
 
     async def _reject(self, rej: RequestRejected) -> None:
         try:

@@ -110,6 +110,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_method = False
         self.got_bytes = False
         self._tunnel: tuple[Callable[[bytes], None], Callable[[Exception | None], None]] | None = None
+        self.watcher: Callable[[], None] | None = None
+        """Called after each batch of received bytes is parsed, at EOF and when the connection
+        is lost (the fast path waits for its response this way, without a future)."""
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -136,11 +139,15 @@ class UpstreamConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(UpstreamError("read", f"upstream sent invalid response: {exc}",
                                      response_started=True))
+        if self.watcher is not None:
+            self.watcher()
 
     def eof_received(self) -> bool | None:
         if self._tunnel is not None:
             return None
         self._on_eof()
+        if self.watcher is not None:
+            self.watcher()
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -150,6 +157,8 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self._on_eof()
         self._wake()
+        if self.watcher is not None:
+            self.watcher()
 
     def pause_writing(self) -> None:
         self._writable = False
@@ -259,6 +268,32 @@ class UpstreamConnection(asyncio.Protocol):
             UpstreamError: send or read failed, or timed out.
             Whatever ``stream`` raises (the client went away) propagates.
         """
+        self.send_request(head, body, head_method=head_method)
+        if stream is None:
+            return await self.finish_request(send_timeout=send_timeout,
+                                             read_timeout=read_timeout)
+        transport = self.transport
+        assert transport is not None
+        if not self._writable:
+            await self._drain(send_timeout)
+        async for piece in stream:
+            if self.closed or self._response is not None:
+                break  # the upstream answered or gave up: that decides
+            if piece:
+                transport.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+                if not self._writable:
+                    await self._drain(send_timeout)
+        else:
+            if chunked and not self.closed:
+                transport.write(b"0\r\n\r\n")
+        return await self._response_head(read_timeout)
+
+    def send_request(self, head: bytes, body: bytes | None, *, head_method: bool) -> None:
+        """Write a request (the first part of ``request``, no await).
+
+        Raises:
+            UpstreamError: the connection is closed.
+        """
         transport = self.transport
         assert transport is not None
         self._head_method = head_method
@@ -272,19 +307,15 @@ class UpstreamConnection(asyncio.Protocol):
         if self.closed or transport.is_closing():
             raise UpstreamError("send", "connection closed")
         transport.write(head + body if body else head)
+
+    async def finish_request(self, *, send_timeout: float, read_timeout: float
+                             ) -> UpstreamResponse:
+        """After ``send_request``: wait for the write to drain, then for the response head."""
         if not self._writable:
             await self._drain(send_timeout)
-        if stream is not None:
-            async for piece in stream:
-                if self.closed or self._response is not None:
-                    break  # the upstream answered or gave up: that decides
-                if piece:
-                    transport.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
-                    if not self._writable:
-                        await self._drain(send_timeout)
-            else:
-                if chunked and not self.closed:
-                    transport.write(b"0\r\n\r\n")
+        return await self._response_head(read_timeout)
+
+    async def _response_head(self, read_timeout: float) -> UpstreamResponse:
         while self._response is None:
             if self._error is not None:
                 raise self._error
@@ -387,6 +418,17 @@ class UpstreamPool:
 
     def __init__(self) -> None:
         self._idle: dict[tuple[str, int], _Idle] = {}
+
+    def take_idle(self, host: str, port: int) -> UpstreamConnection | None:
+        """A cached connection to ``host:port`` if one is open (``acquire``'s first step)."""
+        idle = self._idle.get((host, port))
+        while idle is not None and idle.conns:
+            conn = idle.conns.pop()
+            if not conn.closed and conn.transport is not None \
+                    and not conn.transport.is_closing():
+                conn.reused = True
+                return conn
+        return None
 
     async def acquire(self, host: str, port: int, *, connect_timeout: float,
                       reuse: bool) -> UpstreamConnection:
