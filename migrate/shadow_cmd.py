@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import signal
+import ssl
 import sys
 import time
 from typing import Any
@@ -32,6 +33,8 @@ from shadow.mirror import (
     Attributor,
     ShadowOptions,
     ShadowProxy,
+    make_upstream_tls,
+    server_tls,
 )
 from shadow.noise import BROTLI, NoiseModel
 from shadow.replay import ReplaySummary, SourceError, read_source, replay
@@ -167,13 +170,38 @@ def _run_loop() -> asyncio.AbstractEventLoop:
 @click.option("--duration", type=float, default=None,
               help="Stop after this many seconds (tests, benchmarks).")
 @click.option("--no-mirror", is_flag=True, help="Only proxy to the primary (benchmarks).")
+@click.option("--tls-cert", help="Certificate (PEM chain) for TLS on the listener (ALPN h2, "
+              "http/1.1).")
+@click.option("--tls-key", help="Private key (PEM) of --tls-cert.")
+@click.option("--h2c", is_flag=True,
+              help="Cleartext listener: accept HTTP/2 with prior knowledge too.")
+@click.option("--insecure-upstream", is_flag=True,
+              help="https:// primary/candidate: do not verify their certificates.")
+@click.option("--upstream-ca", help="CA file (PEM) to verify https:// primary/candidate with "
+              "(default: the system's trust store).")
 def shadow_cmd(listen: str, primary: str, candidate: str, secondary: str | None,
                store_path: str, sample: float, mirror_unsafe: bool, learn_noise: bool,
                config_path: str | None, rules_path: str | None, concurrency: int,
                queue_size: int, candidate_timeout: float, duration: float | None,
-               no_mirror: bool) -> None:
+               no_mirror: bool, tls_cert: str | None, tls_key: str | None, h2c: bool,
+               insecure_upstream: bool, upstream_ca: str | None) -> None:
     """Answer clients from the primary and mirror their requests to the candidate."""
     host, port = _split_listen(listen)
+    listen_tls = None
+    if (tls_cert is None) != (tls_key is None):
+        _fail("--tls-cert and --tls-key go together")
+    if tls_cert is not None and tls_key is not None:
+        try:
+            listen_tls = server_tls(tls_cert, tls_key)
+        except ValueError as exc:
+            _fail(str(exc))
+    if insecure_upstream and upstream_ca is not None:
+        _fail("--insecure-upstream and --upstream-ca exclude each other")
+    try:
+        up_tls = make_upstream_tls(verify=not insecure_upstream, cafile=upstream_ca)
+    except (OSError, ssl.SSLError) as exc:
+        _fail(f"cannot load --upstream-ca {upstream_ca}: {getattr(exc, 'strerror', None) or exc}")
+        return
     rules = _rules(rules_path)
     attribute = (attributor(_load_config(config_path), _url_port(candidate))
                  if config_path else None)
@@ -194,7 +222,8 @@ def shadow_cmd(listen: str, primary: str, candidate: str, secondary: str | None,
     analyzer = AnalyzerProcess(make_analyzer)
     try:
         proxy = ShadowProxy(primary, candidate, analyzer=analyzer, secondary=secondary,
-                            options=options, mirror=not no_mirror)
+                            options=options, mirror=not no_mirror, listen_tls=listen_tls,
+                            h2c=h2c, upstream_tls=up_tls)
     except ValueError as exc:
         _fail(str(exc))
         return

@@ -60,6 +60,7 @@ import pickle
 import queue
 import random
 import signal
+import ssl
 import threading
 import time
 from collections import deque
@@ -101,6 +102,9 @@ __all__ = [
     "ShadowProxy",
     "UpstreamClient",
     "parse_origin",
+    "parse_upstream",
+    "server_tls",
+    "make_upstream_tls",
 ]
 
 MARKER = (b"X-Tern-Shadow", b"1")
@@ -124,6 +128,56 @@ def parse_origin(url: str) -> tuple[str, int]:
     if parts.scheme != "http" or not parts.hostname:
         raise ValueError(f"not an http:// origin: {url}")
     return parts.hostname, parts.port or 80
+
+
+def parse_upstream(url: str) -> tuple[str, int, bool]:
+    """``http://host:port`` or ``https://host:port`` (or ``host:port``) -> ``(host, port, tls)``.
+
+    Raises:
+        ValueError: neither an http nor an https origin.
+    """
+    if "://" not in url:
+        url = "http://" + url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http:// or https:// origin: {url}")
+    tls = parts.scheme == "https"
+    return parts.hostname, parts.port or (443 if tls else 80), tls
+
+
+def make_upstream_tls(*, verify: bool = True, cafile: str | None = None) -> ssl.SSLContext:
+    """The client context for ``https://`` upstreams: the system's trust store (or ``cafile``),
+    host name checked, ALPN ``http/1.1``; ``verify=False`` checks nothing (self-signed rigs).
+
+    Raises:
+        OSError, ssl.SSLError: ``cafile`` cannot be read.
+    """
+    ctx = ssl.create_default_context(cafile=cafile)
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def server_tls(cert: str, key: str, *, h2: bool = True) -> ssl.SSLContext:
+    """The listener's context: one certificate chain, ALPN ``h2`` (unless ``h2=False``) then
+    ``http/1.1``.
+
+    Raises:
+        ValueError: the files cannot be read or do not match (the message names them).
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    for path, what in ((cert, "certificate"), (key, "key")):
+        if not os.path.isfile(path):
+            raise ValueError(f"cannot load TLS {what} {path}: no such file")
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        raise ValueError(f"cannot load TLS certificate {cert} with key {key}: "
+                         f"{getattr(exc, 'reason', None) or exc}") from None
+    ctx.set_alpn_protocols(["h2", "http/1.1"] if h2 else ["http/1.1"])
+    return ctx
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,10 +267,11 @@ class _Pending:
     """One response being read (httptools callbacks)."""
 
     def __init__(self, conn: _UConn, head_only: bool, on_data: Callable[[bytes], Any] | None,
-                 capture: int) -> None:
+                 capture: int, sink: ResponseSink | None = None) -> None:
         self.conn = conn
         self.head_only = head_only
         self.on_data = on_data
+        self.sink = sink
         self.capture = capture
         self.parser = httptools.HttpResponseParser(self)
         self.result = Fetched()
@@ -253,8 +308,12 @@ class _Pending:
             if ln == b"content-length" or (ln == b"transfer-encoding" and b"chunked" in v.lower()):
                 self.framed = True
         self.head_done = True
+        if self.sink is not None and self.sink.head(self.result):
+            self.result.relayed = True
 
     def on_body(self, body: bytes) -> None:
+        if self.sink is not None and body:
+            self.sink.body(body)
         room = self.capture - len(self.body)
         if len(body) > room:
             self.result.truncated = True
@@ -320,6 +379,19 @@ class _Pending:
         r.body = bytes(self.body)
         if not self.fut.done():
             self.fut.set_result(r)
+
+
+class ResponseSink:
+    """Takes a response parsed (the HTTP/2 front), instead of its raw bytes (``on_data``)."""
+
+    def head(self, fetched: Fetched) -> bool:
+        """The final head has come (``status``, ``reason``, ``headers`` of ``fetched``); True
+        when it went to the client (the response cannot be replaced any more)."""
+        raise NotImplementedError
+
+    def body(self, data: bytes) -> None:
+        """A piece of the body, transfer coding removed."""
+        raise NotImplementedError
 
 
 class _UConn(asyncio.Protocol):
@@ -496,8 +568,10 @@ class UpstreamClient:
     """
 
     def __init__(self, host: str, port: int, *, connect_timeout: float = 5.0,
-                 timeout: float = 60.0, capture: int = 1 << 20, max_idle: int = 256) -> None:
+                 timeout: float = 60.0, capture: int = 1 << 20, max_idle: int = 256,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.host, self.port = host, port
+        self.tls = tls
         self.connect_timeout = connect_timeout
         self.timeout = timeout
         self.capture = capture
@@ -508,15 +582,17 @@ class UpstreamClient:
     async def _connect(self) -> _UConn:
         loop = asyncio.get_running_loop()
         _, conn = await asyncio.wait_for(
-            loop.create_connection(_UConn, self.host, self.port), self.connect_timeout)
+            loop.create_connection(_UConn, self.host, self.port, ssl=self.tls,
+                                   server_hostname=self.host if self.tls else None),
+            self.connect_timeout)
         self._all.add(conn)
         return conn
 
     async def fetch(self, req: OutRequest, *extra: tuple[bytes, bytes],
                     on_data: Callable[[bytes], Any] | None = None,
                     stream: BodyStream | None = None,
-                    reader: Callable[[asyncio.Transport | None], Any] | None = None
-                    ) -> Fetched:
+                    reader: Callable[[asyncio.Transport | None], Any] | None = None,
+                    sink: ResponseSink | None = None) -> Fetched:
         """Send ``req`` (plus ``extra`` header lines) and read the response.
 
         Args:
@@ -527,6 +603,7 @@ class UpstreamClient:
             reader: told the upstream connection's transport once the request is on it, and
                 None when the exchange is over (the caller may pause its reading meanwhile, and
                 must leave it reading when told None: the connection goes back to the pool).
+            sink: told the parsed head and body pieces as they arrive (HTTP/2 clients).
 
         Returns:
             The response; failures are in :attr:`Fetched.error`, never raised.
@@ -553,11 +630,14 @@ class UpstreamClient:
                 except TimeoutError:
                     return Fetched(error="connect timeout",
                                    elapsed_ms=(time.perf_counter() - start) * 1000)
+                except ssl.SSLError as exc:
+                    return Fetched(error=f"tls: {exc.reason or exc}",
+                                   elapsed_ms=(time.perf_counter() - start) * 1000)
                 except OSError as exc:
                     err = "refused" if isinstance(exc, ConnectionRefusedError) else (
                         f"connect: {exc.strerror or exc}")
                     return Fetched(error=err, elapsed_ms=(time.perf_counter() - start) * 1000)
-            pending = _Pending(conn, head_only, on_data, self.capture)
+            pending = _Pending(conn, head_only, on_data, self.capture, sink)
             conn.pending = pending
             assert conn.transport is not None
             if stream is None:
@@ -1380,6 +1460,8 @@ WAITING_LIMIT = 256 << 10
 def _out_request(r: _ClientRequest, *, with_body: bool = True) -> OutRequest:
     head = r.head
     assert head is not None
+    # an HTTP/2 or HTTP/3 stream goes upstream as HTTP/1.1 (as nginx's proxy_pass sends it)
+    version = head.http_version if head.http_version[0] == "1" else "1.1"
     had_length = False
     headers = []
     for n, v in head.raw_headers:
@@ -1390,11 +1472,11 @@ def _out_request(r: _ClientRequest, *, with_body: bool = True) -> OutRequest:
         headers.append((n, v))
     if not with_body:
         return OutRequest(method=head.method.decode("latin-1"),
-                          target=head.target.decode("latin-1"), version=head.http_version,
+                          target=head.target.decode("latin-1"), version=version,
                           headers=tuple(headers))
     body = b"".join(r.body) if r.body else b""
     return OutRequest(method=head.method.decode("latin-1"),
-                      target=head.target.decode("latin-1"), version=head.http_version,
+                      target=head.target.decode("latin-1"), version=version,
                       headers=tuple(headers), body=body, had_length=had_length or bool(body))
 
 
@@ -1407,30 +1489,41 @@ class ShadowProxy:
         analyzer: where exchanges go; None mirrors without diffing (benchmarks).
         secondary: origin URL of a second primary for noise learning.
         options: limits and switches.
+        listen_tls: the listener's TLS context (:func:`server_tls`; ALPN picks HTTP/2 or 1.1).
+        h2c: on a cleartext listener, take HTTP/2 with prior knowledge too (by its preface).
+        upstream_tls: the client context for ``https://`` upstreams (default
+            :func:`make_upstream_tls`: verified).
     """
 
     def __init__(self, primary: str, candidate: str, *,
                  analyzer: Analyzer | AnalyzerProcess | None = None,
                  secondary: str | None = None, options: ShadowOptions = ShadowOptions(),
-                 mirror: bool = True) -> None:
+                 mirror: bool = True, listen_tls: ssl.SSLContext | None = None,
+                 h2c: bool = False, upstream_tls: ssl.SSLContext | None = None) -> None:
         self.options = options
-        ph, pp = parse_origin(primary)
-        ch, cp = parse_origin(candidate)
-        self.primary = UpstreamClient(ph, pp, timeout=options.primary_timeout,
-                                      capture=options.capture)
-        self.candidate = UpstreamClient(ch, cp, timeout=options.candidate_timeout,
-                                        connect_timeout=options.connect_timeout,
-                                        capture=options.capture)
+        self.listen_tls = listen_tls
+        self.h2c = h2c
+        origins = [parse_upstream(primary), parse_upstream(candidate)]
+        if secondary is not None:
+            origins.append(parse_upstream(secondary))
+        if upstream_tls is None and any(tls for _, _, tls in origins):
+            upstream_tls = make_upstream_tls()
+
+        def client(origin: tuple[str, int, bool], timeout: float,
+                   connect_timeout: float) -> UpstreamClient:
+            host, port, tls = origin
+            return UpstreamClient(host, port, timeout=timeout, connect_timeout=connect_timeout,
+                                  capture=options.capture, tls=upstream_tls if tls else None)
+
+        self.primary = client(origins[0], options.primary_timeout, 5.0)
+        self.candidate = client(origins[1], options.candidate_timeout, options.connect_timeout)
         self.secondary: UpstreamClient | None = None
         if secondary is not None:
-            sh, sp = parse_origin(secondary)
-            self.secondary = UpstreamClient(sh, sp, timeout=options.candidate_timeout,
-                                            connect_timeout=options.connect_timeout,
-                                            capture=options.capture)
+            self.secondary = client(origins[2], options.candidate_timeout,
+                                    options.connect_timeout)
         elif options.learn_noise:
-            self.secondary = UpstreamClient(ph, pp, timeout=options.candidate_timeout,
-                                            connect_timeout=options.connect_timeout,
-                                            capture=options.capture)
+            self.secondary = client(origins[0], options.candidate_timeout,
+                                    options.connect_timeout)
         self.analyzer = analyzer
         self.mirror = mirror
         self.stats = MirrorStats()
@@ -1438,7 +1531,8 @@ class ShadowProxy:
         self._queued_bytes = 0
         self._workers: list[asyncio.Task[None]] = []
         self._server: asyncio.Server | None = None
-        self._fronts: set[_Front] = set()
+        self._fronts: set[Any] = set()
+        """Client connections (:class:`_Front`, and ``h2front.H2Front``)."""
         self._rand = random.Random()
         self._closed = False
 
@@ -1448,7 +1542,11 @@ class ShadowProxy:
         self._workers = [asyncio.ensure_future(self._worker())
                          for _ in range(self.options.concurrency)]
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Front(self), host, port,
+        factory: Callable[[], asyncio.BaseProtocol] = lambda: _Front(self)  # noqa: E731
+        if self.listen_tls is not None or self.h2c:
+            from .h2front import dispatcher
+            factory = dispatcher(self)
+        self._server = await loop.create_server(factory, host, port, ssl=self.listen_tls,
                                                 reuse_address=True, backlog=1024)
         name = self._server.sockets[0].getsockname()
         return str(name[0]), int(name[1])

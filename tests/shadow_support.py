@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import uvloop
@@ -21,13 +24,14 @@ class ProxyRunner:
 
     def __init__(self, primary: str, candidate: str, *, store_path: str | None = None,
                  secondary: str | None = None, options: ShadowOptions | None = None,
-                 rules: Any = None, mirror: bool = True, attribute: Any = None) -> None:
+                 rules: Any = None, mirror: bool = True, attribute: Any = None,
+                 **proxy_kwargs: Any) -> None:
         self.store = Store(store_path) if store_path else None
         self.analyzer = (Analyzer(self.store, rules=rules, attribute=attribute)
                          if self.store else None)
         self.proxy = ShadowProxy(primary, candidate, analyzer=self.analyzer,
                                  secondary=secondary, options=options or ShadowOptions(),
-                                 mirror=mirror)
+                                 mirror=mirror, **proxy_kwargs)
         if self.analyzer is not None:
             self.analyzer.counters = self.proxy.stats.as_dict
         self.loop = uvloop.new_event_loop()
@@ -74,9 +78,11 @@ class RawServer:
     """An upstream that answers every request with fixed bytes (or a function of the request)."""
 
     def __init__(self, answer: bytes | Callable[[bytes], bytes] | None, *,
-                 blackhole: bool = False) -> None:
+                 blackhole: bool = False, tls: ssl.SSLContext | None = None) -> None:
         self.answer = answer
         self.blackhole = blackhole
+        self.tls = tls
+        """Serve HTTPS with this context (the handshake is made on the connection's thread)."""
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -89,7 +95,7 @@ class RawServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def __enter__(self) -> RawServer:
         self.thread.start()
@@ -117,6 +123,14 @@ class RawServer:
 
     def _serve(self, conn: socket.socket) -> None:
         buf = b""
+        if self.tls is not None:
+            conn.settimeout(10)
+            try:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            except OSError:
+                return
+            conn.settimeout(None)
+            self.conns.append(conn)
         with contextlib.suppress(OSError):
             while True:
                 data = conn.recv(65536)
@@ -196,3 +210,14 @@ def get(port: int, path: str = "/", *, method: str = "GET", body: bytes = b"",
         s.sendall(f"{method} {path} HTTP/1.1\r\nHost: t.example\r\n{headers}{extra}"
                   f"Connection: close\r\n\r\n".encode() + body)
         return read_response(s, head_request=method == "HEAD")
+
+
+def make_cert(directory: Path, name: str = "localhost") -> tuple[str, str]:
+    """A throw-away self-signed EC certificate for ``name`` and 127.0.0.1 (openssl CLI)."""
+    crt, key = directory / f"{name}.crt", directory / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out",
+                    str(crt), "-subj", f"/CN={name}", "-days", "2", "-addext",
+                    f"subjectAltName=DNS:{name},IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    return str(crt), str(key)

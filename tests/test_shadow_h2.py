@@ -1,0 +1,343 @@
+"""``tern shadow`` with TLS and HTTP/2 clients (curl, nghttp, raw frames), TLS upstreams.
+
+Every DESIGN.md §6 invariant checked for HTTP/1.1 in test_shadow_mirror.py is checked here for
+HTTP/2 streams: the primary's answer reaches the client, the candidate gets the mirror (marked),
+the store has the exchange (no difference from the client's HTTP version), the accounting
+balances, unsafe methods are skipped, and a misbehaving client leaves the next one alone.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hyperframe.frame import Frame, GoAwayFrame, PingFrame, SettingsFrame
+
+from shadow.echo import Behaviour, EchoServer, describe
+from shadow.mirror import ShadowOptions, make_upstream_tls, server_tls
+from tests.shadow_support import ProxyRunner, RawServer, make_cert
+
+REPO = Path(__file__).resolve().parents[1]
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+RAW = (b"HTTP/1.1 200 OK\r\nX-Up: raw\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
+       b"\r\nhello")
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    return make_cert(tmp_path_factory.mktemp("certs"))
+
+
+def curl(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["curl", "-sS", "--max-time", "20", *args], capture_output=True,
+                          timeout=30, check=False)
+
+
+def _writeout(out: bytes) -> list[tuple[str, str]]:
+    """Lines ``<<version code>>`` written by ``-w`` after each transfer."""
+    found = []
+    for part in out.split(b"<<")[1:]:
+        v, _, code = part.split(b">>")[0].decode().partition(" ")
+        found.append((v, code))
+    return found
+
+
+def _bodies(out: bytes) -> list[dict[str, object]]:
+    return [json.loads(p.rsplit(b"<<", 1)[0] if b"<<" in p else p)
+            for p in out.split(b">>\n") if p.strip()]
+
+
+def _store_counts(path: Path) -> tuple[int, list[str]]:
+    db = sqlite3.connect(path)
+    try:
+        n = db.execute("SELECT COUNT(*) FROM exchanges").fetchone()[0]
+        fields = [f for (f,) in db.execute("SELECT field FROM differences")]
+    finally:
+        db.close()
+    return int(n), fields
+
+
+def test_h2_over_tls_alpn(tmp_path: Path, cert: tuple[str, str]) -> None:
+    """curl --http2 over TLS: ALPN picks h2, three streams on one connection; each answer is the
+    primary's (its echo of the request it got, as HTTP/1.1), the candidate gets the mirrors with
+    the marker, the store has the exchanges with no difference (the client's HTTP/2 is not one),
+    and mirrored = eligible."""
+    store = tmp_path / "s.db"
+    with EchoServer("same") as p, EchoServer("same") as c, \
+            ProxyRunner(f"http://{p.address}", f"http://{c.address}", store_path=str(store),
+                        listen_tls=server_tls(*cert)) as r:
+        urls = [f"https://localhost:{r.port}/a/{i}?q={i}" for i in range(3)]
+        res = curl("--http2", "--cacert", cert[0], "--resolve", f"localhost:{r.port}:127.0.0.1",
+                   "-H", "X-Client: 1", "-w", "<<%{http_version} %{http_code}>>\n", *urls)
+        assert res.returncode == 0, res.stderr
+        assert _writeout(res.stdout) == [("2", "200")] * 3
+        r.wait_mirrored(3)
+        st = r.proxy.stats
+    bodies = _bodies(res.stdout)
+    assert [b["target"] for b in bodies] == [f"/a/{i}?q={i}" for i in range(3)]
+    by_target = {rec.target: rec for rec in p.records}
+    for b in bodies:  # the client got exactly what the primary answered to what it received
+        rec = by_target[str(b["target"])]
+        assert json.dumps(b, separators=(",", ":")).encode() == describe(rec)
+        assert rec.version == "1.1"
+        assert rec.header("host") == f"localhost:{r.port}"
+        assert rec.header("x-client") == "1"
+        assert rec.header("x-tern-shadow") is None
+    assert sorted(x.target for x in c.records) == sorted(by_target)
+    assert all(x.header("x-tern-shadow") == "1" for x in c.records)
+    assert st.eligible == st.mirrored == 3 and st.balanced()
+    n, fields = _store_counts(store)
+    assert n == 3 and fields == []
+
+
+def test_h1_over_tls_and_h2c_prior_knowledge_body(tmp_path: Path, cert: tuple[str, str]) -> None:
+    """HTTP/1.1 over TLS (ALPN http/1.1) still works; on a cleartext --h2c listener a 200 KiB
+    POST over HTTP/2 with prior knowledge (past the 64 KiB stream window: flow control) reaches
+    the primary and, with mirror_unsafe, the candidate whole; HTTP/1.1 on the same listener too."""
+    body = bytes(range(256)) * 800
+    (tmp_path / "body").write_bytes(body)
+    with EchoServer("p") as p, EchoServer("c") as c:
+        with ProxyRunner(f"http://{p.address}", f"http://{c.address}",
+                         listen_tls=server_tls(*cert)) as r:
+            res = curl("--http1.1", "-k", "-w", "<<%{http_version} %{http_code}>>\n",
+                       f"https://127.0.0.1:{r.port}/tls1")
+            assert _writeout(res.stdout) == [("1.1", "200")], res.stderr
+            r.wait_mirrored(1)
+        with ProxyRunner(f"http://{p.address}", f"http://{c.address}", h2c=True,
+                         options=ShadowOptions(mirror_unsafe=True)) as r:
+            res = curl("--http2-prior-knowledge", "--data-binary", f"@{tmp_path / 'body'}",
+                       "-w", "<<%{http_version} %{http_code}>>\n",
+                       f"http://127.0.0.1:{r.port}/up")
+            assert _writeout(res.stdout) == [("2", "200")], res.stderr
+            res1 = curl("--http1.1", "-w", "<<%{http_version} %{http_code}>>\n",
+                        f"http://127.0.0.1:{r.port}/plain")
+            assert _writeout(res1.stdout) == [("1.1", "200")], res1.stderr
+            r.wait_mirrored(2)
+            st = r.proxy.stats
+    up = [x for x in p.records if x.target == "/up"]
+    assert len(up) == 1 and up[0].body == body and up[0].method == "POST"
+    assert up[0].header("content-length") == str(len(body))
+    assert _bodies(res.stdout)[0]["body_length"] == len(body)
+    assert [x.body for x in c.records if x.target == "/up"] == [body]
+    assert {x.target for x in c.records} == {"/tls1", "/up", "/plain"}
+    assert st.eligible == st.mirrored == 2 and st.balanced()
+
+
+def test_h2_many_streams_nghttp_and_unsafe_skipped() -> None:
+    """nghttp with 40 concurrent streams: all answered by the primary and mirrored; a POST over
+    HTTP/2 is not mirrored by default (skipped_unsafe) and the accounting balances."""
+    with EchoServer("p") as p, EchoServer("c") as c, \
+            ProxyRunner(f"http://{p.address}", f"http://{c.address}", h2c=True) as r:
+        res = subprocess.run(["nghttp", "-n", "-s", "-m", "40", "-t", "20",
+                              f"http://127.0.0.1:{r.port}/many"], capture_output=True,
+                             timeout=30, check=False)
+        assert res.returncode == 0, res.stderr
+        res2 = curl("--http2-prior-knowledge", "-d", "x=1", "-o", "/dev/null", "-w",
+                    "<<%{http_version} %{http_code}>>\n", f"http://127.0.0.1:{r.port}/post")
+        assert _writeout(res2.stdout) == [("2", "200")], res2.stderr
+        r.wait_mirrored(40)
+        st = r.proxy.stats
+    assert len([x for x in p.records if x.target == "/many"]) == 40
+    assert [x.target for x in p.records if x.method == "POST"] == ["/post"]
+    assert len(c.records) == 40 and all(x.method == "GET" for x in c.records)
+    assert st.eligible == 41 and st.mirrored == 40 and st.skipped_unsafe == 1 and st.balanced()
+
+
+def test_h2_never_delayed_by_slow_candidate(cert: tuple[str, str]) -> None:
+    """A candidate that takes 2 s does not delay HTTP/2 answers (five streams in a row on one
+    connection finish well before one candidate answer could). (TLS: curl 7.88 cannot reuse a
+    prior-knowledge h2c connection, against nginx either.)"""
+    with EchoServer("p") as p, EchoServer("c", behaviours=[Behaviour(delay=2.0)]) as c, \
+            ProxyRunner(f"http://{p.address}", f"http://{c.address}",
+                        listen_tls=server_tls(*cert)) as r:
+        t = time.perf_counter()
+        res = curl("--http2", "-k", "-o", "/dev/null", "-o", "/dev/null", "-o",
+                   "/dev/null", "-o", "/dev/null", "-o", "/dev/null",
+                   *(f"https://127.0.0.1:{r.port}/s{i}" for i in range(5)))
+        elapsed = time.perf_counter() - t
+        assert res.returncode == 0, res.stderr
+        assert r.proxy.stats.mirrored == 0  # the candidate has not answered any yet
+        r.wait_mirrored(5)
+    assert elapsed < 1.5, elapsed
+    assert len(p.records) == len(c.records) == 5
+
+
+def _frames(data: bytes) -> list[Frame]:
+    out = []
+    while len(data) >= 9:
+        f, length = Frame.parse_frame_header(memoryview(data[:9]))
+        if len(data) < 9 + length:
+            break
+        f.parse_body(memoryview(data[9:9 + length]))
+        out.append(f)
+        data = data[9 + length:]
+    return out
+
+
+def test_h2_flood_does_not_disturb_next_client() -> None:
+    """A PING flood (3000 PINGs whose ACKs the client never reads) gets GOAWAY
+    ENHANCE_YOUR_CALM and the connection closed; the next client is served and mirrored."""
+    with EchoServer("p") as p, EchoServer("c") as c, \
+            ProxyRunner(f"http://{p.address}", f"http://{c.address}", h2c=True) as r:
+        s = socket.create_connection(("127.0.0.1", r.port), timeout=10)
+        flood = PREFACE + SettingsFrame(0).serialize() + b"".join(
+            PingFrame(0, opaque_data=i.to_bytes(8, "big")).serialize() for i in range(3000))
+        try:
+            s.sendall(flood)
+        except OSError:
+            pass  # closed on us mid-send: that is the point
+        got = b""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                d = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not d:
+                break
+            got += d
+        s.close()
+        goaway = [f for f in _frames(got) if isinstance(f, GoAwayFrame)]
+        assert goaway and goaway[-1].error_code == 0xB
+        res = curl("--http2-prior-knowledge", "-w", "<<%{http_version} %{http_code}>>\n",
+                   f"http://127.0.0.1:{r.port}/after")
+        assert _writeout(res.stdout) == [("2", "200")], res.stderr
+        r.wait_mirrored(1)
+        st = r.proxy.stats
+    assert [x.target for x in p.records] == ["/after"] == [x.target for x in c.records]
+    assert st.eligible == st.mirrored == 1 and st.balanced()
+
+
+def test_h2_client_reset_of_slow_primary_stream(tmp_path: Path) -> None:
+    """A client that resets a stream while the primary is slow: its primary connection is
+    aborted, nothing is answered on it, the accounting still balances (the chosen request counts
+    as mirrored, with its primary side an error) and the next stream is served."""
+    import h2.config
+    import h2.connection
+
+    store = tmp_path / "s.db"
+    with EchoServer("p", behaviours=[Behaviour(prefix="/slow", delay=1.0)]) as p, \
+            EchoServer("c") as c, \
+            ProxyRunner(f"http://{p.address}", f"http://{c.address}", h2c=True,
+                        store_path=str(store)) as r:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        s = socket.create_connection(("127.0.0.1", r.port), timeout=10)
+        hdrs = [(":method", "GET"), (":scheme", "http"), (":authority", "x"), (":path", "/slow")]
+        conn.send_headers(1, hdrs, end_stream=True)
+        s.sendall(conn.data_to_send())
+        time.sleep(0.2)  # the request is with the primary
+        conn.reset_stream(1)
+        conn.send_headers(3, [*hdrs[:3], (":path", "/next")], end_stream=True)
+        s.sendall(conn.data_to_send())
+        status = None
+        deadline = time.monotonic() + 10
+        while status is None and time.monotonic() < deadline:
+            data = s.recv(65536)
+            assert data
+            for ev in conn.receive_data(data):
+                if type(ev).__name__ == "ResponseReceived" and ev.stream_id == 3:
+                    status = dict(ev.headers)[b":status"]
+                assert not (type(ev).__name__ == "ResponseReceived" and ev.stream_id == 1)
+            s.sendall(conn.data_to_send())
+        s.close()
+        assert status == b"200"
+        r.wait_mirrored(2)
+        st = r.proxy.stats
+    # the reset one was chosen before the reset: it is mirrored as HTTP/1.x requests whose
+    # client went away are, but with no primary answer it is not compared
+    assert sorted(x.target for x in c.records) == ["/next", "/slow"]
+    assert st.eligible == st.mirrored == 2 and st.balanced()
+    assert st.primary_errors == 0  # a client's reset is not the primary's failure
+    n, _ = _store_counts(store)
+    assert n == 1
+
+
+def test_tls_upstreams_verified_by_default(cert: tuple[str, str]) -> None:
+    """https:// primary and candidate: a self-signed certificate is refused by default (502, a
+    primary error, never a traceback), accepted with its CA given, or with verification off; the
+    answer reaches an HTTP/2 client and the candidate gets the mirror over TLS."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*cert)
+    with RawServer(RAW, tls=ctx) as p, RawServer(RAW, tls=ctx) as c:
+        with ProxyRunner(p.url, c.url, h2c=True) as r:
+            res = curl("--http2-prior-knowledge", "-w", "<<%{http_version} %{http_code}>>\n",
+                       "-o", "/dev/null", f"http://127.0.0.1:{r.port}/v")
+            assert _writeout(res.stdout) == [("2", "502")], res.stderr
+            assert r.proxy.stats.primary_errors == 1
+        for up in (make_upstream_tls(cafile=cert[0]), make_upstream_tls(verify=False)):
+            before = len(c.requests)
+            with ProxyRunner(p.url, c.url, h2c=True, upstream_tls=up) as r:
+                res = curl("--http2-prior-knowledge", "-D", "-",
+                           f"http://127.0.0.1:{r.port}/v")
+                assert res.returncode == 0, res.stderr
+                assert res.stdout.startswith(b"HTTP/2 200")
+                assert b"x-up: raw" in res.stdout and res.stdout.endswith(b"\r\n\r\nhello")
+                r.wait_mirrored(1)
+                assert r.proxy.stats.candidate_errors == 0
+            assert len(c.requests) == before + 1
+            assert b"X-Tern-Shadow: 1" in c.requests[-1]
+
+
+def _tern(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "migrate.cli", *args], capture_output=True,
+                          text=True, cwd=REPO, timeout=timeout, check=False)
+
+
+def test_cli_tls_errors(tmp_path: Path, cert: tuple[str, str]) -> None:
+    """Bad TLS options: a clear message and exit 2, no traceback."""
+    base = ["shadow", "--listen", "127.0.0.1:0", "--primary", "http://127.0.0.1:1",
+            "--candidate", "http://127.0.0.1:2", "--store", str(tmp_path / "s.db")]
+    for extra, words in (
+            (["--tls-cert", str(tmp_path / "none.crt"), "--tls-key", cert[1]], "none.crt"),
+            (["--tls-cert", cert[0], "--tls-key", cert[0]], cert[0]),
+            (["--tls-cert", cert[0]], "--tls-key"),
+            (["--upstream-ca", str(tmp_path / "ca.pem")], "ca.pem")):
+        res = _tern(*base, *extra)
+        assert res.returncode == 2, res
+        assert words in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+def test_cli_shadow_tls_h2_end_to_end(tmp_path: Path, cert: tuple[str, str]) -> None:
+    """``tern shadow --tls-cert --tls-key`` as a process, curl --http2 through it: the answer is
+    the primary's, the store has the exchange and the counters balance."""
+    store = tmp_path / "s.db"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with EchoServer("same") as p, EchoServer("same") as c:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "migrate.cli", "shadow", "--listen", f"127.0.0.1:{port}",
+             "--primary", f"http://{p.address}", "--candidate", f"http://{c.address}",
+             "--store", str(store), "--tls-cert", cert[0], "--tls-key", cert[1],
+             "--duration", "20"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        try:
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            res = curl("--http2", "-k", "-w", "<<%{http_version} %{http_code}>>\n",
+                       f"https://127.0.0.1:{port}/cli")
+            assert _writeout(res.stdout) == [("2", "200")], res.stderr
+            deadline = time.monotonic() + 10
+            while not c.records and time.monotonic() < deadline:
+                time.sleep(0.02)
+        finally:
+            proc.send_signal(2)
+            _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "1 requests, 1 eligible, 1 mirrored, 0 dropped, 0 skipped" in err
+    assert _bodies(res.stdout)[0]["server"] == "same"
+    n, fields = _store_counts(store)
+    assert n == 1 and fields == []
