@@ -261,8 +261,7 @@ class H2Front(asyncio.Protocol):
         if self.closed:
             return
         self._events(self.adapter.receive_data(data))
-        self.flush()
-        self._resume()  # WINDOW_UPDATE or SETTINGS may have opened windows
+        self.flush()  # WINDOW_UPDATE or SETTINGS may have opened windows
 
     def eof_received(self) -> bool | None:
         self._events(self.adapter.receive_data(b""))
@@ -355,6 +354,7 @@ class H2Front(asyncio.Protocol):
         t = self.transport
         if data and t is not None:
             t.write(data)
+        self._resume()  # what waited for a window may have gone out now
         if self.adapter.must_close and t is not None:
             self.closed = True
             t.close()

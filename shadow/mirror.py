@@ -46,8 +46,14 @@ Noise: with a ``secondary`` (a second primary) each mirrored request also goes t
 ``learn_noise`` and no secondary, it goes to the primary a second time (marked, and only for
 mirrored requests; unsafe methods are then never sent twice). See :mod:`shadow.noise`.
 
-Not supported yet: HTTP/2 and HTTP/3 clients, TLS on either side, protocol upgrades (an upgrade
-request is forwarded and its answer relayed, but a 101 tunnel is closed after the head).
+TLS and HTTP/2: the listener may be TLS (``listen_tls``; ALPN ``h2`` or ``http/1.1``) and, on
+cleartext, take HTTP/2 with prior knowledge (``h2c``); HTTP/2 clients are served by
+:mod:`shadow.h2front` (each stream goes to the primary as HTTP/1.1, and is mirrored as above).
+``https://`` primaries and candidates are reached over TLS (:func:`make_upstream_tls`: verified
+by default).
+
+Not supported yet: HTTP/3 clients, protocol upgrades (an upgrade request is forwarded and its
+answer relayed, but a 101 tunnel is closed after the head).
 """
 
 from __future__ import annotations

@@ -341,3 +341,63 @@ def test_cli_shadow_tls_h2_end_to_end(tmp_path: Path, cert: tuple[str, str]) -> 
     assert _bodies(res.stdout)[0]["server"] == "same"
     n, fields = _store_counts(store)
     assert n == 1 and fields == []
+
+
+def test_h2_back_pressure_window_closed_pauses_the_primary() -> None:
+    """A client that opens no window past the first 64 KiB: the proxy stops reading the primary
+    (its answer stays in the primary, the proxy holds a bounded amount) instead of buffering the
+    16 MiB; once the client opens its windows, the whole answer arrives, byte for byte."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    size = 16 << 20
+    payload = bytes(range(251)) * (size // 251) + b"x" * (size % 251)
+    raw = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size + payload
+    with RawServer(raw) as p, EchoServer("c") as c, \
+            ProxyRunner(p.url, f"http://{c.address}", h2c=True) as r:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        s = socket.create_connection(("127.0.0.1", r.port), timeout=10)
+        conn.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", "x"),
+                              (":path", "/big")], end_stream=True)
+        s.sendall(conn.data_to_send())
+        got = bytearray()
+        ended = False
+
+        def pump(seconds: float, ack: bool) -> None:
+            nonlocal ended
+            s.settimeout(0.2)
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline and not ended:
+                try:
+                    data = s.recv(1 << 20)
+                except TimeoutError:
+                    continue
+                assert data
+                for ev in conn.receive_data(data):
+                    if isinstance(ev, h2.events.DataReceived):
+                        got.extend(ev.data)
+                        if ack:
+                            conn.acknowledge_received_data(ev.flow_controlled_length,
+                                                           ev.stream_id)
+                    elif isinstance(ev, h2.events.StreamEnded):
+                        ended = True
+                s.sendall(conn.data_to_send())
+
+        pump(1.5, ack=False)
+        assert len(got) <= 65535 and not ended
+        fronts = list(r.proxy._fronts)
+        assert len(fronts) == 1
+        stream = fronts[0].streams[1]
+        assert stream.up_paused  # the primary's connection is not read
+        held = fronts[0].adapter.buffered(1)
+        assert held < 4 << 20, held  # bounded, far from the 16 MiB
+        conn.increment_flow_control_window(1 << 30)
+        conn.increment_flow_control_window(1 << 30, stream_id=1)
+        s.sendall(conn.data_to_send())
+        pump(60, ack=True)
+        s.close()
+        assert ended
+        r.wait_mirrored(1)
+    assert bytes(got) == payload
