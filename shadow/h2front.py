@@ -63,7 +63,7 @@ from .mirror import (
 if TYPE_CHECKING:
     from .mirror import ShadowProxy
 
-__all__ = ["H2Front", "STREAM_HIGH_WATER", "dispatcher"]
+__all__ = ["H2Front", "STREAM_HIGH_WATER", "StreamFront", "dispatcher"]
 
 STREAM_HIGH_WATER = 256 * 1024
 """Response bytes a stream may have waiting for its window before its primary is not read."""
@@ -83,7 +83,7 @@ def dispatcher(proxy: ShadowProxy) -> Callable[[], asyncio.BaseProtocol]:
 class _Stream(ResponseSink):
     """One client stream: its request, its primary exchange and its flow control."""
 
-    def __init__(self, front: H2Front, head: RequestHeaders) -> None:
+    def __init__(self, front: StreamFront, head: RequestHeaders) -> None:
         self.front = front
         self.sid = head.stream_id
         self.r = _ClientRequest(head.stream_id, head)
@@ -110,11 +110,13 @@ class _Stream(ResponseSink):
             r.body.clear()
         st = r.stream
         if st is None:
-            self.front.adapter.consumed(self.sid, len(data))
+            self.front.ack(self.sid, len(data))
             return
         st.feed(data)
         self.unacked += len(data)
         self._flow(st.blocked)
+        if self.unacked:
+            self.front.body_waiting(self.sid, self.unacked)
 
     def _flow(self, blocked: bool) -> None:
         """Give bytes back to the client's window while the primary takes them (rule 4)."""
@@ -122,8 +124,7 @@ class _Stream(ResponseSink):
         if self.unacked and st is not None and (
                 st.detached or (st.conn is not None and not blocked)):
             n, self.unacked = self.unacked, 0
-            self.front.adapter.consumed(self.sid, n)
-            self.front.defer_flush()
+            self.front.ack(self.sid, n)
 
     def end(self) -> None:
         r = self.r
@@ -166,26 +167,24 @@ class _Stream(ResponseSink):
         status = fetched.status or 502
         if self.reset or status < 200:  # no 101 tunnels on HTTP/2: the stream gets a 502
             return False
-        self.front.adapter.send(ResponseHeaders(stream_id=self.sid, status=status,
-                                                headers=tuple(fetched.headers)))
-        self.front.defer_flush()
+        self.front.send(ResponseHeaders(stream_id=self.sid, status=status,
+                                        headers=tuple(fetched.headers)))
         return True
 
     def body(self, data: bytes) -> None:
         if self.reset or self.is_head:
             return
         front = self.front
-        front.adapter.send(ResponseData(stream_id=self.sid, data=data))
-        front.defer_flush()
+        front.send(ResponseData(stream_id=self.sid, data=data))
         if not self.up_paused and self.upstream is not None and (
-                not front.write_ok or front.adapter.buffered(self.sid) > STREAM_HIGH_WATER):
+                not front.write_ok or front.backlog(self.sid) > STREAM_HIGH_WATER):
             self.up_paused = True
             self.upstream.pause_reading()
 
     def maybe_resume(self) -> None:
         front = self.front
         if self.up_paused and self.upstream is not None and front.write_ok and (
-                self.reset or front.adapter.buffered(self.sid) <= STREAM_HIGH_WATER):
+                self.reset or front.backlog(self.sid) <= STREAM_HIGH_WATER):
             self.up_paused = False
             self.upstream.resume_reading()
 
@@ -222,20 +221,95 @@ class _Stream(ResponseSink):
                 front.page(self.sid, 502)
             elif fetched.error:  # cut short after the head: the client sees a reset stream
                 proxy.stats.primary_errors += 1
-                front.adapter.send(StreamReset(stream_id=self.sid))
+                front.send(StreamReset(stream_id=self.sid))
             elif not fetched.relayed:  # a 101: HTTP/2 has no upgrade
                 proxy.stats.primary_errors += 1
                 front.page(self.sid, 502)
             else:
-                front.adapter.send(ResponseEnd(stream_id=self.sid))
-            front.defer_flush()
+                front.send(ResponseEnd(stream_id=self.sid))
+        except Exception:  # noqa: BLE001 - contained: that stream is reset, the rest goes on
+            proxy.stats.primary_errors += 1
+            if not self.reset:
+                front.send(StreamReset(stream_id=self.sid))
         finally:
             if r.mirror:  # chosen, but the primary's answer never came
                 proxy._submit(r, None, Fetched(error="client gone"))
             front.streams.pop(self.sid, None)
 
 
-class H2Front(asyncio.Protocol):
+class StreamFront:
+    """What :class:`_Stream` needs of its connection, and the request events' dispatch (shared
+    by the HTTP/2 and the HTTP/3 fronts)."""
+
+    proxy: ShadowProxy
+    streams: dict[int, _Stream]
+    write_ok: bool
+    loop: asyncio.AbstractEventLoop
+
+    def send(self, event: Any) -> None:
+        """Queue a response event and have it written soon."""
+        raise NotImplementedError
+
+    def ack(self, sid: int, n: int) -> None:
+        """``n`` request body bytes of a stream are taken: let the client send more."""
+        raise NotImplementedError
+
+    def body_waiting(self, sid: int, n: int) -> None:
+        """``n`` request body bytes of a stream wait for the primary."""
+
+    def backlog(self, sid: int) -> int:
+        """Response bytes of a stream not yet taken by the client."""
+        raise NotImplementedError
+
+    def _events(self, events: list[Any]) -> None:
+        for ev in events:
+            if isinstance(ev, RequestHeaders):
+                s = _Stream(self, ev)
+                self.streams[ev.stream_id] = s
+                if ev.end_stream:
+                    s.end()
+                s.task = self.loop.create_task(s.run())
+            elif isinstance(ev, RequestData):
+                target = self.streams.get(ev.stream_id)
+                if target is not None:
+                    target.data(ev.data)
+                else:
+                    self.ack(ev.stream_id, len(ev.data))
+            elif isinstance(ev, RequestEnd):
+                target = self.streams.get(ev.stream_id)
+                if target is not None:
+                    target.end()
+            elif isinstance(ev, RequestRejected):
+                target = self.streams.get(ev.stream_id)
+                if target is not None:
+                    target.rejected(ev.status_hint or 400)
+                else:
+                    self.proxy.stats.requests += 1
+                    self.page(ev.stream_id, ev.status_hint or 400)
+            elif isinstance(ev, StreamReset):
+                target = self.streams.get(ev.stream_id)
+                if target is not None:
+                    target.cancel()
+            else:
+                raise RuntimeError(f"Unexpected event {ev!r}")
+
+    def page(self, sid: int, status: int) -> None:
+        """Answer a stream with the proxy's own page for ``status``."""
+        wire = 400 if status == 494 else status
+        body = _REJECT_BODY % wire
+        self.send(ResponseHeaders(stream_id=sid, status=wire, headers=(
+            (b"content-type", b"text/html"), (b"content-length", b"%d" % len(body)))))
+        self.send(ResponseData(stream_id=sid, data=body))
+        self.send(ResponseEnd(stream_id=sid))
+
+    def _resume(self) -> None:
+        if self.write_ok:
+            for s in self.streams.values():
+                if s.up_paused:
+                    s.maybe_resume()
+
+
+class H2Front(StreamFront, asyncio.Protocol):
     """One client connection speaking HTTP/2."""
 
     def __init__(self, proxy: ShadowProxy) -> None:
@@ -289,55 +363,18 @@ class H2Front(asyncio.Protocol):
             self.transport.resume_reading()
         self._resume()
 
-    # events ---------------------------------------------------------------------------------
+    # StreamFront ----------------------------------------------------------------------------
 
-    def _events(self, events: list[Any]) -> None:
-        for ev in events:
-            if isinstance(ev, RequestHeaders):
-                s = _Stream(self, ev)
-                self.streams[ev.stream_id] = s
-                if ev.end_stream:
-                    s.end()
-                s.task = self.loop.create_task(s.run())
-            elif isinstance(ev, RequestData):
-                target = self.streams.get(ev.stream_id)
-                if target is not None:
-                    target.data(ev.data)
-                else:
-                    self.adapter.consumed(ev.stream_id, len(ev.data))
-            elif isinstance(ev, RequestEnd):
-                target = self.streams.get(ev.stream_id)
-                if target is not None:
-                    target.end()
-            elif isinstance(ev, RequestRejected):
-                target = self.streams.get(ev.stream_id)
-                if target is not None:
-                    target.rejected(ev.status_hint or 400)
-                else:
-                    self.proxy.stats.requests += 1
-                    self.page(ev.stream_id, ev.status_hint or 400)
-            elif isinstance(ev, StreamReset):
-                target = self.streams.get(ev.stream_id)
-                if target is not None:
-                    target.cancel()
-            else:
-                raise RuntimeError(f"Unexpected event {ev!r}")
-
-    def page(self, sid: int, status: int) -> None:
-        """Answer a stream with the proxy's own page for ``status``."""
-        wire = 400 if status == 494 else status
-        body = _REJECT_BODY % wire
-        self.adapter.send(ResponseHeaders(stream_id=sid, status=wire, headers=(
-            (b"content-type", b"text/html"), (b"content-length", b"%d" % len(body)))))
-        self.adapter.send(ResponseData(stream_id=sid, data=body))
-        self.adapter.send(ResponseEnd(stream_id=sid))
+    def send(self, event: Any) -> None:
+        self.adapter.send(event)
         self.defer_flush()
 
-    def _resume(self) -> None:
-        if self.write_ok:
-            for s in self.streams.values():
-                if s.up_paused:
-                    s.maybe_resume()
+    def ack(self, sid: int, n: int) -> None:
+        self.adapter.consumed(sid, n)
+        self.defer_flush()
+
+    def backlog(self, sid: int) -> int:
+        return self.adapter.buffered(sid)
 
     # writes ---------------------------------------------------------------------------------
 
