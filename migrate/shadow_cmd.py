@@ -173,6 +173,8 @@ def _run_loop() -> asyncio.AbstractEventLoop:
 @click.option("--tls-cert", help="Certificate (PEM chain) for TLS on the listener (ALPN h2, "
               "http/1.1).")
 @click.option("--tls-key", help="Private key (PEM) of --tls-cert.")
+@click.option("--quic", is_flag=True,
+              help="Serve HTTP/3 on UDP at the same address and port (needs --tls-cert).")
 @click.option("--h2c", is_flag=True,
               help="Cleartext listener: accept HTTP/2 with prior knowledge too.")
 @click.option("--insecure-upstream", is_flag=True,
@@ -183,7 +185,8 @@ def shadow_cmd(listen: str, primary: str, candidate: str, secondary: str | None,
                store_path: str, sample: float, mirror_unsafe: bool, learn_noise: bool,
                config_path: str | None, rules_path: str | None, concurrency: int,
                queue_size: int, candidate_timeout: float, duration: float | None,
-               no_mirror: bool, tls_cert: str | None, tls_key: str | None, h2c: bool,
+               no_mirror: bool, tls_cert: str | None, tls_key: str | None, quic: bool,
+               h2c: bool,
                insecure_upstream: bool, upstream_ca: str | None) -> None:
     """Answer clients from the primary and mirror their requests to the candidate."""
     host, port = _split_listen(listen)
@@ -193,6 +196,16 @@ def shadow_cmd(listen: str, primary: str, candidate: str, secondary: str | None,
     if tls_cert is not None and tls_key is not None:
         try:
             listen_tls = server_tls(tls_cert, tls_key)
+        except ValueError as exc:
+            _fail(str(exc))
+    quic_cfg = None
+    if quic:
+        if tls_cert is None or tls_key is None:
+            _fail("--quic needs --tls-cert and --tls-key")
+            return
+        from shadow.h3front import quic_configuration
+        try:
+            quic_cfg = quic_configuration(tls_cert, tls_key)
         except ValueError as exc:
             _fail(str(exc))
     if insecure_upstream and upstream_ca is not None:
@@ -223,7 +236,7 @@ def shadow_cmd(listen: str, primary: str, candidate: str, secondary: str | None,
     try:
         proxy = ShadowProxy(primary, candidate, analyzer=analyzer, secondary=secondary,
                             options=options, mirror=not no_mirror, listen_tls=listen_tls,
-                            h2c=h2c, upstream_tls=up_tls)
+                            h2c=h2c, upstream_tls=up_tls, quic=quic_cfg)
     except ValueError as exc:
         _fail(str(exc))
         return

@@ -1497,6 +1497,8 @@ class ShadowProxy:
         options: limits and switches.
         listen_tls: the listener's TLS context (:func:`server_tls`; ALPN picks HTTP/2 or 1.1).
         h2c: on a cleartext listener, take HTTP/2 with prior knowledge too (by its preface).
+        quic: a QUIC configuration (``h3front.quic_configuration``): serve HTTP/3 on UDP at the
+            listener's address and port too.
         upstream_tls: the client context for ``https://`` upstreams (default
             :func:`make_upstream_tls`: verified).
     """
@@ -1505,10 +1507,13 @@ class ShadowProxy:
                  analyzer: Analyzer | AnalyzerProcess | None = None,
                  secondary: str | None = None, options: ShadowOptions = ShadowOptions(),
                  mirror: bool = True, listen_tls: ssl.SSLContext | None = None,
-                 h2c: bool = False, upstream_tls: ssl.SSLContext | None = None) -> None:
+                 h2c: bool = False, upstream_tls: ssl.SSLContext | None = None,
+                 quic: Any = None) -> None:
         self.options = options
         self.listen_tls = listen_tls
         self.h2c = h2c
+        self.quic = quic
+        self._quic_server: Any = None
         origins = [parse_upstream(primary), parse_upstream(candidate)]
         if secondary is not None:
             origins.append(parse_upstream(secondary))
@@ -1555,6 +1560,9 @@ class ShadowProxy:
         self._server = await loop.create_server(factory, host, port, ssl=self.listen_tls,
                                                 reuse_address=True, backlog=1024)
         name = self._server.sockets[0].getsockname()
+        if self.quic is not None:
+            from .h3front import start_quic
+            self._quic_server = await start_quic(self, str(name[0]), int(name[1]), self.quic)
         return str(name[0]), int(name[1])
 
     async def stop(self) -> None:
@@ -1564,6 +1572,10 @@ class ShadowProxy:
         for f in list(self._fronts):
             if f.transport is not None:
                 f.transport.close()
+            elif hasattr(f, "close"):  # a QUIC connection (its socket is the server's)
+                f.close()
+        if self._quic_server is not None:
+            self._quic_server.close()
         deadline = time.monotonic() + self.options.drain_timeout
         while self.stats.pending and time.monotonic() < deadline:
             await asyncio.sleep(0.02)

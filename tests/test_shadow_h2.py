@@ -299,7 +299,8 @@ def test_cli_tls_errors(tmp_path: Path, cert: tuple[str, str]) -> None:
             (["--tls-cert", str(tmp_path / "none.crt"), "--tls-key", cert[1]], "none.crt"),
             (["--tls-cert", cert[0], "--tls-key", cert[0]], cert[0]),
             (["--tls-cert", cert[0]], "--tls-key"),
-            (["--upstream-ca", str(tmp_path / "ca.pem")], "ca.pem")):
+            (["--upstream-ca", str(tmp_path / "ca.pem")], "ca.pem"),
+            (["--quic"], "--quic needs --tls-cert")):
         res = _tern(*base, *extra)
         assert res.returncode == 2, res
         assert words in res.stderr and "Traceback" not in res.stderr, res.stderr
@@ -401,3 +402,48 @@ def test_h2_back_pressure_window_closed_pauses_the_primary() -> None:
         assert ended
         r.wait_mirrored(1)
     assert bytes(got) == payload
+
+
+def test_h3_quic_streams_mirrored(tmp_path: Path, cert: tuple[str, str]) -> None:
+    """HTTP/3 (aioquic client) on the listener's port over UDP: five concurrent GETs answered
+    by the primary and mirrored (no difference in the store), a 200 KB POST (past the 64 KiB
+    stream window) reaches the primary whole and is not mirrored by default, a malformed
+    request resets its stream only and the next one is served; the accounting balances."""
+    import asyncio
+
+    from shadow.h3front import quic_configuration
+    from tests.protocol.h3_client import h3_connect
+
+    store = tmp_path / "s.db"
+    post_body = bytes(range(200)) * 1000
+    with EchoServer("same") as p, EchoServer("same") as c, \
+            ProxyRunner(f"http://{p.address}", f"http://{c.address}", store_path=str(store),
+                        listen_tls=server_tls(*cert), quic=quic_configuration(*cert)) as r:
+        async def go() -> tuple[list[object], object, object, object]:
+            async with h3_connect(r.port, Path(cert[0])) as cl:
+                rs = await asyncio.gather(*(cl.request("GET", f"/q/{i}") for i in range(5)))
+                post = await cl.request("POST", "/p", body=post_body, timeout=20)
+                bad = await cl.response(cl.send_request("GET", "/bad", raw=[
+                    (b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"localhost"),
+                    (b":path", b"/bad"), (b"Bad", b"x")]))
+                after = await cl.request("GET", "/after")
+                return list(rs), post, bad, after
+
+        rs, post, bad, after = asyncio.run(go())
+        r.wait_mirrored(6)
+        st = r.proxy.stats
+    by_target = {rec.target: rec for rec in p.records}
+    for i, resp in enumerate(rs):
+        assert resp.status == 200  # type: ignore[attr-defined]
+        assert resp.body == describe(by_target[f"/q/{i}"])  # type: ignore[attr-defined]
+        assert by_target[f"/q/{i}"].version == "1.1"
+    assert post.status == 200  # type: ignore[attr-defined]
+    assert by_target["/p"].body == post_body
+    assert bad.reset is not None and "/bad" not in by_target  # type: ignore[attr-defined]
+    assert after.status == 200  # type: ignore[attr-defined]
+    assert sorted(x.target for x in c.records) == sorted([f"/q/{i}" for i in range(5)]
+                                                         + ["/after"])
+    assert all(x.header("x-tern-shadow") == "1" for x in c.records)
+    assert st.eligible == 7 and st.mirrored == 6 and st.skipped_unsafe == 1 and st.balanced()
+    n, fields = _store_counts(store)
+    assert n == 6 and fields == []
