@@ -52,8 +52,11 @@ cleartext, take HTTP/2 with prior knowledge (``h2c``); HTTP/2 clients are served
 ``https://`` primaries and candidates are reached over TLS (:func:`make_upstream_tls`: verified
 by default).
 
-Not supported yet: HTTP/3 clients, protocol upgrades (an upgrade request is forwarded and its
-answer relayed, but a 101 tunnel is closed after the head).
+With ``quic``, HTTP/3 is served on UDP at the same address and port (:mod:`shadow.h3front`,
+the same per-stream handling).
+
+Not supported yet: protocol upgrades (an upgrade request is forwarded and its answer relayed,
+but a 101 tunnel is closed after the head).
 """
 
 from __future__ import annotations

@@ -447,3 +447,47 @@ def test_h3_quic_streams_mirrored(tmp_path: Path, cert: tuple[str, str]) -> None
     assert st.eligible == 7 and st.mirrored == 6 and st.skipped_unsafe == 1 and st.balanced()
     n, fields = _store_counts(store)
     assert n == 6 and fields == []
+
+
+def test_h2_upload_to_stalled_primary_held_by_flow_control() -> None:
+    """A primary that never reads: an HTTP/2 upload of 32 MiB is held by the client's windows
+    (the proxy gives bytes back only as the primary's connection takes them), not buffered."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    with RawServer(None, blackhole=True) as p, EchoServer("c") as c, \
+            ProxyRunner(p.url, f"http://{c.address}", h2c=True,
+                        options=ShadowOptions(mirror_unsafe=True)) as r:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        s = socket.create_connection(("127.0.0.1", r.port), timeout=10)
+        total = 32 << 20
+        conn.send_headers(1, [(":method", "PUT"), (":scheme", "http"), (":authority", "x"),
+                              (":path", "/up"), ("content-length", str(total))])
+        s.sendall(conn.data_to_send())
+        sent = 0
+        s.settimeout(0.02)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and sent < total:
+            room = min(conn.local_flow_control_window(1), conn.max_outbound_frame_size,
+                       total - sent)
+            if room > 0:
+                conn.send_data(1, b"u" * room)
+                sent += room
+                s.sendall(conn.data_to_send())
+                continue
+            try:
+                data = s.recv(65536)
+            except TimeoutError:
+                continue
+            assert data
+            conn.receive_data(data)
+            s.sendall(conn.data_to_send())
+        # what waits in the proxy for the primary: about the transport's high-water mark (the
+        # rest of what the client could send sits in the kernel's socket buffers)
+        waiting = [u.transport.get_write_buffer_size() for u in list(r.proxy.primary._all)
+                   if u.transport is not None]
+        s.close()
+    assert 0 < sent < total, sent
+    assert len(waiting) == 1 and waiting[0] <= 192 << 10, waiting
