@@ -39,8 +39,9 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from . import accesslog, ranges, responses
+from . import accesslog, gzipfilter, ranges, responses
 from .interp import Interpreter, RequestState, RouteRequest, RouteResult
 from .io.upstream import UpstreamConnection, UpstreamError, UpstreamPool, UpstreamResponse
 from .limits import ConnZone, ReqZone
@@ -56,6 +57,9 @@ from .model import (
     Upstream,
 )
 from .protocol.events import RequestHeaders
+
+if TYPE_CHECKING:
+    from .fastcgi import FastcgiHandler
 from .units import parse_size, parse_time
 from .upstream.balancer import Attempt, Peer, PeerGroup
 
@@ -77,6 +81,7 @@ ACCEL_KEEP = frozenset({b"content-type", b"set-cookie", b"content-disposition",
 """Upstream headers kept across X-Accel-Redirect (``redirect`` flag in ngx_http_upstream)."""
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 FAILURE_STATUSES = frozenset({500, 502, 503, 504})
+_NO_CONTENT_DROP = frozenset({b"content-type", b"content-length", b"last-modified"})
 _LOWER_NAMES: dict[bytes, str] = {}
 """Client header names as received -> lower-case str (bounded cache)."""
 _LOWER_BYTES: dict[bytes, bytes] = {}
@@ -245,6 +250,7 @@ class Engine:
         self.groups: dict[str, PeerGroup] = {
             name: PeerGroup.from_model(up) for name, up in self.upstreams.items()}
         self._literal_groups: dict[tuple[str, int], PeerGroup] = {}
+        self._fastcgi: FastcgiHandler | None = None
         self.req_zones = {z.name: ReqZone(z) for z in (http.limit_req_zones if http else ())}
         self.conn_zones = {z.name: ConnZone(z) for z in (http.limit_conn_zones if http else ())}
         self.interp.preaccess_hook = self._preaccess
@@ -620,14 +626,27 @@ class Engine:
                        resume: ProxyResume | None = None) -> None:
         if result.state is not None and result.state.limit_delay > 0:
             await asyncio.sleep(result.state.limit_delay)
+        client = ex
         for _ in range(12):  # error_page after intercepted upstream errors may loop, bounded
             kind = result.kind
             state = result.state
+            ex = gzipfilter.wrap(client, state, run, kind)  # gzip on: nginx's gzip filter
             if kind == "proxy":
                 assert state is not None
                 again = await self._proxy(ex, result, state, run, resume if resume is not None
                                           and resume.plan is not None else None)
                 resume = None
+                if again is None:
+                    return
+                result = again
+                continue
+            if kind == "fastcgi":
+                assert state is not None
+                from .fastcgi import FastcgiHandler
+
+                if self._fastcgi is None:
+                    self._fastcgi = FastcgiHandler(self)
+                again = await self._fastcgi.run(ex, result, state, run)
                 if again is None:
                     return
                 result = again
@@ -870,7 +889,8 @@ class Engine:
             headers = self._finish_headers(state, status, headers, run)
             # the range filter runs after add_header/expires, on a 200 only
             max_ranges = _raw_size(state, "max_ranges", -1)
-            spans = None if status != 200 or max_ranges == 0 else ranges.byte_ranges(
+            spans = None if status != 200 or max_ranges == 0 or gzipfilter.compresses(
+                ex, status, headers) else ranges.byte_ranges(
                 state.req.headers.get("range"), state.req.headers.get("if-range"),
                 etag if etag_on is not False else None, int(st.st_mtime), st.st_size,
                 None if max_ranges < 0 else max_ranges)
@@ -1389,6 +1409,9 @@ class Engine:
                     new = self._rewrite_redirect(state, pconf, pp, value, at + 4)
                     if new is not None:
                         value = new
+            if status == 204 and low in _NO_CONTENT_DROP:
+                # ngx_http_header_filter: a 204 loses its type, length and Last-Modified
+                continue
             passed.append((name, value))
         headers.extend(passed)
         is_upgrade = resp.status == 101 and upgrade

@@ -27,11 +27,13 @@ Rules:
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from .engine import ProxyResume, _ProxyPlan, _Run, _header, _head_size
+from . import gzipfilter
+from .engine import ProxyResume, _ProxyPlan, _Run, _head_size
 from .interp import RouteResult
 from .io.upstream import UpstreamConnection, UpstreamError
 from .upstream.balancer import Peer
@@ -55,11 +57,15 @@ class Host(Protocol):
     def fast_drain(self, finish: Callable[[bool], None]) -> None: ...
 
 
+ENABLED = os.environ.get("TERN_FASTPATH", "on") != "off"
+"""``TERN_FASTPATH=off`` in the environment: every request takes the general path (to compare)."""
+
+
 def start(engine: Engine, host: Host, ex: Exchange) -> bool:
     """Serve ``ex`` on the fast path; False when it is not a candidate at all (the caller
     starts the general path).  True: the request is served, being served, or handed over."""
     head = ex.head
-    if not head.end_stream or head.upgrade is not None:
+    if not head.end_stream or head.upgrade is not None or not ENABLED:
         return False
     run = _Run(time.time())
     try:
@@ -69,7 +75,8 @@ def start(engine: Engine, host: Host, ex: Exchange) -> bool:
         host.resume_general(ex, ProxyResume(None, run, None, raised=exc))
         return True
     state = result.state
-    if result.kind != "proxy" or state is None or state.limit_delay > 0:
+    if result.kind != "proxy" or state is None or state.limit_delay > 0 or \
+            gzipfilter.enabled(state):  # gzip on: the general path runs the gzip filter
         host.resume_general(ex, ProxyResume(result, run, None))
         return True
     target = engine._proxy_target(result, state, run)
@@ -151,12 +158,13 @@ class _Waiting:
         status = resp.status if resp is not None else 0
         if (resp is None or conn._error is not None or not conn._complete
                 or result.override_status is not None
-                or _head_size(resp) > pconf.buffer_size
+                or (conn.received > pconf.buffer_size
+                    and _head_size(resp) > pconf.buffer_size)
                 or status in pconf.next_statuses
                 or (pconf.intercept_errors and status >= 300)
                 or status in (101, 204, 304) or plan.method == "HEAD"
                 or self.ex.head.method == b"HEAD"
-                or _header(resp.headers, b"x-accel-redirect") is not None):
+                or resp.accel):
             self._hand_over(pconf.read_timeout)
             return
         conn.watcher = None

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 from urllib.parse import unquote_plus
 
+from . import geo
 from .access import (
     CompiledRule,
     UserFileError,
@@ -273,6 +274,18 @@ class RequestState:
             return f"{req.method} {self.request_uri} HTTP/{req.http_version}"
         if name == "document_root":
             return self.document_root()
+        if name in ("fastcgi_script_name", "fastcgi_path_info"):
+            from .fastcgi import split_path_info
+
+            return split_path_info(self)[0 if name == "fastcgi_script_name" else 1]
+        if name == "content_length":
+            # ngx_http_variable_content_length: the header, else a read chunked body's size
+            value = req.headers.get("content-length")
+            if value is None and self.body_read and self.request_body is not None:
+                return str(len(self.request_body))
+            return value
+        if name == "content_type":
+            return req.headers.get("content-type")
         if name in ("request_filename", "realpath_root"):
             return self.filename(self.uri) if name == "request_filename" else self.document_root()
         if name.startswith("http_"):
@@ -297,6 +310,11 @@ class RequestState:
         mp = self.interp.maps.get(name)
         if mp is not None:
             return self.eval_map(mp)
+        gv = self.interp.geos.get(name)
+        if gv is not None:  # geo: proxy/geo.py
+            return geo.lookup(gv, req.remote_addr, self.var(gv.address_var) if gv.address_var
+                              else None, [v.decode("latin-1") for k, v in req.raw_headers
+                                          if k.lower() == b"x-forwarded-for"])
         self.result.unknown_variables.add(name)
         return None
 
@@ -434,6 +452,7 @@ class Interpreter:
         self.router = Router(config)
         self.prefix = prefix or config.prefix
         self.maps = {mp.variable: mp for mp in (config.http.maps if config.http else ())}
+        self.geos = geo.compile_all(config)
         self.explain = True
         """Record ``Step``s in results (``tern route``); the engine turns it off: the steps
         are never read while serving, and building them costs on every request."""
@@ -1007,9 +1026,18 @@ class Interpreter:
     def _content(self, ctx: RequestState) -> None:
         loc = ctx.location
         pp = None
+        fcgi = None
         for scope in ctx.scope_chain[len(self._base_chain(ctx)):]:
             if scope.proxy_pass is not None:
-                pp = scope.proxy_pass
+                pp, fcgi = scope.proxy_pass, None
+            if scope.fastcgi_pass is not None:
+                pp, fcgi = None, scope.fastcgi_pass
+        if fcgi is not None:
+            ctx.result.kind = "fastcgi"
+            if self.explain:
+                ctx.result.steps.append(Step("fastcgi", f"fastcgi_pass {fcgi.address.raw}",
+                                             ctx.uri, loc))
+            raise _Done()
         if pp is not None:
             ctx.result.proxy_url = pp.url.raw
             ctx.result.kind = "proxy"
@@ -1128,6 +1156,10 @@ class Interpreter:
                         ctx.result.status = 500
                         ctx.result.kind = "error"
                         return
+                    if not page.response_from_target:
+                        # ngx_http_send_error_page sets err_status before the named location
+                        # too: a proxied answer goes out with the overriding status
+                        ctx.result.override_status = new_status
                     try:
                         self._internal_redirect(ctx, "error_page", target, named=loc)
                     except _Finish as fin:

@@ -50,6 +50,8 @@ class UpstreamResponse:
     chunked: bool
     content_length: int | None
     upgrade: bool = False
+    accel: bool = False
+    """An X-Accel-Redirect header is present."""
 
 
 class _Parser:
@@ -110,6 +112,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_method = False
         self.got_bytes = False
         self._tunnel: tuple[Callable[[bytes], None], Callable[[Exception | None], None]] | None = None
+        self.received = 0
+        """Bytes received since the last request was written (a bound on its head's size)."""
         self.watcher: Callable[[], None] | None = None
         """Called after each batch of received bytes is parsed, at EOF and when the connection
         is lost (the fast path waits for its response this way, without a future)."""
@@ -122,6 +126,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
+        self.received += len(data)
         if self._tunnel is not None:
             self._tunnel[0](data)
             return
@@ -182,6 +187,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._parser = httptools.HttpResponseParser(cb)
             return
         chunked = False
+        accel = False
         length: int | None = None
         for name, value in cb.headers:
             ln = name.lower()
@@ -189,10 +195,12 @@ class UpstreamConnection(asyncio.Protocol):
                 chunked = True
             elif ln == b"content-length" and value.strip().isdigit():
                 length = int(value)
+            elif ln == b"x-accel-redirect":
+                accel = True
         resp = UpstreamResponse(
             status=status, reason=cb.reason.strip(), version=p.get_http_version(),
             headers=cb.headers, keep_alive=p.should_keep_alive(), chunked=chunked,
-            content_length=length, upgrade=status == 101)
+            content_length=length, upgrade=status == 101, accel=accel)
         self._response = resp
         if self._head_method or status in (204, 304) or status == 101:
             # no body follows; httptools does not know the request was HEAD
@@ -302,6 +310,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._error = None
         self._body.clear()
         self.got_bytes = False
+        self.received = 0
         self._parser_cb = _Parser(self)
         self._parser = httptools.HttpResponseParser(self._parser_cb)
         if self.closed or transport.is_closing():

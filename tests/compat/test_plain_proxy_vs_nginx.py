@@ -21,6 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from servepair import NGINX_BIN, Pair  # noqa: E402
 
+from shadow.echo import Action, Behaviour  # noqa: E402
+
 pytestmark = [
     pytest.mark.nginx,
     pytest.mark.timeout(120),
@@ -162,3 +164,186 @@ class TestPlainProxy:
         first = pair.ask("/limited/1", host="plain.test").check()
         second = pair.ask("/limited/2", host="plain.test").check()
         assert (first.status, second.status) == (200, 503)
+
+
+# --------------------------------------------------------------------------------------------
+# the fast path (proxy/fastpath.py): each case warms the upstream keep-alive pool first (the
+# fast path needs a cached connection), then asks for one of the answers it must hand over to
+# the general path, or one it serves itself, and compares with nginx
+
+FAST_CONF = r"""
+events {}
+http {
+    access_log off;
+    upstream one { server 10.0.3.1:8001; keepalive 8; }
+    upstream two { server 10.0.3.2:8001; server 10.0.3.3:8001; keepalive 8; }
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+
+    server {
+        listen 8301;
+        server_name fast.test;
+
+        location / { proxy_pass http://one; }
+        location /slots/ {
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Host $host;
+            proxy_hide_header X-Hidden;
+            proxy_pass_header Server;
+            add_header X-Added yes;
+            proxy_pass http://one;
+        }
+        location /redirect/ { proxy_pass http://one/r/; }
+        location /nextup/ { proxy_next_upstream error timeout http_503; proxy_pass http://two; }
+        location /nextwarm/ { proxy_pass http://two; }
+        location /intercept/ {
+            proxy_intercept_errors on;
+            error_page 404 = /errpage;
+            proxy_pass http://one;
+        }
+        location = /errpage { return 200 "errpage $uri\n"; }
+        location /accel/ { proxy_pass http://one; }
+        location /internal/ { internal; return 200 "accel $uri\n"; }
+        location /bufsize/ { proxy_buffer_size 1k; proxy_pass http://one; }
+        location /slow/ { proxy_read_timeout 1s; proxy_pass http://one; }
+        location /override/ { error_page 404 =201 @prox; return 404; }
+        location /override204/ { error_page 404 =204 @prox; return 404; }
+        location @prox { proxy_pass http://one; }
+        location /http10/ { proxy_http_version 1.0; proxy_pass http://one; }
+        location /literal/ { proxy_pass http://10.0.3.1:8001; }
+    }
+}
+"""
+
+
+class TestFastPath:
+    @pytest.fixture(scope="class")
+    def pair(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+        pair = Pair(tmp_path_factory.mktemp("fast"), FAST_CONF)
+        try:
+            one = "10.0.3.1:8001"
+            pair.behave(
+                one,
+                Behaviour(prefix="/r/", status=302,
+                          headers=(("Location", "http://one/r/next"),
+                                   ("Refresh", "5; url=http://one/r/x"))),
+                Behaviour(prefix="/slots/", headers=(("X-Hidden", "h"), ("Server", "up/1"),
+                                                     ("X-Kept", "k"))),
+                Behaviour(prefix="/s204", status=204, body=b""),
+                Behaviour(prefix="/s304", status=304, body=b""),
+                Behaviour(prefix="/intercept/", status=404, body=b"not here\n"),
+                Behaviour(prefix="/accel/", headers=(("X-Accel-Redirect", "/internal/x"),)),
+                Behaviour(prefix="/bufsize/", headers=(("X-Big", "b" * 2000),)),
+                Behaviour(prefix="/slow/", delay=2.0),
+                Behaviour(prefix="/big/", body=b"z" * (1 << 20)),
+                Behaviour(prefix="/cut/", body=b"c" * 100000, action=Action.CLOSE_MID_RESPONSE),
+                Behaviour(prefix="/reset/", action=Action.RESET),
+                Behaviour(prefix="/s500", status=500, body=b"boom\n"),
+            )
+            pair.behave("10.0.3.2:8001", Behaviour(prefix="/nextup/", status=503, body=b"x\n"))
+            yield pair
+        finally:
+            pair.close()
+
+    @staticmethod
+    def warm(pair: Pair, path: str = "/warm", times: int = 1) -> None:
+        for _ in range(times):
+            pair.ask(path, host="fast.test").check()
+
+    @pytest.mark.parametrize(
+        ("method", "url", "status"),
+        [
+            ("GET", "/plain?a=1", 200),
+            ("GET", "/slots/x", 200),
+            ("GET", "/redirect/a", 302),
+            ("GET", "/s204", 204),
+            ("GET", "/s304", 304),
+            ("HEAD", "/head", 200),
+            ("GET", "/s500", 500),
+            ("GET", "/intercept/a", 200),
+            ("GET", "/accel/a", 200),
+            ("GET", "/bufsize/a", 502),
+            ("GET", "/big/a", 200),
+            ("GET", "/override/a", 201),
+            ("GET", "/override204/a", 204),
+            ("GET", "/http10/a", 200),
+            ("GET", "/literal/a", 200),
+            ("OPTIONS", "/plain", 200),
+        ],
+        ids=["plain", "header-slots", "proxy_redirect-location-refresh", "204", "304", "head",
+             "500-passed", "intercepted-404", "x-accel-redirect", "head-too-big",
+             "body-over-reads", "error_page-override", "error_page-override-204", "http10-upstream", "literal-address",
+             "other-method"],
+    )
+    def test_answer(self, pair: Pair, method: str, url: str, status: int) -> None:
+        self.warm(pair)
+        out = pair.ask(url, method=method, host="fast.test",
+                       headers=(("X-Forwarded-For", "192.0.2.1"), ("X-Client", "c")))
+        out.check()
+        assert out.status == status
+
+    def test_next_upstream_status(self, pair: Pair) -> None:
+        """A status listed in proxy_next_upstream goes to the next peer (both peers warm)."""
+        self.warm(pair, "/nextwarm/a", 2)  # a path the 503 peer answers with 200
+        for _ in range(2):  # round robin: one of them starts at the 503 peer
+            out = pair.ask("/nextup/a", host="fast.test").check()
+            assert out.status == 200
+
+    def test_upstream_cuts_body(self, pair: Pair) -> None:
+        self.warm(pair)
+        out = pair.raw(b"GET /cut/a HTTP/1.1\r\nHost: fast.test\r\n\r\n", methods=["GET"])
+        out.check()
+
+    def test_upstream_resets(self, pair: Pair) -> None:
+        self.warm(pair)
+        out = pair.ask("/reset/a", host="fast.test").check()
+        assert out.status == 502
+
+    def test_read_timeout(self, pair: Pair) -> None:
+        self.warm(pair)
+        out = pair.ask("/slow/a", host="fast.test", parallel=True).check()
+        assert out.status == 504
+
+    def test_empty_post_and_expect(self, pair: Pair) -> None:
+        """A request whose body is complete with its head: Content-Length: 0, and
+        Expect: 100-continue without a body."""
+        self.warm(pair)
+        pair.ask("/post", method="POST", host="fast.test").check()
+        out = pair.raw(b"POST /expect HTTP/1.1\r\nHost: fast.test\r\nContent-Length: 0\r\n"
+                       b"Expect: 100-continue\r\n\r\n", methods=["POST"])
+        out.check()
+
+    def test_not_proxied(self, pair: Pair) -> None:
+        self.warm(pair)
+        out = pair.ask("/errpage", host="fast.test").check()
+        assert out.status == 200
+
+    def test_body(self, pair: Pair) -> None:
+        """A request with a body (not complete with its head) takes the general path."""
+        self.warm(pair)
+        out = pair.ask("/post", method="POST", host="fast.test", body=b"b" * 5000).check()
+        assert out.nginx.upstream[0].body == b"b" * 5000
+
+    def test_no_keepalive_new_connection(self, pair: Pair) -> None:
+        """A literal address (no keepalive) opens a new connection each time even when one to
+        the same peer is cached for a group."""
+        echo = pair.echo("10.0.3.1:8001")
+        self.warm(pair)
+        mark = len(echo.records)
+        pair.ask("/literal/a", host="fast.test").check()
+        before = {r.peer for r in echo.records[:mark]}
+        new = echo.records[mark:]
+        assert len(new) == 2
+        assert not any(r.peer in before for r in new)
+
+    def test_keepalive_sequence(self, pair: Pair) -> None:
+        """Several requests on one client connection, fast and handed over in turn."""
+        self.warm(pair)
+        req = (b"GET /a HTTP/1.1\r\nHost: fast.test\r\n\r\n"
+               b"GET /s204 HTTP/1.1\r\nHost: fast.test\r\n\r\n"
+               b"GET /b HTTP/1.1\r\nHost: fast.test\r\n\r\n"
+               b"GET /redirect/x HTTP/1.1\r\nHost: fast.test\r\nConnection: close\r\n\r\n")
+        out = pair.raw(req, methods=["GET"] * 4)
+        out.check()
+        assert out.statuses == [200, 204, 200, 302]
