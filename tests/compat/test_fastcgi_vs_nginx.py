@@ -1,0 +1,352 @@
+"""``tern serve``'s FastCGI proxying (fastcgi_pass) answers exactly like Debian's nginx 1.22.1.
+
+nginx and ``tern serve`` run on port-mapped copies of one config (:mod:`servepair`); the FastCGI
+address is served by one recording FastCGI app (:mod:`tests.support.fcgi_echo`) shared by both.
+Each case asserts that the client got identical answers (status, reason, headers as
+:mod:`shadow.diff` normalises them, body) and that the app received identical requests: the same
+params in the same order (ports masked), the same stdin, the same BEGIN_REQUEST flags.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from servepair import NGINX_BIN, Outcome, Pair  # noqa: E402
+
+from tests.support.fcgi_echo import Answer, FcgiEcho, FcgiRequest  # noqa: E402
+
+pytestmark = [
+    pytest.mark.nginx,
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(not NGINX_BIN.exists(), reason=f"{NGINX_BIN} is not installed"),
+]
+
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "nginx" / "php-app"
+
+
+def take_over(pair: Pair, address: str, answers: dict[str, Answer]) -> FcgiEcho:
+    """Put a FastCGI app on the port of the echo server standing in for ``address``."""
+    echo = pair.echo(address)
+    port = echo.port
+    echo.stop()
+    app = FcgiEcho(port=port, answers=answers).start()
+    pair.owned.append(app.stop)
+    return app
+
+
+def side_requests(pair: Pair, app: FcgiEcho, mark: int) -> tuple[list[FcgiRequest],
+                                                                   list[FcgiRequest]]:
+    """The app's requests since ``mark``, split by the side that sent them (SERVER_PORT, else
+    order: nginx is asked first)."""
+    got = app.since(mark)
+    nport = str(pair.side_port(pair.nginx_side))
+    tport = str(pair.side_port(pair.tern_side))
+    if all(r.param("SERVER_PORT") in (nport, tport) for r in got):
+        return ([r for r in got if r.param("SERVER_PORT") == nport],
+                [r for r in got if r.param("SERVER_PORT") == tport])
+    half = len(got) // 2
+    return got[:half], got[half:]
+
+
+def same_app_requests(pair: Pair, app: FcgiEcho, mark: int, *, expect: int = 1
+                      ) -> list[FcgiRequest]:
+    n, t = side_requests(pair, app, mark)
+    assert len(n) == expect, f"nginx sent {len(n)} FastCGI requests"
+    assert [r.comparable() for r in t] == [r.comparable() for r in n], (
+        "params differ:\nnginx: " + repr([r.comparable() for r in n])
+        + "\ntern:  " + repr([r.comparable() for r in t]))
+    assert [r.stdin for r in t] == [r.stdin for r in n]
+    assert [r.keep_conn for r in t] == [r.keep_conn for r in n]
+    return n
+
+
+# =============================================================================================
+# 1. the php-app fixture as written
+
+class TestPhpAppFixture:
+    @pytest.fixture(scope="class")
+    def env(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pair, FcgiEcho]]:
+        tmp = tmp_path_factory.mktemp("php-app")
+        files: dict[str, str | bytes] = {}
+        for path in FIXTURE.rglob("*"):
+            rel = path.relative_to(FIXTURE)
+            if path.is_file() and rel.parts[0] != "logs" and rel.name != "nginx.conf":
+                files[str(rel)] = path.read_bytes()
+        (tmp / "logs").mkdir(parents=True, exist_ok=True)
+        pair = Pair(tmp, (FIXTURE / "nginx.conf").read_text(), files)
+        try:
+            app = take_over(pair, "127.0.0.1:9009", {
+                "/legacy/status.php": Answer(
+                    stdout=b"Status: 404 Not Found\r\nContent-Type: text/html\r\n"
+                           b"X-Powered-By: PHP/5.6\r\n\r\n<p>gone</p>"),
+                "/legacy/go.php": Answer(stdout=b"Location: /legacy/index.php\r\n\r\n"),
+            })
+            yield pair, app
+        finally:
+            pair.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    @pytest.mark.parametrize("url", [
+        "/legacy/index.php", "/legacy/a/b.php?x=1&y=2", "/legacy/status.php",
+        "/legacy/go.php", "/legacy/x.php?a=%20b", "/legacy/%61.php",
+    ])
+    def test_legacy_php(self, env: tuple[Pair, FcgiEcho], url: str) -> None:
+        pair, app = env
+        mark = app.mark()
+        pair.ask(url, host="blog.example.com",
+                 headers=(("X-Dup", "1"), ("X-Dup", "2"), ("Cookie", "a=b"))).check()
+        same_app_requests(pair, app, mark)
+
+    def test_legacy_post(self, env: tuple[Pair, FcgiEcho]) -> None:
+        pair, app = env
+        mark = app.mark()
+        pair.ask("/legacy/form.php", method="POST", host="blog.example.com",
+                 headers=(("Content-Type", "application/x-www-form-urlencoded"),),
+                 body=b"a=1&b=" + b"x" * 70000).check()
+        (req,) = same_app_requests(pair, app, mark)
+        assert req.param("CONTENT_LENGTH") == "70006"
+
+    def test_legacy_not_php_is_static(self, env: tuple[Pair, FcgiEcho]) -> None:
+        pair, app = env
+        mark = app.mark()
+        pair.ask("/legacy/readme.txt", host="blog.example.com").check()
+        assert app.since(mark) == []
+
+
+# =============================================================================================
+# 2. the module's directives
+
+FCGI = "10.0.3.1:9000"
+DOWN = "10.0.3.2:9000"
+SLOW = "10.0.3.3:9000"
+
+CONF = r"""
+events {}
+http {
+    access_log off;
+    upstream pool {
+        server 10.0.3.2:9000;
+        server 10.0.3.1:9000;
+    }
+    server {
+        listen 8001;
+        root html;
+        fastcgi_param SERVER_LEVEL s;
+
+        location / {
+            fastcgi_param SCRIPT_NAME $fastcgi_script_name;
+            fastcgi_param PATH_INFO $fastcgi_path_info;
+            fastcgi_param REQUEST_URI $request_uri;
+            fastcgi_param REQUEST_METHOD $request_method;
+            fastcgi_param QUERY_STRING $query_string;
+            fastcgi_param CONTENT_LENGTH $content_length;
+            fastcgi_param CONTENT_TYPE $content_type;
+            fastcgi_param SERVER_PORT $server_port;
+            fastcgi_param DOCUMENT_URI $document_uri;
+            fastcgi_param EMPTY $arg_nope;
+            fastcgi_param NONEMPTY $arg_x if_not_empty;
+            fastcgi_param HTTP_X_OVER "from config";
+            fastcgi_param HTTP_X_SKIP $arg_skip if_not_empty;
+            fastcgi_index index.php;
+            fastcgi_pass 10.0.3.1:9000;
+
+            location /split/ {
+                fastcgi_param REQUEST_URI $request_uri;
+                fastcgi_param SCRIPT_NAME $fastcgi_script_name;
+                fastcgi_param PATH_INFO $fastcgi_path_info;
+                fastcgi_param SERVER_PORT $server_port;
+                fastcgi_split_path_info ^(.+?\.php)(/.*)$;
+                fastcgi_pass 10.0.3.1:9000;
+            }
+            location /inherit/ {
+                fastcgi_pass 10.0.3.1:9000;
+            }
+            location /noheaders/ {
+                fastcgi_pass_request_headers off;
+                fastcgi_pass_request_body off;
+                fastcgi_keep_conn on;
+                fastcgi_pass 10.0.3.1:9000;
+            }
+            location /hide/ {
+                fastcgi_hide_header X-Secret;
+                fastcgi_pass_header X-Accel-Expires;
+                fastcgi_pass 10.0.3.1:9000;
+            }
+            location /intercept/ {
+                fastcgi_intercept_errors on;
+                error_page 404 = /caught;
+                error_page 500 /caught500;
+                fastcgi_pass 10.0.3.1:9000;
+            }
+            location /down/ {
+                fastcgi_pass 10.0.3.2:9000;
+            }
+            location /pool/ {
+                fastcgi_param REQUEST_URI $request_uri;
+                fastcgi_param SERVER_PORT $server_port;
+                fastcgi_pass pool;
+            }
+            location /slow/ {
+                fastcgi_param REQUEST_URI $request_uri;
+                fastcgi_param SERVER_PORT $server_port;
+                fastcgi_read_timeout 1s;
+                fastcgi_pass 10.0.3.1:9000;
+            }
+            location /blackhole/ {
+                fastcgi_connect_timeout 1s;
+                fastcgi_pass 10.0.3.3:9000;
+            }
+        }
+        location = /caught { return 200 "caught $uri\n"; }
+        location = /caught500 { return 200 "caught500\n"; }
+    }
+}
+"""
+
+ANSWERS = {
+    "/status/404": Answer(stdout=b"Status: 404 Nope\r\nContent-Type: text/plain\r\n\r\nnope"),
+    "/status/201": Answer(stdout=b"Status: 201\r\nContent-Type: text/plain\r\n\r\nmade"),
+    "/status/bad": Answer(stdout=b"Status: abc\r\n\r\nx"),
+    "/loc/rel": Answer(stdout=b"Location: /elsewhere?a=1\r\n\r\n"),
+    "/loc/abs": Answer(stdout=b"Location: http://example.com/x\r\n\r\n"),
+    "/loc/301": Answer(stdout=b"Status: 301 Moved\r\nLocation: /x\r\n\r\n"),
+    "/hdr/server": Answer(stdout=b"Server: app/1\r\nDate: Thu, 01 Jan 2015 00:00:00 GMT\r\n"
+                                 b"Content-Type: text/plain\r\n\r\nok"),
+    "/hdr/lf": Answer(stdout=b"X-B: 2\nContent-Type: a/b\n\nbody-after-lf", pieces=3),
+    "/hdr/length": Answer(stdout=b"Content-Length: 5\r\nContent-Type: text/plain\r\n\r\nfive!"),
+    "/hdr/stream": Answer(stdout=b"Content-Type: text/plain\r\n\r\n" + b"0123456789" * 3000,
+                          pieces=5),
+    "/hdr/stderr": Answer(stdout=b"Content-Type: text/plain\r\n\r\nwith stderr",
+                          stderr=b"PHP Notice: something\n"),
+    "/hdr/accel": Answer(stdout=b"X-Accel-Redirect: /caught\r\nContent-Type: a/b\r\n\r\n"),
+    "/hide/": Answer(stdout=b"X-Secret: s\r\nX-Accel-Expires: 10\r\nX-Accel-Buffering: no\r\n"
+                            b"X-Keep: k\r\nContent-Type: text/plain\r\n\r\nhidden"),
+    "/intercept/404": Answer(stdout=b"Status: 404 Not Found\r\n\r\napp 404"),
+    "/intercept/500": Answer(stdout=b"Status: 500 Oops\r\n\r\napp 500"),
+    "/intercept/403": Answer(stdout=b"Status: 403 Forbidden\r\n\r\napp 403"),
+    "/hdr/hangup": Answer(hang_up=True),
+    "/slow/": Answer(delay=2.5),
+}
+
+
+class TestDirectives:
+    @pytest.fixture(scope="class")
+    def env(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pair, FcgiEcho]]:
+        tmp = tmp_path_factory.mktemp("fcgi")
+        pair = Pair(tmp, CONF, {"html/static.txt": "static\n"})
+        try:
+            app = take_over(pair, FCGI, ANSWERS)
+            pair.take_over(DOWN, "refuse")
+            pair.take_over(SLOW, "blackhole")
+            yield pair, app
+        finally:
+            pair.close()
+
+    def ask(self, env: tuple[Pair, FcgiEcho], url: str, *, expect: int = 1, **kw: object
+            ) -> tuple[Outcome, list[FcgiRequest]]:
+        pair, app = env
+        mark = app.mark()
+        out = pair.ask(url, **kw).check()  # type: ignore[arg-type]
+        return out, same_app_requests(pair, app, mark, expect=expect)
+
+    @pytest.mark.parametrize("url", [
+        "/", "/a/b.php?x=1", "/dir/", "/a.php/info", "/?skip=1", "/%7Euser/x.php?a=%20",
+        "/split/x.php/path/info", "/split/x.php", "/split/dir/", "/split/a.php/b.php/c",
+        "/inherit/x.php", "/noheaders/x", "/hdr/server", "/hdr/lf", "/hdr/length",
+        "/hdr/stream", "/hdr/stderr", "/status/404", "/status/201", "/loc/rel", "/loc/abs",
+        "/loc/301", "/hide/x",
+    ])
+    def test_get(self, env: tuple[Pair, FcgiEcho], url: str) -> None:
+        self.ask(env, url, headers=(("X-Dup", "1"), ("X-Dup", "2"), ("X-Over", "client"),
+                                    ("X-Skip", "client"), ("Accept-Language", "en")))
+
+    def test_head(self, env: tuple[Pair, FcgiEcho]) -> None:
+        self.ask(env, "/hdr/length", method="HEAD")
+
+    @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+    @pytest.mark.parametrize("url", ["/post/x.php", "/noheaders/post"])
+    def test_post(self, env: tuple[Pair, FcgiEcho], url: str, chunked: bool) -> None:
+        body = b"hello=world&x=" + b"y" * 40000
+        if chunked:
+            wire = b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (
+                1000, body[:1000], len(body) - 1000, body[1000:])
+            headers: tuple[tuple[str, str], ...] = (("Transfer-Encoding", "chunked"),)
+        else:
+            wire, headers = body, ()
+        headers += (("Content-Type", "application/x-www-form-urlencoded"),)
+        _, (req,) = self.ask(env, url, method="POST", headers=headers, body=wire)
+        assert req.stdin == (body if url.startswith("/post") else b"")
+
+    def test_empty_post(self, env: tuple[Pair, FcgiEcho]) -> None:
+        _, (req,) = self.ask(env, "/post/empty", method="POST")
+        assert req.param("CONTENT_LENGTH") == "0"
+
+    def test_invalid_status_is_502(self, env: tuple[Pair, FcgiEcho]) -> None:
+        out, _ = self.ask(env, "/status/bad")
+        assert out.status == 502
+
+    def test_x_accel_redirect(self, env: tuple[Pair, FcgiEcho]) -> None:
+        out, _ = self.ask(env, "/hdr/accel")
+        assert out.nginx.response.body.startswith(b"caught")
+
+    @pytest.mark.parametrize("url", ["/intercept/404", "/intercept/500", "/intercept/403"])
+    def test_intercept_errors(self, env: tuple[Pair, FcgiEcho], url: str) -> None:
+        self.ask(env, url)
+
+    def test_app_down_is_502(self, env: tuple[Pair, FcgiEcho]) -> None:
+        out, _ = self.ask(env, "/down/x", expect=0)
+        assert out.status == 502
+
+    def test_hang_up_is_502(self, env: tuple[Pair, FcgiEcho]) -> None:
+        out, _ = self.ask(env, "/hdr/hangup")
+        assert out.status == 502
+
+    def test_next_upstream_in_group(self, env: tuple[Pair, FcgiEcho]) -> None:
+        # the first peer refuses: both go on to the second, whatever the round-robin start
+        for _ in range(2):
+            out, _ = self.ask(env, "/pool/x")
+            assert out.status == 200
+
+    def test_read_timeout_is_504(self, env: tuple[Pair, FcgiEcho]) -> None:
+        out, _ = self.ask(env, "/slow/x")
+        assert out.status == 504
+
+    @pytest.mark.parametrize("url, line", [
+        ("/status/404", b"HTTP/1.1 404 Nope"),
+        ("/status/201", b"HTTP/1.1 201"),
+        ("/loc/rel", b"HTTP/1.1 302 Moved Temporarily"),
+        ("/loc/301", b"HTTP/1.1 301 Moved"),
+        ("/hdr/length", b"HTTP/1.1 200 OK"),
+    ])
+    def test_status_line(self, env: tuple[Pair, FcgiEcho], url: str, line: bytes) -> None:
+        """The reason phrase is the Status header's text as sent (not compared by ask())."""
+        pair, _ = env
+        assert status_line(pair, "nginx", url) == line
+        assert status_line(pair, "tern", url) == line
+
+    def test_connect_timeout_is_504(self, env: tuple[Pair, FcgiEcho]) -> None:
+        out, _ = self.ask(env, "/blackhole/x", expect=0)
+        assert out.status == 504
+
+
+def status_line(pair: Pair, side_name: str, url: str) -> bytes:
+    import socket
+
+    side = pair.nginx_side if side_name == "nginx" else pair.tern_side
+    with socket.create_connection(("127.0.0.1", pair.side_port(side)), timeout=10) as s:
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+                  % url.encode())
+        data = b""
+        while b"\r\n" not in data:
+            got = s.recv(4096)
+            if not got:
+                break
+            data += got
+    return data.split(b"\r\n", 1)[0]
