@@ -112,6 +112,7 @@ class _ScopeAcc:
     rewrites: list[m.RewriteStmt] = field(default_factory=list)
     top: dict[str, Any] = field(default_factory=dict)
     proxy: dict[str, Any] = field(default_factory=dict)
+    fastcgi: dict[str, Any] = field(default_factory=dict)
     static: dict[str, Any] = field(default_factory=dict)
     access: dict[str, Any] = field(default_factory=dict)
     limits: dict[str, Any] = field(default_factory=dict)
@@ -139,6 +140,7 @@ class _ScopeAcc:
         return m.Scope(
             rewrites=tuple(self.rewrites),
             proxy=m.ProxyConf(**tup(self.proxy)),
+            fastcgi=m.FastcgiConf(**tup(self.fastcgi)),
             static=m.StaticConf(**tup(self.static)),
             access=m.AccessConf(**tup(self.access)),
             limits=m.LimitsConf(**tup(self.limits)),
@@ -347,6 +349,97 @@ def _proxy_flag(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> No
 def _proxy_tpl(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> None:
     _set_once(acc.proxy, "method" if st.name == "proxy_method" else "set_body", _tpl(st.args[0]),
               st)
+
+
+# -- fastcgi -----------------------------------------------------------------------------------
+
+def parse_fastcgi_pass(address: str, src: m.SourceSpan) -> m.FastcgiPass:
+    """Split a ``fastcgi_pass`` address (``host:port``, ``unix:/path``, an upstream name)."""
+    tpl = _tpl(address)
+    if not tpl.is_static:
+        return m.FastcgiPass(address=tpl, host=address, has_variables=True, source=src)
+    if address.startswith("unix:"):
+        return m.FastcgiPass(address=tpl, host=address, unix_socket=address[5:], source=src)
+    if "://" in address:
+        raise BadValue(f'invalid host in upstream "{address}"')
+    host, port = address, None
+    if address.startswith("["):
+        end = address.find("]")
+        host = address[: end + 1]
+        if address[end + 1 : end + 2] == ":":
+            port = _port(address[end + 2 :], address)
+    elif ":" in address:
+        host, _, p = address.rpartition(":")
+        port = _port(p, address)
+    if not host:
+        raise BadValue(f'no host in upstream "{address}"')
+    return m.FastcgiPass(address=tpl, host=host, port=port, source=src)
+
+
+@_handles("fastcgi_pass")
+def _fastcgi_pass(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> None:
+    if "fastcgi_pass" in acc.top:
+        raise BadValue('"fastcgi_pass" directive is duplicate')
+    acc.top["fastcgi_pass"] = parse_fastcgi_pass(st.args[0], src)
+
+
+@_handles("fastcgi_param")
+def _fastcgi_param(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> None:
+    if len(st.args) == 3 and st.args[2] != "if_not_empty":
+        raise BadValue(f'invalid parameter "{st.args[2]}"')
+    acc.append(acc.fastcgi, "params", m.FastcgiParam(
+        name=st.args[0], value=_tpl(st.args[1]), if_not_empty=len(st.args) == 3, source=src))
+
+
+@_handles("fastcgi_index")
+def _fastcgi_index(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> None:
+    _set_once(acc.fastcgi, "index", _tpl(st.args[0]), st)
+
+
+@_handles("fastcgi_split_path_info")
+def _fastcgi_split(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> None:
+    az.check_regex(st.args[0], st)
+    _set_once(acc.fastcgi, "split_path_info", st.args[0], st)
+
+
+@_handles("fastcgi_hide_header", "fastcgi_pass_header")
+def _fastcgi_header_list(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> None:
+    key = "hide_headers" if st.name == "fastcgi_hide_header" else "pass_headers"
+    acc.append(acc.fastcgi, key, st.args[0])
+
+
+_FASTCGI_TIMES = {"fastcgi_connect_timeout": "connect_timeout",
+                  "fastcgi_read_timeout": "read_timeout", "fastcgi_send_timeout": "send_timeout",
+                  "fastcgi_next_upstream_timeout": "next_upstream_timeout"}
+
+
+@_handles(*_FASTCGI_TIMES)
+def _fastcgi_time(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> None:
+    _set_once(acc.fastcgi, _FASTCGI_TIMES[st.name], parse_time(st.args[0]), st)
+
+
+@_handles("fastcgi_next_upstream")
+def _fastcgi_next_upstream(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> None:
+    for a in st.args:
+        if a not in _NEXT_UPSTREAM:
+            raise BadValue(f'invalid value "{a}"')
+    _set_once(acc.fastcgi, "next_upstream", tuple(st.args), st)
+
+
+@_handles("fastcgi_next_upstream_tries")
+def _fastcgi_tries(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> None:
+    _set_once(acc.fastcgi, "next_upstream_tries", _int(st.args[0]), st)
+
+
+_FASTCGI_FLAGS = {"fastcgi_intercept_errors": "intercept_errors",
+                  "fastcgi_pass_request_headers": "pass_request_headers",
+                  "fastcgi_pass_request_body": "pass_request_body",
+                  "fastcgi_keep_conn": "keep_conn"}
+
+
+@_handles(*_FASTCGI_FLAGS)
+def _fastcgi_flag(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> None:
+    _set_once(acc.fastcgi, _FASTCGI_FLAGS[st.name], parse_flag(st.name, st.args[0]), st)
 
 
 # -- headers, expires, error_page ---------------------------------------------------------------

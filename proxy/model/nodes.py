@@ -334,6 +334,72 @@ class ProxyConf:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FastcgiPass:
+    """``fastcgi_pass address`` (ngx_http_fastcgi_module)."""
+
+    address: Template
+    """The address as written."""
+    host: str
+    """An upstream name, a literal host, or ``unix:/path``."""
+    port: int | None = None
+    """Explicit port, if any."""
+    unix_socket: str | None = None
+    """Path for ``unix:/path`` addresses."""
+    has_variables: bool = False
+    """True when the address contains variables (evaluated per request)."""
+    source: SourceSpan
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FastcgiParam:
+    """``fastcgi_param NAME value [if_not_empty]``."""
+
+    name: str
+    """Parameter name as written (``HTTP_*`` names replace the request header's own)."""
+    value: Template
+    """Value template."""
+    if_not_empty: bool = False
+    """Left out when the value is empty."""
+    source: SourceSpan
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FastcgiConf:
+    """ngx_http_fastcgi_module settings written at one level."""
+
+    params: tuple[FastcgiParam, ...] | None = None
+    """``fastcgi_param`` entries (array: inherited only when none written here)."""
+    index: Template | None = None
+    """``fastcgi_index``: appended to a ``$fastcgi_script_name`` that ends in ``/``."""
+    split_path_info: str | None = None
+    """``fastcgi_split_path_info`` regex (two captures: script name, path info)."""
+    hide_headers: tuple[str, ...] | None = None
+    """``fastcgi_hide_header`` names."""
+    pass_headers: tuple[str, ...] | None = None
+    """``fastcgi_pass_header`` names."""
+    connect_timeout: float | None = None
+    """Seconds."""
+    read_timeout: float | None = None
+    """Seconds."""
+    send_timeout: float | None = None
+    """Seconds."""
+    next_upstream: tuple[str, ...] | None = None
+    """``fastcgi_next_upstream`` conditions."""
+    next_upstream_tries: int | None = None
+    """0 means unlimited."""
+    next_upstream_timeout: float | None = None
+    """Seconds; 0 means unlimited."""
+    intercept_errors: bool | None = None
+    """``fastcgi_intercept_errors``."""
+    pass_request_headers: bool | None = None
+    """``fastcgi_pass_request_headers``."""
+    pass_request_body: bool | None = None
+    """``fastcgi_pass_request_body``."""
+    keep_conn: bool | None = None
+    """``fastcgi_keep_conn``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TryFiles:
     """``try_files file ... uri|=code``."""
 
@@ -569,6 +635,10 @@ class Scope:
     """Content handler: ``proxy_pass`` (location and if-in-location only)."""
     proxy: ProxyConf = field(default_factory=ProxyConf)
     """Proxy settings."""
+    fastcgi_pass: FastcgiPass | None = None
+    """Content handler: ``fastcgi_pass`` (location and if-in-location only)."""
+    fastcgi: FastcgiConf = field(default_factory=FastcgiConf)
+    """FastCGI settings."""
     add_headers: tuple[HeaderValue, ...] | None = None
     """``add_header`` entries (array: inherited only when none written here)."""
     expires: Expires | None = None
