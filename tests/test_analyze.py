@@ -159,7 +159,7 @@ def test_bad_occurrence_is_skipped_others_kept(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("directive", "args"),
-    [("gzip", "on"), ("fastcgi_pass", "127.0.0.1:9000"), ("proxy_cache", "zone1"),
+    [("gzip", "on"), ("uwsgi_pass", "127.0.0.1:9000"), ("proxy_cache", "zone1"),
      ("sub_filter", "a b")],
 )
 def test_unsupported_directive_is_reported_and_kept(tmp_path: Path, directive: str,
