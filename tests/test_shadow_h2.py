@@ -507,11 +507,12 @@ events {{}}
 http {{
     ssl_certificate {cert[0]};
     ssl_certificate_key {cert[1]};
+    default_type text/plain;
     server {{ listen 127.0.0.1:{pp} ssl; server_name localhost;
-        location / {{ default_type text/plain; return 200 "answer $request_uri $server_protocol\\n"; }} }}
+        location / {{ return 200 "answer $request_uri $server_protocol\\n"; }} }}
     server {{ listen 127.0.0.1:{cp} ssl; server_name localhost;
-        location / {{ default_type text/plain; return 200 "answer $request_uri $server_protocol\\n"; }}
-        location /changed {{ default_type text/plain; return 200 "changed\\n"; }} }}
+        location / {{ return 200 "answer $request_uri $server_protocol\\n"; }}
+        location /changed {{ return 200 "changed\\n"; }} }}
 }}
 """
     store = tmp_path / "s.db"
