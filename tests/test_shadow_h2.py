@@ -308,8 +308,13 @@ def test_cli_tls_errors(tmp_path: Path, cert: tuple[str, str]) -> None:
 
 
 def test_cli_shadow_tls_h2_end_to_end(tmp_path: Path, cert: tuple[str, str]) -> None:
-    """``tern shadow --tls-cert --tls-key`` as a process, curl --http2 through it: the answer is
-    the primary's, the store has the exchange and the counters balance."""
+    """``tern shadow --tls-cert --tls-key --quic`` as a process, curl --http2 and an HTTP/3
+    client through it: the answers are the primary's, the store has the exchanges and the
+    counters balance."""
+    import asyncio
+
+    from tests.protocol.h3_client import h3_connect
+
     store = tmp_path / "s.db"
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -319,8 +324,8 @@ def test_cli_shadow_tls_h2_end_to_end(tmp_path: Path, cert: tuple[str, str]) -> 
             [sys.executable, "-m", "migrate.cli", "shadow", "--listen", f"127.0.0.1:{port}",
              "--primary", f"http://{p.address}", "--candidate", f"http://{c.address}",
              "--store", str(store), "--tls-cert", cert[0], "--tls-key", cert[1],
-             "--duration", "20"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True)
+             "--quic", "--duration", "20"], cwd=REPO, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
         try:
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline:
@@ -332,17 +337,26 @@ def test_cli_shadow_tls_h2_end_to_end(tmp_path: Path, cert: tuple[str, str]) -> 
             res = curl("--http2", "-k", "-w", "<<%{http_version} %{http_code}>>\n",
                        f"https://127.0.0.1:{port}/cli")
             assert _writeout(res.stdout) == [("2", "200")], res.stderr
+
+            async def h3() -> object:
+                async with h3_connect(port, Path(cert[0])) as cl:
+                    return await cl.request("GET", "/cli3")
+
+            resp3 = asyncio.run(h3())
+            assert resp3.status == 200  # type: ignore[attr-defined]
+            assert json.loads(resp3.body)["target"] == "/cli3"  # type: ignore[attr-defined]
             deadline = time.monotonic() + 10
-            while not c.records and time.monotonic() < deadline:
+            while len(c.records) < 2 and time.monotonic() < deadline:
                 time.sleep(0.02)
         finally:
             proc.send_signal(2)
             _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    assert "1 requests, 1 eligible, 1 mirrored, 0 dropped, 0 skipped" in err
+    assert "2 requests, 2 eligible, 2 mirrored, 0 dropped, 0 skipped" in err
     assert _bodies(res.stdout)[0]["server"] == "same"
+    assert sorted(x.target for x in c.records) == ["/cli", "/cli3"]
     n, fields = _store_counts(store)
-    assert n == 1 and fields == []
+    assert n == 2 and fields == []
 
 
 def test_h2_back_pressure_window_closed_pauses_the_primary() -> None:
