@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from h2.settings import SettingCodes
 from hyperframe.frame import Frame, GoAwayFrame, PingFrame, SettingsFrame
 
 from shadow.echo import Behaviour, EchoServer, describe
@@ -214,6 +215,53 @@ def test_h2_flood_does_not_disturb_next_client() -> None:
         st = r.proxy.stats
     assert [x.target for x in p.records] == ["/after"] == [x.target for x in c.records]
     assert st.eligible == st.mirrored == 1 and st.balanced()
+
+
+def test_h2_rapid_reset_flood_contained() -> None:
+    """Rapid reset (CVE-2023-44487): 300 streams opened and reset at once get GOAWAY
+    ENHANCE_YOUR_CALM; the streams that were started are aborted and still counted (the
+    accounting balances), and the next client is served and mirrored."""
+    import h2.config
+    import h2.connection
+
+    with EchoServer("p", behaviours=[Behaviour(delay=0.5)]) as p, EchoServer("c") as c, \
+            ProxyRunner(f"http://{p.address}", f"http://{c.address}", h2c=True) as r:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        conn.update_settings({SettingCodes.MAX_CONCURRENT_STREAMS: 1000})
+        for i in range(300):
+            sid = 2 * i + 1
+            conn.send_headers(sid, [(":method", "GET"), (":scheme", "http"),
+                                    (":authority", "x"), (":path", f"/f{i}")], end_stream=True)
+            conn.reset_stream(sid)
+        s = socket.create_connection(("127.0.0.1", r.port), timeout=10)
+        try:
+            s.sendall(conn.data_to_send())
+        except OSError:
+            pass
+        got = b""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                d = s.recv(65536)
+            except (ConnectionResetError, TimeoutError):
+                break
+            if not d:
+                break
+            got += d
+        s.close()
+        goaway = [f for f in _frames(got) if isinstance(f, GoAwayFrame)]
+        assert goaway and goaway[-1].error_code == 0xB
+        res = curl("--http2-prior-knowledge", "-w", "<<%{http_version} %{http_code}>>\n",
+                   f"http://127.0.0.1:{r.port}/after")
+        assert _writeout(res.stdout) == [("2", "200")], res.stderr
+        deadline = time.monotonic() + 15
+        while r.proxy.stats.pending and time.monotonic() < deadline:
+            time.sleep(0.05)
+        st = r.proxy.stats
+        assert st.pending == 0 and st.balanced(), st
+        assert 1 < st.eligible <= 301 and st.mirrored == st.eligible
+    assert "/after" in [x.target for x in c.records]
 
 
 def test_h2_client_reset_of_slow_primary_stream(tmp_path: Path) -> None:
