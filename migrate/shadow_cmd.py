@@ -208,13 +208,7 @@ def shadow_cmd(listen: str, primary: str, candidate: str, secondary: str | None,
             quic_cfg = quic_configuration(tls_cert, tls_key)
         except ValueError as exc:
             _fail(str(exc))
-    if insecure_upstream and upstream_ca is not None:
-        _fail("--insecure-upstream and --upstream-ca exclude each other")
-    try:
-        up_tls = make_upstream_tls(verify=not insecure_upstream, cafile=upstream_ca)
-    except (OSError, ssl.SSLError) as exc:
-        _fail(f"cannot load --upstream-ca {upstream_ca}: {getattr(exc, 'strerror', None) or exc}")
-        return
+    up_tls = _upstream_tls(insecure_upstream, upstream_ca)
     rules = _rules(rules_path)
     attribute = (attributor(_load_config(config_path), _url_port(candidate))
                  if config_path else None)
@@ -270,6 +264,17 @@ def shadow_cmd(listen: str, primary: str, candidate: str, secondary: str | None,
                f"{analyzer.analysed} compared differ", err=True)
 
 
+def _upstream_tls(insecure: bool, cafile: str | None) -> ssl.SSLContext:
+    """The context for https:// upstreams from ``--insecure-upstream`` / ``--upstream-ca``."""
+    if insecure and cafile is not None:
+        _fail("--insecure-upstream and --upstream-ca exclude each other")
+    try:
+        return make_upstream_tls(verify=not insecure, cafile=cafile)
+    except (OSError, ssl.SSLError) as exc:
+        _fail(f"cannot load --upstream-ca {cafile}: {getattr(exc, 'strerror', None) or exc}")
+        raise  # not reached: _fail exits
+
+
 def _log_format(config: Config | None, name: str | None) -> LogFormat:
     if name in (None, "combined"):
         return COMBINED
@@ -295,11 +300,16 @@ def _log_format(config: Config | None, name: str | None) -> LogFormat:
 @click.option("--learn-noise", is_flag=True)
 @click.option("--safe-only", is_flag=True, help="Skip unsafe methods.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--insecure-upstream", is_flag=True,
+              help="https:// primary/candidate: do not verify their certificates.")
+@click.option("--upstream-ca", help="CA file (PEM) to verify https:// primary/candidate with.")
 def replay_cmd(source: str, primary: str, candidate: str, secondary: str | None,
                store_path: str, config_path: str | None, format_name: str | None,
                rules_path: str | None, concurrency: int, rate: float | None,
-               learn_noise: bool, safe_only: bool, as_json: bool) -> None:
+               learn_noise: bool, safe_only: bool, as_json: bool, insecure_upstream: bool,
+               upstream_ca: str | None) -> None:
     """Replay an access log, a HAR file or a JSONL capture to primary and candidate."""
+    up_tls = _upstream_tls(insecure_upstream, upstream_ca)
     config = _load_config(config_path) if config_path else None
     fmt = _log_format(config, format_name)
     rules = _rules(rules_path)
@@ -326,7 +336,7 @@ def replay_cmd(source: str, primary: str, candidate: str, secondary: str | None,
         loop.run_until_complete(replay(
             items, primary=primary, candidate=candidate, analyzer=analyzer,
             secondary=secondary, learn_noise=learn_noise, concurrency=concurrency, rate=rate,
-            safe_only=safe_only, progress=progress, summary=summary))
+            safe_only=safe_only, progress=progress, summary=summary, upstream_tls=up_tls))
     except ValueError as exc:
         _fail(str(exc))
     finally:

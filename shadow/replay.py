@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -45,7 +46,8 @@ from .mirror import (
     Exchange,
     OutRequest,
     UpstreamClient,
-    parse_origin,
+    make_upstream_tls,
+    parse_upstream,
 )
 
 __all__ = ["Item", "ReplaySummary", "SourceError", "read_source", "replay"]
@@ -213,23 +215,28 @@ async def replay(items: Iterator[Item | tuple[int, str]], *, primary: str, candi
                  learn_noise: bool = False, concurrency: int = 8, rate: float | None = None,
                  timeout: float = 10.0, safe_only: bool = False,
                  progress: Callable[[ReplaySummary], None] | None = None,
-                 summary: ReplaySummary | None = None) -> ReplaySummary:
+                 summary: ReplaySummary | None = None,
+                 upstream_tls: ssl.SSLContext | None = None) -> ReplaySummary:
     """Replay ``items`` (rules 2-3 of the module docstring).
+
+    ``https://`` origins are reached over TLS with ``upstream_tls`` (default: verified,
+    :func:`shadow.mirror.make_upstream_tls`).
 
     Returns:
         The summary (also updated live and passed to ``progress`` about 10 times a second).
     """
     out = summary or ReplaySummary()
-    ph, pp = parse_origin(primary)
-    ch, cp = parse_origin(candidate)
-    p_client = UpstreamClient(ph, pp, timeout=timeout)
-    c_client = UpstreamClient(ch, cp, timeout=timeout)
-    s_client = None
-    if secondary is not None:
-        sh, sp = parse_origin(secondary)
-        s_client = UpstreamClient(sh, sp, timeout=timeout)
-    elif learn_noise:
-        s_client = UpstreamClient(ph, pp, timeout=timeout)
+    origins = [parse_upstream(u) for u in (primary, candidate, secondary or primary)]
+    if upstream_tls is None and any(tls for _, _, tls in origins):
+        upstream_tls = make_upstream_tls()
+
+    def client(origin: tuple[str, int, bool]) -> UpstreamClient:
+        host, port, tls = origin
+        return UpstreamClient(host, port, timeout=timeout, tls=upstream_tls if tls else None)
+
+    p_client = client(origins[0])
+    c_client = client(origins[1])
+    s_client = client(origins[2]) if secondary is not None or learn_noise else None
     sem = asyncio.Semaphore(concurrency)
     start = time.monotonic()
     last = 0.0

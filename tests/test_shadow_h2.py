@@ -595,3 +595,22 @@ http {{
     assert n == 2
     assert "body" in fields and all(f.startswith(("body", "header:content-length"))
                                     for f in fields), fields
+
+
+def test_replay_https_upstreams(tmp_path: Path, cert: tuple[str, str]) -> None:
+    """``tern replay`` to https:// primary and candidate, verified with ``--upstream-ca``; the
+    two TLS options together are refused."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*cert)
+    src = tmp_path / "cap.jsonl"
+    src.write_text('{"url": "/r1", "host": "a.example"}\n')
+    with RawServer(RAW, tls=ctx) as p, RawServer(RAW, tls=ctx) as c:
+        res = _tern("replay", str(src), "--primary", p.url, "--candidate", c.url, "--store",
+                    str(tmp_path / "s.db"), "--upstream-ca", cert[0], "--json")
+        assert res.returncode == 0, res.stderr
+        out = json.loads(res.stdout)
+        assert out["sent"] == 1 and out["analysed"] == 1 and out["differing"] == 0, out
+        assert p.requests and c.requests and p.requests[0].startswith(b"GET /r1 HTTP/1.1")
+        bad = _tern("replay", str(src), "--primary", p.url, "--candidate", c.url, "--store",
+                    str(tmp_path / "s2.db"), "--upstream-ca", cert[0], "--insecure-upstream")
+        assert bad.returncode == 2 and "exclude each other" in bad.stderr
