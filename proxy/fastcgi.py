@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from .io.fastcgi import FastcgiConnection, FastcgiError
 from .model import FastcgiConf, FastcgiParam, FastcgiPass, Lit
 from .protocol import fastcgi as fcgi
-from .upstream.balancer import PeerGroup
+from .upstream.balancer import PeerGroup, UpstreamError
 
 if TYPE_CHECKING:
     from .engine import Engine, Exchange, _Run
@@ -195,11 +195,18 @@ class FastcgiHandler:
             return None, fp.host  # nginx: "no port in upstream"
         return self._literal(fp.host, fp.port), f"{fp.host}:{fp.port}"
 
-    def _literal(self, host: str, port: int) -> PeerGroup:
+    def _literal(self, host: str, port: int) -> PeerGroup | None:
         key = (host, port)
         grp = self._literal_groups.get(key)
         if grp is None:
-            grp = self._literal_groups[key] = PeerGroup.implicit(host, port)
+            try:
+                if host.startswith("unix:"):
+                    grp = PeerGroup.implicit(host, port, resolver=lambda h: [h])
+                else:
+                    grp = PeerGroup.implicit(host, port)
+            except UpstreamError:
+                return None  # nginx: "host not found in upstream"
+            self._literal_groups[key] = grp
         return grp
 
     async def run(self, ex: Exchange, result: RouteResult, state: RequestState, run: _Run
@@ -250,7 +257,8 @@ class FastcgiHandler:
                 run.upstream_status.append("502")
                 run.upstream_time.append("0.000")
                 return eng._proxy_error(result, 502)
-            run.upstream_addr.append(peer.address)
+            address = peer.host if peer.host.startswith("unix:") else peer.address
+            run.upstream_addr.append(address)
             t0 = time.monotonic()
             conn: FastcgiConnection | None = None
             sent = False
@@ -266,7 +274,7 @@ class FastcgiHandler:
                     conn.close()
                 attempt.failure(time.monotonic())
                 log.error("%s, client: %s, request: \"%s %s\", upstream: \"fastcgi://%s\"",
-                          exc, state.req.remote_addr, method, uri, peer.address)
+                          exc, state.req.remote_addr, method, uri, address)
                 run.upstream_status.append("504" if exc.timeout else "502")
                 run.upstream_time.append(f"{time.monotonic() - t0:.3f}")
                 kind = "timeout" if exc.timeout else (
@@ -336,16 +344,26 @@ class FastcgiHandler:
             ex.send_headers(status, headers, end_stream=True, reason=reason)
             return
         ex.send_headers(status, headers, reason=reason)
+        # nginx's $body_bytes_sent counts the chunked framing of an HTTP/1.1 answer without a
+        # length: each chunk's size line and CRLF, and the last chunk
+        chunked = ex.head.http_version == "1.1" and not any(
+            k.lower() == b"content-length" for k, _ in headers)
         try:
             if first:
                 ex.send_data(first)
-                run.body_bytes += len(first)
+                run.body_bytes += len(first) + (_chunk_overhead(len(first)) if chunked else 0)
                 await ex.drain()
             async for data in conn.body(eff.read_timeout):
                 ex.send_data(data)
-                run.body_bytes += len(data)
+                run.body_bytes += len(data) + (_chunk_overhead(len(data)) if chunked else 0)
                 await ex.drain()
         except FastcgiError:
             ex.abort()  # the client has the head already: nginx closes the connection
             return
+        if chunked:
+            run.body_bytes += 5  # "0\r\n\r\n"
         ex.end()
+
+
+def _chunk_overhead(size: int) -> int:
+    return len(b"%x" % size) + 4

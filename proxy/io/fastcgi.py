@@ -119,18 +119,22 @@ class FastcgiConnection:
                 except fcgi.FastCGIError as exc:
                     raise FastcgiError("read", str(exc)) from None
                 if got is not None:
-                    self._pending = list(events[i + 1:]) + self._pending
-                    return got
+                    # the stdout that came with the head is sent with it (one write, as
+                    # nginx sends what one read brought)
+                    head, rest = got
+                    more = b"".join(e.data for e in events[i + 1:]
+                                    if isinstance(e, fcgi.Stdout))
+                    return head, rest + more
 
     async def body(self, read_timeout: float) -> AsyncIterator[bytes]:
-        """The rest of stdout, until FCGI_END_REQUEST."""
+        """The rest of stdout, until FCGI_END_REQUEST: what each read brought, joined."""
         while True:
             events = await self._events(read_timeout)
             if not events:
                 return
-            for ev in events:
-                assert isinstance(ev, fcgi.Stdout)
-                yield ev.data
+            data = b"".join(ev.data for ev in events if isinstance(ev, fcgi.Stdout))
+            if data:
+                yield data
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

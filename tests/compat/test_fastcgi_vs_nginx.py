@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -131,6 +132,7 @@ CONF = r"""
 events {}
 http {
     access_log off;
+    log_format up '$status $upstream_status $upstream_addr $body_bytes_sent "$request"';
     upstream pool {
         server 10.0.3.2:9000;
         server 10.0.3.1:9000;
@@ -199,6 +201,19 @@ http {
                 fastcgi_read_timeout 1s;
                 fastcgi_pass 10.0.3.1:9000;
             }
+            location /unix/ {
+                set $app "unix:UNIXPATH";
+                fastcgi_param REQUEST_URI $request_uri;
+                fastcgi_param SERVER_PORT $server_port;
+                fastcgi_param SCRIPT_NAME $fastcgi_script_name;
+                fastcgi_pass $app;
+            }
+            location /logged/ {
+                access_log logs/access.log up;
+                fastcgi_param REQUEST_URI $request_uri;
+                fastcgi_param SERVER_PORT $server_port;
+                fastcgi_pass pool;
+            }
             location /blackhole/ {
                 fastcgi_connect_timeout 1s;
                 fastcgi_pass 10.0.3.3:9000;
@@ -237,10 +252,16 @@ ANSWERS = {
 
 
 class TestDirectives:
+    unix_app: FcgiEcho
     @pytest.fixture(scope="class")
     def env(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pair, FcgiEcho]]:
         tmp = tmp_path_factory.mktemp("fcgi")
-        pair = Pair(tmp, CONF, {"html/static.txt": "static\n"})
+        sock = str(tmp / "app.sock")
+        # a variable address is not port-mapped: both sides talk to this unix socket
+        unix_app = FcgiEcho(unix=sock, answers=ANSWERS).start()
+        pair = Pair(tmp, CONF.replace("UNIXPATH", sock), {"html/static.txt": "static\n"})
+        pair.owned.append(unix_app.stop)
+        type(self).unix_app = unix_app
         try:
             app = take_over(pair, FCGI, ANSWERS)
             pair.take_over(DOWN, "refuse")
@@ -266,6 +287,47 @@ class TestDirectives:
     def test_get(self, env: tuple[Pair, FcgiEcho], url: str) -> None:
         self.ask(env, url, headers=(("X-Dup", "1"), ("X-Dup", "2"), ("X-Over", "client"),
                                     ("X-Skip", "client"), ("Accept-Language", "en")))
+
+    def test_stderr_is_logged(self, env: tuple[Pair, FcgiEcho]) -> None:
+        """FCGI_STDERR text is logged at level error by both (nginx: error_log; tern: its log
+        stream, which tern serve writes to stderr)."""
+        pair, _ = env
+        self.ask(env, "/hdr/stderr")
+        want = 'FastCGI sent in stderr: "PHP Notice: something"'
+        deadline = time.monotonic() + 5
+        while True:
+            logs = {side.name: "".join(p.read_text(errors="replace")
+                                       for p in Path(side.run_dir).rglob("*.log"))
+                    for side in (pair.nginx_side, pair.tern_side)}
+            if all(want in text for text in logs.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert want in logs["nginx"]
+        assert want in logs["tern"]
+
+    @pytest.mark.parametrize("url", ["/unix/x.php?a=1", "/unix/dir/", "/unix/status/404"])
+    def test_unix_socket_via_variable(self, env: tuple[Pair, FcgiEcho], url: str) -> None:
+        pair, _ = env
+        app = type(self).unix_app
+        mark = app.mark()
+        pair.ask(url).check()
+        same_app_requests(pair, app, mark)
+
+    def test_access_log(self, env: tuple[Pair, FcgiEcho]) -> None:
+        """$status, $upstream_status, $upstream_addr (the refusing peer included when it is
+        tried) and $body_bytes_sent."""
+        pair, app = env
+        for url in ("/logged/a", "/logged/status/404", "/logged/b?x=1"):
+            self.ask(env, url)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            n = pair.log_lines(pair.nginx_side)
+            t = pair.log_lines(pair.tern_side)
+            if len(n) >= 3 and len(t) >= 3:
+                break
+            time.sleep(0.05)
+        assert len(n) == 3
+        assert t == n
 
     def test_head(self, env: tuple[Pair, FcgiEcho]) -> None:
         self.ask(env, "/hdr/length", method="HEAD")

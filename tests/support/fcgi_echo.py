@@ -1,4 +1,4 @@
-"""A recording FastCGI responder on 127.0.0.1 for tests: what nginx and tern send to a FastCGI app.
+"""A recording FastCGI responder on 127.0.0.1 (or a unix socket) for tests: what nginx and tern send to a FastCGI app.
 
 Every request's params (in the order received), stdin and BEGIN_REQUEST flags are recorded. The
 answer is chosen by the longest ``answers`` prefix of the REQUEST_URI param (else DOCUMENT_URI,
@@ -65,6 +65,8 @@ def describe(req: FcgiRequest) -> bytes:
 @dataclass
 class FcgiEcho:
     port: int = 0
+    unix: str | None = None
+    """Listen on this unix socket path instead of 127.0.0.1:port."""
     answers: dict[str, Answer] = field(default_factory=dict)
     requests: list[FcgiRequest] = field(default_factory=list)
     _lsock: socket.socket | None = None
@@ -72,12 +74,16 @@ class FcgiEcho:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> FcgiEcho:
-        lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        lsock.bind(("127.0.0.1", self.port))
+        if self.unix is not None:
+            lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            lsock.bind(self.unix)
+        else:
+            lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            lsock.bind(("127.0.0.1", self.port))
+            self.port = lsock.getsockname()[1]
         lsock.listen(64)
         lsock.settimeout(0.1)
-        self.port = lsock.getsockname()[1]
         self._lsock = lsock
         threading.Thread(target=self._accept, daemon=True).start()
         return self
