@@ -614,3 +614,52 @@ def test_replay_https_upstreams(tmp_path: Path, cert: tuple[str, str]) -> None:
         bad = _tern("replay", str(src), "--primary", p.url, "--candidate", c.url, "--store",
                     str(tmp_path / "s2.db"), "--upstream-ca", cert[0], "--insecure-upstream")
         assert bad.returncode == 2 and "exclude each other" in bad.stderr
+
+
+def test_h2_primary_failures() -> None:
+    """The primary resetting before its head: 502 on that stream; cutting its body short: that
+    stream is reset (the client sees the cut, not a short answer taken as whole); the
+    connection and the next stream go on."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    from shadow.echo import Action
+
+    with EchoServer("p", behaviours=[Behaviour(prefix="/reset", action=Action.RESET),
+                                     Behaviour(prefix="/cut", body=b"z" * 100000,
+                                               action=Action.CLOSE_MID_RESPONSE)]) as p, \
+            EchoServer("c") as c, \
+            ProxyRunner(f"http://{p.address}", f"http://{c.address}", h2c=True) as r:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        s = socket.create_connection(("127.0.0.1", r.port), timeout=10)
+        for sid, path in ((1, "/reset"), (3, "/cut"), (5, "/fine")):
+            conn.send_headers(sid, [(":method", "GET"), (":scheme", "http"),
+                                    (":authority", "x"), (":path", path)], end_stream=True)
+        s.sendall(conn.data_to_send())
+        status: dict[int, bytes] = {}
+        body: dict[int, int] = {1: 0, 3: 0, 5: 0}
+        outcome: dict[int, str] = {}
+        deadline = time.monotonic() + 10
+        while len(outcome) < 3 and time.monotonic() < deadline:
+            data = s.recv(65536)
+            assert data
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.ResponseReceived):
+                    status[ev.stream_id] = dict(ev.headers)[b":status"]
+                elif isinstance(ev, h2.events.DataReceived):
+                    body[ev.stream_id] += len(ev.data)
+                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, h2.events.StreamEnded):
+                    outcome[ev.stream_id] = "ended"
+                elif isinstance(ev, h2.events.StreamReset):
+                    outcome[ev.stream_id] = "reset"
+            s.sendall(conn.data_to_send())
+        s.close()
+        r.wait_mirrored(3)
+        st = r.proxy.stats
+    assert status[1] == b"502" and outcome[1] == "ended"
+    assert status[3] == b"200" and outcome[3] == "reset" and body[3] < 100000
+    assert status[5] == b"200" and outcome[5] == "ended"
+    assert st.primary_errors == 2 and st.eligible == st.mirrored == 3 and st.balanced()
