@@ -6,7 +6,8 @@ Rules (each checked against nginx 1.22.1 in tests/compat/test_fastcgi_vs_nginx.p
    merge), in config order, each evaluated per request; ``if_not_empty`` ones with an empty value
    are left out. Then, with ``fastcgi_pass_request_headers on``, every request header in arrival
    order as ``HTTP_<NAME>`` (letters upper-cased, ``-`` as ``_``), duplicates as separate params,
-   except headers a ``fastcgi_param HTTP_<NAME>`` names (even one left out by ``if_not_empty``).
+   except headers a ``fastcgi_param HTTP_<NAME>`` names (even one left out by ``if_not_empty``);
+   such a param written with an empty value is not sent at all (``HTTP_PROXY ""``).
 2. The body is read whole first (``client_max_body_size``: 413) and sent as ``FCGI_STDIN``;
    ``fastcgi_pass_request_body off`` sends an empty stdin. ``fastcgi_keep_conn on`` sets the
    KEEP_CONN flag; connections are not cached (one per request, as nginx without ``keepalive``).
@@ -94,10 +95,15 @@ class FastcgiEff:
         pass_: tuple[str, ...] = g(lambda c: c.pass_headers, ())  # type: ignore[assignment]
         pass_set = frozenset(h.lower().encode("latin-1") for h in pass_)
         nu: tuple[str, ...] = g(lambda c: c.next_upstream, ("error", "timeout"))  # type: ignore[assignment]
+        names = frozenset(p.name[5:] for p in params
+                          if p.name.startswith("HTTP_") and len(p.name) > 5)
+        # ngx_http_fastcgi_init_params: an HTTP_* param written with an empty value only hides
+        # the request header (the httpoxy fix ``fastcgi_param HTTP_PROXY "";``), it is not sent
+        params = tuple(p for p in params if not (p.name[5:] in names and p.name.startswith(
+            "HTTP_") and not p.value.raw))
         return cls(
             params=params,
-            header_names=frozenset(p.name[5:] for p in params
-                                   if p.name.startswith("HTTP_") and len(p.name) > 5),
+            header_names=names,
             hide=(DEFAULT_HIDE | frozenset(h.lower().encode("latin-1") for h in hide)) - pass_set,
             pass_=pass_set,
             connect_timeout=float(g(lambda c: c.connect_timeout, 60.0)),  # type: ignore[arg-type]

@@ -141,6 +141,11 @@ http {
         listen 8001;
         root html;
         fastcgi_param SERVER_LEVEL s;
+        fastcgi_param HTTP_PROXY "";
+
+        location /srvparams/ {
+            fastcgi_pass 10.0.3.1:9000;
+        }
 
         location / {
             fastcgi_param SCRIPT_NAME $fastcgi_script_name;
@@ -214,6 +219,11 @@ http {
                 fastcgi_param SERVER_PORT $server_port;
                 fastcgi_pass pool;
             }
+            location /debian/ {
+                include /etc/nginx/fastcgi.conf;
+                fastcgi_param REQUEST_URI $request_uri;
+                fastcgi_pass 10.0.3.1:9000;
+            }
             location /blackhole/ {
                 fastcgi_connect_timeout 1s;
                 fastcgi_pass 10.0.3.3:9000;
@@ -247,6 +257,9 @@ ANSWERS = {
     "/intercept/500": Answer(stdout=b"Status: 500 Oops\r\n\r\napp 500"),
     "/intercept/403": Answer(stdout=b"Status: 403 Forbidden\r\n\r\napp 403"),
     "/hdr/hangup": Answer(hang_up=True),
+    "/hdr/big": Answer(stdout=b"X-Big: " + b"b" * 5000 + b"\r\n\r\nbody"),
+    "/hdr/nothing": Answer(stdout=b"", stderr=b"PHP Fatal error: x"),
+    "/hdr/nobody": Answer(stdout=b"Content-Type: text/plain\r\n"),
     "/slow/": Answer(delay=2.5),
 }
 
@@ -282,11 +295,12 @@ class TestDirectives:
         "/split/x.php/path/info", "/split/x.php", "/split/dir/", "/split/a.php/b.php/c",
         "/inherit/x.php", "/noheaders/x", "/hdr/server", "/hdr/lf", "/hdr/length",
         "/hdr/stream", "/hdr/stderr", "/status/404", "/status/201", "/loc/rel", "/loc/abs",
-        "/loc/301", "/hide/x",
+        "/loc/301", "/hide/x", "/srvparams/x.php", "/?" + "long=" + "a" * 300,
     ])
     def test_get(self, env: tuple[Pair, FcgiEcho], url: str) -> None:
         self.ask(env, url, headers=(("X-Dup", "1"), ("X-Dup", "2"), ("X-Over", "client"),
-                                    ("X-Skip", "client"), ("Accept-Language", "en")))
+                                    ("X-Skip", "client"), ("Accept-Language", "en"),
+                                    ("Proxy", "http://evil.example")))
 
     def test_stderr_is_logged(self, env: tuple[Pair, FcgiEcho]) -> None:
         """FCGI_STDERR text is logged at level error by both (nginx: error_log; tern: its log
@@ -329,6 +343,16 @@ class TestDirectives:
         assert len(n) == 3
         assert t == n
 
+    @pytest.mark.skipif(not Path("/etc/nginx/fastcgi.conf").exists(),
+                        reason="Debian's /etc/nginx/fastcgi.conf is not installed")
+    @pytest.mark.parametrize("url", ["/debian/index.php?q=1", "/debian/"])
+    def test_debian_fastcgi_conf(self, env: tuple[Pair, FcgiEcho], url: str) -> None:
+        """Debian's fastcgi.conf as shipped (SCRIPT_FILENAME, HTTPS if_not_empty,
+        REDIRECT_STATUS...)."""
+        _, (req,) = self.ask(env, url, method="POST", body=b"x=1")
+        assert req.param("GATEWAY_INTERFACE") == "CGI/1.1"
+        assert req.param("SERVER_SOFTWARE") == "nginx/1.22.1"
+
     def test_head(self, env: tuple[Pair, FcgiEcho]) -> None:
         self.ask(env, "/hdr/length", method="HEAD")
 
@@ -364,6 +388,12 @@ class TestDirectives:
 
     def test_app_down_is_502(self, env: tuple[Pair, FcgiEcho]) -> None:
         out, _ = self.ask(env, "/down/x", expect=0)
+        assert out.status == 502
+
+    @pytest.mark.parametrize("url", ["/hdr/big", "/hdr/nothing", "/hdr/nobody"])
+    def test_bad_answers(self, env: tuple[Pair, FcgiEcho], url: str) -> None:
+        """A head over fastcgi_buffer_size, an empty stdout, a head never ended."""
+        out, _ = self.ask(env, url)
         assert out.status == 502
 
     def test_hang_up_is_502(self, env: tuple[Pair, FcgiEcho]) -> None:
