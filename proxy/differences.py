@@ -84,6 +84,29 @@ DIFFERENCES: tuple[Difference, ...] = (
         tern="answers 502",
         kind="gap", why="upstream TLS (proxy_ssl_*) is not built yet."),
     Difference(
+        key="fastcgi-connections", area="fastcgi",
+        nginx="with `keepalive` in the upstream and `fastcgi_keep_conn on`, FastCGI connections "
+              "are cached and reused",
+        tern="sends the KEEP_CONN flag but opens one connection per request",
+        kind="gap", why="no FastCGI connection cache yet; the app sees the same requests."),
+    Difference(
+        key="fastcgi-request-buffering", area="fastcgi",
+        nginx="with `fastcgi_request_buffering off` the body is sent to the app as it arrives",
+        tern="reads the whole body first, then sends it",
+        kind="gap", why="streaming FCGI_STDIN is not built yet; the app gets the same bytes."),
+    Difference(
+        key="fastcgi-stderr-log", area="fastcgi",
+        nginx="writes FCGI_STDERR text to error_log ('FastCGI sent in stderr: ...')",
+        tern="logs the same message at level error to its log stream (tern serve's stderr)",
+        kind="gap", why="Tern does not write nginx's error_log file."),
+    Difference(
+        key="fastcgi-body-bytes-chunked", area="fastcgi",
+        nginx="$body_bytes_sent of a chunked FastCGI answer counts the chunk framing of its "
+              "buffers",
+        tern="counts the framing of one chunk per read from the app: the same for answers "
+             "that arrive at once, a few bytes apart for ones that trickle in",
+        kind="gap", why="chunk boundaries follow each server's own buffering."),
+    Difference(
         key="h3-nginx-version", area="http3",
         nginx="1.22 has no HTTP/3 (ngx_http_v3_module arrived in 1.25.0); Tern follows 1.25's "
               "directives",
