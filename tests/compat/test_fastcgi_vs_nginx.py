@@ -229,6 +229,11 @@ http {
                 fastcgi_pass 10.0.3.3:9000;
             }
         }
+        location ~ ^/php/.+\.php(/|$) {
+            include snippets/fastcgi-php.conf;
+            fastcgi_param LATE_PATH_INFO $fastcgi_path_info;
+            fastcgi_pass 10.0.3.1:9000;
+        }
         location = /caught { return 200 "caught $uri\n"; }
         location = /caught500 { return 200 "caught500\n"; }
     }
@@ -272,7 +277,13 @@ class TestDirectives:
         sock = str(tmp / "app.sock")
         # a variable address is not port-mapped: both sides talk to this unix socket
         unix_app = FcgiEcho(unix=sock, answers=ANSWERS).start()
-        pair = Pair(tmp, CONF.replace("UNIXPATH", sock), {"html/static.txt": "static\n"})
+        files: dict[str, str | bytes] = {"html/static.txt": "static\n",
+                                         "html/php/x.php": "<?php\n"}
+        # Debian's files as shipped (the snippet includes fastcgi.conf relative to the prefix)
+        for name in ("fastcgi.conf", "snippets/fastcgi-php.conf"):
+            shipped = Path("/etc/nginx") / name
+            files[name] = shipped.read_bytes() if shipped.exists() else b""
+        pair = Pair(tmp, CONF.replace("UNIXPATH", sock), files)
         pair.owned.append(unix_app.stop)
         type(self).unix_app = unix_app
         try:
@@ -352,6 +363,16 @@ class TestDirectives:
         _, (req,) = self.ask(env, url, method="POST", body=b"x=1")
         assert req.param("GATEWAY_INTERFACE") == "CGI/1.1"
         assert req.param("SERVER_SOFTWARE") == "nginx/1.22.1"
+
+    @pytest.mark.skipif(not Path("/etc/nginx/snippets/fastcgi-php.conf").exists(),
+                        reason="Debian's snippets/fastcgi-php.conf is not installed")
+    @pytest.mark.parametrize("url", ["/php/x.php/extra/path?q=1", "/php/x.php",
+                                     "/php/missing.php/a"])
+    def test_debian_php_snippet(self, env: tuple[Pair, FcgiEcho], url: str) -> None:
+        """Debian's snippets/fastcgi-php.conf: split_path_info, try_files
+        $fastcgi_script_name (which changes $uri, so $fastcgi_path_info is empty after it),
+        set $path_info before it."""
+        self.ask(env, url, expect=0 if "missing" in url else 1)
 
     def test_head(self, env: tuple[Pair, FcgiEcho]) -> None:
         self.ask(env, "/hdr/length", method="HEAD")
