@@ -17,7 +17,8 @@ Rules (each checked against nginx 1.22.1 in tests/compat/test_fastcgi_vs_nginx.p
 4. The answer: the CGI header block (``Status``, ``Location`` → 302) as
    :mod:`proxy.protocol.fastcgi` reads it; headers pass except ``Status`` and ``X-Accel-*``
    (and ``fastcgi_hide_header``, minus ``fastcgi_pass_header``); an app's ``Server`` and ``Date``
-   replace nginx's; ``Location`` passes as sent. ``X-Accel-Redirect`` is an internal redirect.
+   replace nginx's; ``Location`` passes as sent. ``X-Accel-Redirect`` is an internal redirect
+   unless ``fastcgi_ignore_headers`` names it.
    ``fastcgi_intercept_errors`` hands a status >= 300 that has an ``error_page`` to it.
 5. Failures: connect/send/read errors 502, timeouts 504, protocol errors 502;
    ``fastcgi_next_upstream`` (default ``error timeout``) picks the next peer of an upstream group,
@@ -71,6 +72,8 @@ class FastcgiEff:
     pass_request_body: bool
     keep_conn: bool
     buffer_size: int
+    ignore_accel_redirect: bool
+    """``fastcgi_ignore_headers X-Accel-Redirect``."""
 
     @classmethod
     def of(cls, state: RequestState) -> FastcgiEff:
@@ -88,7 +91,7 @@ class FastcgiEff:
             v = state.effective(lambda s: getter(s.fastcgi))
             return default if v is None else v
 
-        from .engine import _raw_size
+        from .engine import _raw_args, _raw_size
 
         params: tuple[FastcgiParam, ...] = g(lambda c: c.params, ())  # type: ignore[assignment]
         hide: tuple[str, ...] = g(lambda c: c.hide_headers, ())  # type: ignore[assignment]
@@ -117,6 +120,8 @@ class FastcgiEff:
             pass_request_body=bool(g(lambda c: c.pass_request_body, True)),
             keep_conn=bool(g(lambda c: c.keep_conn, False)),
             buffer_size=_raw_size(state, "fastcgi_buffer_size", PAGE_SIZE),
+            ignore_accel_redirect="x-accel-redirect" in (
+                a.lower() for a in _raw_args(state, "fastcgi_ignore_headers")),
         )
 
 
@@ -304,7 +309,7 @@ class FastcgiHandler:
                     attempt.failure(time.monotonic())
                 continue
             accel = next((v for k, v in head.headers if k.lower() == b"x-accel-redirect"), None)
-            if accel is not None:
+            if accel is not None and not eff.ignore_accel_redirect:
                 attempt.success(time.monotonic())
                 conn.close()
                 from .engine import ACCEL_KEEP

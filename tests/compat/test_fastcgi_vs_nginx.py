@@ -224,6 +224,10 @@ http {
                 fastcgi_param REQUEST_URI $request_uri;
                 fastcgi_pass 10.0.3.1:9000;
             }
+            location /noaccel/ {
+                fastcgi_ignore_headers X-Accel-Redirect;
+                fastcgi_pass 10.0.3.1:9000;
+            }
             location /blackhole/ {
                 fastcgi_connect_timeout 1s;
                 fastcgi_pass 10.0.3.3:9000;
@@ -261,6 +265,7 @@ ANSWERS = {
     "/intercept/404": Answer(stdout=b"Status: 404 Not Found\r\n\r\napp 404"),
     "/intercept/500": Answer(stdout=b"Status: 500 Oops\r\n\r\napp 500"),
     "/intercept/403": Answer(stdout=b"Status: 403 Forbidden\r\n\r\napp 403"),
+    "/noaccel/": Answer(stdout=b"X-Accel-Redirect: /caught\r\nContent-Type: a/b\r\n\r\nstays"),
     "/hdr/hangup": Answer(hang_up=True),
     "/hdr/big": Answer(stdout=b"X-Big: " + b"b" * 5000 + b"\r\n\r\nbody"),
     "/hdr/nothing": Answer(stdout=b"", stderr=b"PHP Fatal error: x"),
@@ -402,6 +407,10 @@ class TestDirectives:
     def test_x_accel_redirect(self, env: tuple[Pair, FcgiEcho]) -> None:
         out, _ = self.ask(env, "/hdr/accel")
         assert out.nginx.response.body.startswith(b"caught")
+
+    def test_x_accel_redirect_ignored(self, env: tuple[Pair, FcgiEcho]) -> None:
+        out, _ = self.ask(env, "/noaccel/x")
+        assert out.nginx.response.body == b"stays"
 
     @pytest.mark.parametrize("url", ["/intercept/404", "/intercept/500", "/intercept/403"])
     def test_intercept_errors(self, env: tuple[Pair, FcgiEcho], url: str) -> None:
