@@ -754,7 +754,7 @@ _d("fastcgi_next_upstream_tries", FC, "H S L", 1, 1, OK)
 _d("fastcgi_next_upstream_timeout", FC, "H S L", 1, 1, OK)
 _d("fastcgi_pass_header", FC, "H S L", 1, 1, OK)
 _d("fastcgi_hide_header", FC, "H S L", 1, 1, OK)
-_d("fastcgi_ignore_headers", FC, "H S L", 1, N, NO, _FCGI)
+_d("fastcgi_ignore_headers", FC, "H S L", 1, N, OK)
 _d("fastcgi_catch_stderr", FC, "H S L", 1, 1, NO, _FCGI)
 _f("fastcgi_keep_conn", FC, "H S L", PART,
    "the KEEP_CONN flag is sent but FastCGI connections are not cached (upstream keepalive)")
