@@ -27,8 +27,12 @@ Rules (the invariants of :mod:`shadow.mirror` hold per stream):
    an error, so it is not compared). mirrored + dropped + skipped = eligible holds as for
    HTTP/1.x.
 
-Not done: HTTP/2 client timeouts (nginx's ``client_header_timeout``, ``keepalive_timeout``,
-``send_timeout`` on a zero window): an idle HTTP/2 client holds its connection until it closes.
+6. A connection without a stream in progress (from its start, or since its last stream) for
+   ``ShadowOptions.client_idle_timeout`` gets GOAWAY NO_ERROR and is closed (nginx's
+   ``keepalive_timeout``).
+
+Not done: nginx's ``send_timeout`` on a zero window (a client that never opens its window holds
+its primary connection, paused, until it closes).
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from proxy.protocol.events import (
     ResponseHeaders,
     StreamReset,
 )
-from proxy.protocol.h2 import H2Limits, H2Server
+from proxy.protocol.h2 import NO_ERROR, H2Limits, H2Server
 
 from .mirror import (
     _REJECT_BODY,
@@ -235,6 +239,8 @@ class _Stream(ResponseSink):
             if r.mirror:  # chosen, but the primary's answer never came
                 proxy._submit(r, None, Fetched(error="client gone"))
             front.streams.pop(self.sid, None)
+            if not front.streams:
+                front.idle()
 
 
 class StreamFront:
@@ -264,6 +270,7 @@ class StreamFront:
     def _events(self, events: list[Any]) -> None:
         for ev in events:
             if isinstance(ev, RequestHeaders):
+                self.busy()
                 s = _Stream(self, ev)
                 self.streams[ev.stream_id] = s
                 if ev.end_stream:
@@ -302,6 +309,12 @@ class StreamFront:
         self.send(ResponseData(stream_id=sid, data=body))
         self.send(ResponseEnd(stream_id=sid))
 
+    def idle(self) -> None:
+        """No stream in progress any more."""
+
+    def busy(self) -> None:
+        """A stream has started."""
+
     def _resume(self) -> None:
         if self.write_ok:
             for s in self.streams.values():
@@ -322,6 +335,7 @@ class H2Front(StreamFront, asyncio.Protocol):
         self.closed = False
         self._flush_pending = False
         self._read_paused = False
+        self._timer: asyncio.TimerHandle | None = None
 
     # asyncio.Protocol -----------------------------------------------------------------------
 
@@ -330,6 +344,7 @@ class H2Front(StreamFront, asyncio.Protocol):
         self.proxy._fronts.add(self)
         self.adapter.initiate()
         self.flush()
+        self.idle()
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
@@ -344,6 +359,7 @@ class H2Front(StreamFront, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.busy()
         self.proxy._fronts.discard(self)
         for s in list(self.streams.values()):
             s.cancel()
@@ -375,6 +391,23 @@ class H2Front(StreamFront, asyncio.Protocol):
 
     def backlog(self, sid: int) -> int:
         return self.adapter.buffered(sid)
+
+    def idle(self) -> None:
+        self.busy()
+        timeout = self.proxy.options.client_idle_timeout
+        if not self.closed and timeout > 0:
+            self._timer = self.loop.call_later(timeout, self._expired)
+
+    def busy(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expired(self) -> None:
+        self._timer = None
+        if not self.streams and not self.closed:
+            self.adapter.close(NO_ERROR)  # GOAWAY NO_ERROR; must_close: flush closes
+            self.flush()
 
     # writes ---------------------------------------------------------------------------------
 

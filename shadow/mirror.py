@@ -1181,6 +1181,9 @@ class ShadowOptions:
     """Response body bytes kept for diffing."""
     drain_timeout: float = 5.0
     """On stop: seconds to let queued jobs finish before they are dropped."""
+    client_idle_timeout: float = 75.0
+    """HTTP/2 clients: seconds a connection without a stream in progress stays open (nginx's
+    ``keepalive_timeout``; also until the first stream); then GOAWAY and close."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sample <= 1.0:

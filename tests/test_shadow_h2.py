@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from h2.settings import SettingCodes
-from hyperframe.frame import Frame, GoAwayFrame, PingFrame, SettingsFrame
+from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, PingFrame, SettingsFrame
 
 from shadow.echo import Behaviour, EchoServer, describe
 from shadow.mirror import ShadowOptions, make_upstream_tls, server_tls
@@ -663,3 +663,38 @@ def test_h2_primary_failures() -> None:
     assert status[3] == b"200" and outcome[3] == "reset" and body[3] < 100000
     assert status[5] == b"200" and outcome[5] == "ended"
     assert st.primary_errors == 2 and st.eligible == st.mirrored == 3 and st.balanced()
+
+
+def test_h2_idle_client_closed() -> None:
+    """An HTTP/2 client that opens no stream, or none after its last one, is sent GOAWAY
+    NO_ERROR and closed once ``client_idle_timeout`` has passed (waits bounded, no clock
+    asserted)."""
+    with EchoServer("p") as p, EchoServer("c") as c, \
+            ProxyRunner(f"http://{p.address}", f"http://{c.address}", h2c=True,
+                        options=ShadowOptions(client_idle_timeout=0.3)) as r:
+        for with_request in (False, True):
+            s = socket.create_connection(("127.0.0.1", r.port), timeout=10)
+            s.sendall(PREFACE + SettingsFrame(0).serialize())
+            if with_request:
+                import h2.config
+                import h2.connection
+                conn = h2.connection.H2Connection(
+                    h2.config.H2Configuration(client_side=True))
+                conn.initiate_connection()
+                conn.clear_outbound_data_buffer()  # the preface went already
+                conn.send_headers(1, [(":method", "GET"), (":scheme", "http"),
+                                      (":authority", "x"), (":path", "/i")], end_stream=True)
+                s.sendall(conn.data_to_send())
+            got = b""
+            while True:
+                d = s.recv(65536)  # the 10 s socket timeout bounds the wait
+                if not d:
+                    break
+                got += d
+            s.close()
+            frames = _frames(got)
+            goaway = [f for f in frames if isinstance(f, GoAwayFrame)]
+            assert goaway and goaway[-1].error_code == 0, frames
+            assert any(isinstance(f, HeadersFrame) for f in frames) == with_request
+        r.wait_mirrored(1)
+    assert [x.target for x in p.records] == ["/i"]
