@@ -10,7 +10,8 @@ Rules (each checked against nginx 1.22.1 in tests/compat/test_fastcgi_vs_nginx.p
    such a param written with an empty value is not sent at all (``HTTP_PROXY ""``).
 2. The body is read whole first (``client_max_body_size``: 413) and sent as ``FCGI_STDIN``;
    ``fastcgi_pass_request_body off`` sends an empty stdin. ``fastcgi_keep_conn on`` sets the
-   KEEP_CONN flag; connections are not cached (one per request, as nginx without ``keepalive``).
+   KEEP_CONN flag; with an upstream ``keepalive N`` too, connections the app left open are kept
+   (at most N idle per peer, ``keepalive_timeout``, ``keepalive_requests``) and reused.
 3. ``$fastcgi_script_name`` / ``$fastcgi_path_info``: ``fastcgi_split_path_info``'s two captures
    on ``$uri`` when it matches, else ``$uri`` and ""; a script name ending in ``/`` gets
    ``fastcgi_index`` appended.
@@ -29,14 +30,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .io.fastcgi import FastcgiConnection, FastcgiError
-from .model import FastcgiConf, FastcgiParam, FastcgiPass, Lit
+from .model import FastcgiConf, FastcgiParam, FastcgiPass, Lit, Upstream
 from .protocol import fastcgi as fcgi
-from .upstream.balancer import PeerGroup, UpstreamError
+from .upstream.balancer import Peer, PeerGroup, UpstreamError
 
 if TYPE_CHECKING:
     from .engine import Engine, Exchange, _Run
@@ -185,6 +187,62 @@ class FastcgiHandler:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._literal_groups: dict[tuple[str, int], PeerGroup] = {}
+        self._idle: dict[tuple[str, int], deque[FastcgiConnection]] = {}
+        """Kept connections per peer (upstream ``keepalive`` with ``fastcgi_keep_conn on``)."""
+
+    def _take_idle(self, peer: Peer, timeout: float) -> FastcgiConnection | None:
+        idle = self._idle.get((peer.host, peer.port))
+        now = time.monotonic()
+        while idle:
+            conn = idle.pop()
+            if conn.reusable and now - conn.idle_since < timeout:
+                conn.reused = True
+                return conn
+            conn.close()
+        return None
+
+    def _release(self, peer: Peer, conn: FastcgiConnection, up: Upstream | None) -> None:
+        """Keep a finished connection (nginx's keepalive module: most recent last, the least
+        recently used closed to make room), or close it."""
+        keep = up.keepalive or 0 if up is not None else 0
+        limit = up.keepalive_requests or 1000 if up is not None else 0
+        if keep <= 0 or not conn.reusable or conn.requests >= limit:
+            conn.close()
+            return
+        idle = self._idle.setdefault((peer.host, peer.port), deque())
+        if len(idle) >= keep:
+            idle.popleft().close()
+        conn.idle_since = time.monotonic()
+        idle.append(conn)
+
+    async def _exchange(self, peer: Peer, request: bytes, eff: FastcgiEff,
+                        up: Upstream | None, stderr: Callable[[bytes], None],
+                        conn_box: list[FastcgiConnection]
+                        ) -> tuple[fcgi.CgiHead, bytes]:
+        """Send the request on a kept or new connection; the answer's head. A kept connection
+        that fails before any answer byte (the app closed it meanwhile) is replaced once."""
+        conn = None
+        if up is not None and (up.keepalive or 0) > 0 and eff.keep_conn:
+            conn = self._take_idle(peer, up.keepalive_timeout or 60.0)
+        if conn is not None:
+            conn.on_stderr = stderr
+            conn.start_request()
+            conn_box.append(conn)
+            try:
+                await conn.send(request, eff.send_timeout)
+                return await conn.read_head(eff.read_timeout, eff.buffer_size)
+            except FastcgiError as exc:
+                if conn.got_bytes or exc.timeout:
+                    raise
+                conn.close()
+                conn_box.clear()
+        conn = await FastcgiConnection.open(peer.host, peer.port,
+                                            connect_timeout=eff.connect_timeout,
+                                            on_stderr=stderr)
+        conn.start_request()
+        conn_box.append(conn)
+        await conn.send(request, eff.send_timeout)
+        return await conn.read_head(eff.read_timeout, eff.buffer_size)
 
     def _group(self, fp: FastcgiPass, state: RequestState) -> tuple[PeerGroup | None, str]:
         groups = self.engine.groups
@@ -251,7 +309,13 @@ class FastcgiHandler:
                     if eff.next_upstream_timeout else None)
         next_statuses = frozenset(int(n[5:]) for n in eff.next_upstream
                                   if n.startswith("http_") and n[5:].isdigit())
-        attempt = group.begin(client_addr=state.req.remote_addr,
+        up = None
+        if fp.port is None and fp.unix_socket is None and not fp.has_variables:
+            up = eng.upstreams.get(fp.host)
+        hash_key = None
+        if up is not None and up.hash_key is not None:
+            hash_key = state.eval(up.hash_key)
+        attempt = group.begin(client_addr=state.req.remote_addr, hash_key=hash_key,
                               max_tries=eff.next_upstream_tries)
         uri = state.request_uri
 
@@ -271,18 +335,13 @@ class FastcgiHandler:
             address = peer.host if peer.host.startswith("unix:") else peer.address
             run.upstream_addr.append(address)
             t0 = time.monotonic()
-            conn: FastcgiConnection | None = None
-            sent = False
+            box: list[FastcgiConnection] = []
             try:
-                conn = await FastcgiConnection.open(peer.host, peer.port,
-                                                    connect_timeout=eff.connect_timeout,
-                                                    on_stderr=stderr)
-                sent = True
-                await conn.send(request, eff.send_timeout)
-                head, first = await conn.read_head(eff.read_timeout, eff.buffer_size)
+                head, first = await self._exchange(peer, request, eff, up, stderr, box)
             except FastcgiError as exc:
-                if conn is not None:
-                    conn.close()
+                sent = bool(box)
+                if box:
+                    box[0].close()
                 attempt.failure(time.monotonic())
                 log.error("%s, client: %s, request: \"%s %s\", upstream: \"fastcgi://%s\"",
                           exc, state.req.remote_addr, method, uri, address)
@@ -296,6 +355,7 @@ class FastcgiHandler:
                         and (retry_ok or not sent or exc.phase == "connect")):
                     continue
                 return eng._proxy_error(result, 504 if exc.timeout else 502)
+            conn = box[0]
             status = head.status
             run.upstream_status.append(str(status))
             run.upstream_time.append(f"{time.monotonic() - t0:.3f}")
@@ -323,16 +383,21 @@ class FastcgiHandler:
                 attempt.success(time.monotonic())
                 conn.close()
                 return eng.interp.after_upstream_error(result, status)
+            complete = False
             try:
-                await self._relay(ex, state, result, conn, head, first, eff, run)
+                complete = await self._relay(ex, state, result, conn, head, first, eff, run)
             finally:
                 attempt.success(time.monotonic())
-                conn.close()
+                if complete:
+                    self._release(peer, conn, up)
+                else:
+                    conn.close()
             return None
 
     async def _relay(self, ex: Exchange, state: RequestState, result: RouteResult,
                      conn: FastcgiConnection, head: fcgi.CgiHead, first: bytes,
-                     eff: FastcgiEff, run: _Run) -> None:
+                     eff: FastcgiEff, run: _Run) -> bool:
+        """Send the answer; True when it ended cleanly (the connection may be kept)."""
         eng = self.engine
         status = result.override_status or head.status
         headers = eng._base_headers(state)
@@ -353,7 +418,12 @@ class FastcgiHandler:
             reason = head.status_line[4:] if len(head.status_line) > 3 else b""
         if ex.head.method == b"HEAD" or status in (204, 304):
             ex.send_headers(status, headers, end_stream=True, reason=reason)
-            return
+            try:
+                async for _ in conn.body(eff.read_timeout):
+                    pass  # read to FCGI_END_REQUEST so a kept connection stays in step
+            except FastcgiError:
+                return False
+            return True
         ex.send_headers(status, headers, reason=reason)
         # nginx's $body_bytes_sent counts the chunked framing of an HTTP/1.1 answer without a
         # length: each chunk's size line and CRLF, and the last chunk
@@ -370,10 +440,11 @@ class FastcgiHandler:
                 await ex.drain()
         except FastcgiError:
             ex.abort()  # the client has the head already: nginx closes the connection
-            return
+            return False
         if chunked:
             run.body_bytes += 5  # "0\r\n\r\n"
         ex.end()
+        return True
 
 
 def _chunk_overhead(size: int) -> int:

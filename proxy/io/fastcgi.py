@@ -2,8 +2,9 @@
 
 Rules:
 
-1. One connection serves one request (nginx without upstream ``keepalive``): connect (TCP or a
-   unix socket) within the connect timeout, write the request within the send timeout, then every
+1. A connection serves one request, or several in turn when the app keeps it open
+   (``fastcgi_keep_conn on`` with an upstream ``keepalive`` cache): connect (TCP or a unix
+   socket) within the connect timeout, write the request within the send timeout, then every
    read waits at most the read timeout.
 2. Failures raise :class:`FastcgiError` with the phase (``connect``, ``send``, ``read``) and
    whether it was a timeout (504) or an error (502), as :class:`proxy.io.upstream.UpstreamError`.
@@ -37,8 +38,29 @@ class FastcgiConnection:
         self._writer = writer
         self._parser = fcgi.ResponseParser()
         self._pending: list[fcgi.Event] = []
-        self._on_stderr = on_stderr
+        self.on_stderr = on_stderr
         self.ended = False
+        self.reused = False
+        """Taken from the idle cache (a failure before any answer byte may be a stale one)."""
+        self.got_bytes = False
+        self.requests = 0
+        """Requests sent on this connection."""
+        self.idle_since = 0.0
+
+    def start_request(self) -> None:
+        """Ready for the next request on a kept connection (``fastcgi_keep_conn``)."""
+        self._parser = fcgi.ResponseParser()
+        self._pending = []
+        self.ended = False
+        self.got_bytes = False
+        self.requests += 1
+
+    @property
+    def reusable(self) -> bool:
+        """The answer ended cleanly and the app left the connection open."""
+        return (self.ended and not self._pending and not self._parser.buffered
+                and not self._reader.at_eof() and not self._writer.is_closing()
+                and not self._reader._buffer)  # type: ignore[attr-defined]
 
     @classmethod
     async def open(cls, host: str, port: int, *, connect_timeout: float,
@@ -89,13 +111,14 @@ class FastcgiConnection:
             if not data:
                 raise FastcgiError("read", "upstream prematurely closed FastCGI stdout while "
                                    "reading response header from upstream")
+            self.got_bytes = True
             try:
                 events = self._parser.feed(data)
             except fcgi.FastCGIError as exc:
                 raise FastcgiError("read", str(exc)) from None
             for ev in events:
                 if isinstance(ev, fcgi.Stderr):
-                    self._on_stderr(ev.data)
+                    self.on_stderr(ev.data)
                 elif isinstance(ev, fcgi.EndRequest):
                     self.ended = True
                 else:

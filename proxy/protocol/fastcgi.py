@@ -165,6 +165,11 @@ class ResponseParser:
         self._buf = bytearray()
         self.ended = False
 
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet parsed (after FCGI_END_REQUEST: bytes that followed it)."""
+        return len(self._buf)
+
     def feed(self, data: bytes) -> list[Event]:
         if self.ended:
             return []  # nginx ignores what follows FCGI_END_REQUEST on a closing connection

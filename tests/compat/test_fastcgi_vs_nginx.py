@@ -133,6 +133,10 @@ events {}
 http {
     access_log off;
     log_format up '$status $upstream_status $upstream_addr $body_bytes_sent "$request"';
+    upstream kept {
+        server 10.0.3.1:9000;
+        keepalive 2;
+    }
     upstream pool {
         server 10.0.3.2:9000;
         server 10.0.3.1:9000;
@@ -228,6 +232,17 @@ http {
                 fastcgi_ignore_headers X-Accel-Redirect;
                 fastcgi_pass 10.0.3.1:9000;
             }
+            location /keep/ {
+                fastcgi_param REQUEST_URI $request_uri;
+                fastcgi_param SERVER_PORT $server_port;
+                fastcgi_keep_conn on;
+                fastcgi_pass kept;
+            }
+            location /nokeep/ {
+                fastcgi_param REQUEST_URI $request_uri;
+                fastcgi_param SERVER_PORT $server_port;
+                fastcgi_pass kept;
+            }
             location /blackhole/ {
                 fastcgi_connect_timeout 1s;
                 fastcgi_pass 10.0.3.3:9000;
@@ -266,6 +281,7 @@ ANSWERS = {
     "/intercept/500": Answer(stdout=b"Status: 500 Oops\r\n\r\napp 500"),
     "/intercept/403": Answer(stdout=b"Status: 403 Forbidden\r\n\r\napp 403"),
     "/noaccel/": Answer(stdout=b"X-Accel-Redirect: /caught\r\nContent-Type: a/b\r\n\r\nstays"),
+    "/keep/closing": Answer(close=True),
     "/hdr/hangup": Answer(hang_up=True),
     "/hdr/big": Answer(stdout=b"X-Big: " + b"b" * 5000 + b"\r\n\r\nbody"),
     "/hdr/nothing": Answer(stdout=b"", stderr=b"PHP Fatal error: x"),
@@ -378,6 +394,37 @@ class TestDirectives:
         $fastcgi_script_name (which changes $uri, so $fastcgi_path_info is empty after it),
         set $path_info before it."""
         self.ask(env, url, expect=0 if "missing" in url else 1)
+
+    @pytest.mark.parametrize("prefix, kept", [("/keep/", True), ("/nokeep/", False)])
+    def test_connection_reuse(self, env: tuple[Pair, FcgiEcho], prefix: str, kept: bool
+                              ) -> None:
+        """upstream keepalive + fastcgi_keep_conn on: one connection carries the requests;
+        without fastcgi_keep_conn each request has its own."""
+        pair, app = env
+        mark = app.mark()
+        for i in range(3):
+            self.ask(env, f"{prefix}{i}")
+        self.ask(env, f"{prefix}head", method="HEAD")
+        n, t = side_requests(pair, app, mark)
+        assert len(n) == len(t) == 4
+        conns_n = len({r.conn_id for r in n})
+        conns_t = len({r.conn_id for r in t})
+        assert conns_n == (1 if kept else 4)
+        assert conns_t == conns_n
+
+    def test_kept_connection_closed_by_app(self, env: tuple[Pair, FcgiEcho]) -> None:
+        """The app closes a kept connection after answering: the next request goes out on a
+        new one, the client sees nothing of it."""
+        pair, app = env
+        mark = app.mark()
+        for pause in (0.2, 0.0):
+            self.ask(env, "/keep/closing")
+            time.sleep(pause)
+            self.ask(env, "/keep/after")
+        n, t = side_requests(pair, app, mark)
+        # closing: A (closed by the app); after: B (kept); closing: B again (closed); after: C
+        assert [r.conn_id for r in n].count(n[1].conn_id) == 2
+        assert len({r.conn_id for r in n}) == len({r.conn_id for r in t}) == 3
 
     def test_head(self, env: tuple[Pair, FcgiEcho]) -> None:
         self.ask(env, "/hdr/length", method="HEAD")

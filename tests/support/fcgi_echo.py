@@ -37,6 +37,8 @@ class Answer:
     pieces: int = 1
     """Stdout split into this many records, sent 20 ms apart."""
     app_status: int = 0
+    close: bool = False
+    """Close the connection after answering, even when KEEP_CONN asked to keep it."""
 
 
 @dataclass
@@ -45,6 +47,8 @@ class FcgiRequest:
     stdin: bytes
     keep_conn: bool
     stdin_records: int
+    conn_id: int = 0
+    """Which accepted connection carried it (1, 2, ... in accept order)."""
 
     def param(self, name: str) -> str | None:
         for k, v in self.params:
@@ -72,6 +76,7 @@ class FcgiEcho:
     _lsock: socket.socket | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _conns: int = 0
 
     def start(self) -> FcgiEcho:
         if self.unix is not None:
@@ -110,9 +115,12 @@ class FcgiEcho:
                 continue
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            with self._lock:
+                self._conns += 1
+                conn_id = self._conns
+            threading.Thread(target=self._serve, args=(conn, conn_id), daemon=True).start()
 
-    def _serve(self, conn: socket.socket) -> None:
+    def _serve(self, conn: socket.socket, conn_id: int) -> None:
         conn.settimeout(10.0)
         buf = bytearray()
 
@@ -157,11 +165,11 @@ class FcgiEcho:
                         stdin += content
                     elif rtype == RecordType.ABORT_REQUEST:
                         return
-                req = FcgiRequest(decode_pairs(params), bytes(stdin), keep, nstdin)
+                req = FcgiRequest(decode_pairs(params), bytes(stdin), keep, nstdin, conn_id)
                 with self._lock:
                     self.requests.append(req)
-                self._answer(conn, rid, req)
-                if not keep:
+                closing = self._answer(conn, rid, req)
+                if not keep or closing:
                     return
         finally:
             conn.close()
@@ -176,7 +184,8 @@ class FcgiEcho:
                 best = prefix
         return self.answers.get(best, Answer()) if best else self.answers.get("", Answer())
 
-    def _answer(self, conn: socket.socket, rid: int, req: FcgiRequest) -> None:
+    def _answer(self, conn: socket.socket, rid: int, req: FcgiRequest) -> bool:
+        """Answer ``req``; True when the connection is to be closed."""
         ans = self._choose(req)
         if ans.delay:
             end = time.monotonic() + ans.delay
@@ -184,7 +193,7 @@ class FcgiEcho:
                 time.sleep(0.02)
         if ans.hang_up:
             conn.close()
-            return
+            return True
         out = b""
         if ans.stderr:
             out += record(RecordType.STDERR, rid, ans.stderr)
@@ -202,4 +211,5 @@ class FcgiEcho:
                          + record(RecordType.END_REQUEST, rid,
                                   struct.pack(">IB3x", ans.app_status, 0)))
         except OSError:
-            pass
+            return True
+        return ans.close
