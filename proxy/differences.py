@@ -84,12 +84,6 @@ DIFFERENCES: tuple[Difference, ...] = (
         tern="answers 502",
         kind="gap", why="upstream TLS (proxy_ssl_*) is not built yet."),
     Difference(
-        key="fastcgi-connections", area="fastcgi",
-        nginx="with `keepalive` in the upstream and `fastcgi_keep_conn on`, FastCGI connections "
-              "are cached and reused",
-        tern="sends the KEEP_CONN flag but opens one connection per request",
-        kind="gap", why="no FastCGI connection cache yet; the app sees the same requests."),
-    Difference(
         key="fastcgi-request-buffering", area="fastcgi",
         nginx="with `fastcgi_request_buffering off` the body is sent to the app as it arrives",
         tern="reads the whole body first, then sends it",
