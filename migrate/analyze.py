@@ -866,6 +866,8 @@ class Analyzer:
             if st.name in RAW_BLOCKS and st.block is not None:
                 self.census_raw_block(st)
             acc.other.append(self.raw(st, spec))
+            if st.name == "geo" or st.name.startswith("gzip_"):
+                self.check_run_values(acc.other[-1])
             if spec.support is not m.Support.UNSUPPORTED and st.block is not None and \
                     st.name not in RAW_BLOCKS:
                 self.walk_unknown_block(st)
@@ -875,6 +877,24 @@ class Analyzer:
         except BadValue as exc:
             self.error(st, "bad-value", f'{exc} in "{st.name}" directive'
                        if " directive" not in str(exc) else str(exc))
+
+    def check_run_values(self, raw: m.RawDirective) -> None:
+        """Values nginx refuses in the raw directives proxy/geo.py and proxy/gzipfilter.py run."""
+        from proxy import geo, gzipfilter
+
+        if raw.name == "geo":
+            try:
+                geo.compile_geo(raw)
+            except geo.GeoError as exc:
+                self.diagnostics.append(Diagnostic(file=exc.file, line=exc.line,
+                                                   level=Level.ERROR, code="bad-value",
+                                                   message=str(exc), directive="geo"))
+            return
+        problem = gzipfilter.problem(raw.name, raw.args)
+        if problem is not None:
+            self.diagnostics.append(Diagnostic(file=raw.source.file, line=raw.source.line,
+                                               level=Level.ERROR, code="bad-value",
+                                               message=problem, directive=raw.name))
 
     def census_raw_block(self, st: Stmt) -> None:
         """Raw blocks (types, map rows) have no directives inside: nothing to count."""

@@ -129,7 +129,8 @@ _SCGI = "SCGI upstreams are not implemented; Tern proxies HTTP only"
 _GRPC = "gRPC proxying is not implemented; Tern proxies HTTP only"
 _MEMC = "memcached upstreams are not implemented; Tern proxies HTTP only"
 _TUNNEL = "CONNECT tunnelling is not implemented: CONNECT requests are not forwarded"
-_GZIP = "gzip compression is not implemented: responses are sent uncompressed"
+_GZBUF = ("gzip output buffering; the compressed bytes are the same, only how they are split "
+          "into writes differs")
 _GUNZIP = "gunzip decompression is not implemented: gzipped upstream bodies are sent as they are"
 _SSI = "server-side includes are not implemented: SSI commands reach clients unprocessed"
 _SUB = "response body substitution is not implemented: bodies are sent unchanged"
@@ -142,7 +143,6 @@ _XSLT = "XSLT transformation is not implemented: XML responses are sent untransf
 _DAV = "WebDAV is not implemented: PUT/DELETE/MKCOL/COPY/MOVE are not performed"
 _MP4 = "MP4 pseudo-streaming is not implemented: the whole file is sent, start/end ignored"
 _FLV = "FLV pseudo-streaming is not implemented: the whole file is sent, start ignored"
-_GEO = "geo is not implemented: the variable is never set"
 _GEOIP = "GeoIP lookups are not implemented: the $geoip_* variables are empty"
 _SPLIT = "split_clients is not implemented: the variable is never set"
 _REFERER = "Referer validation is not implemented: $invalid_referer is never set"
@@ -547,7 +547,7 @@ MP = "ngx_http_map_module"
 _d("map", MP, "H", 2, 2, OK, block=True)
 _d("map_hash_max_size", MP, "H", 1, 1, IGN, _HASH)
 _d("map_hash_bucket_size", MP, "H", 1, 1, IGN, _HASH)
-_d("geo", "ngx_http_geo_module", "H", 1, 2, NO, _GEO, block=True)
+_d("geo", "ngx_http_geo_module", "H", 1, 2, OK, block=True)
 GI = "ngx_http_geoip_module"
 _d("geoip_country", GI, "H", 1, 2, NO, _GEOIP)
 _d("geoip_city", GI, "H", 1, 2, NO, _GEOIP)
@@ -558,19 +558,19 @@ _d("split_clients", "ngx_http_split_clients_module", "H", 2, 2, NO, _SPLIT, bloc
 
 # --- compression ---------------------------------------------------------------------------------
 GZ = "ngx_http_gzip_filter_module"
-_f("gzip", GZ, "H S L LIF", NO, _GZIP)
-_d("gzip_buffers", GZ, "H S L", 2, 2, NO, _GZIP)
-_d("gzip_comp_level", GZ, "H S L", 1, 1, NO, _GZIP)
-_d("gzip_disable", GZ, "H S L", 1, N, NO, _GZIP)
-_d("gzip_http_version", GZ, "H S L", 1, 1, NO, _GZIP)
-_d("gzip_min_length", GZ, "H S L", 1, 1, NO, _GZIP)
-_d("gzip_proxied", GZ, "H S L", 1, N, NO, _GZIP)
-_d("gzip_types", GZ, "H S L", 1, N, NO, _GZIP)
-_f("gzip_vary", GZ, "H S L", NO, _GZIP)
-_d("gzip_window", GZ, "H S L", 1, 1, NO, _GZIP)
-_d("gzip_hash", GZ, "H S L", 1, 1, NO, _GZIP)
-_d("postpone_gzipping", GZ, "H S L", 1, 1, NO, _GZIP)
-_f("gzip_no_buffer", GZ, "H S L", NO, _GZIP)
+_f("gzip", GZ, "H S L LIF", OK)
+_d("gzip_buffers", GZ, "H S L", 2, 2, IGN, _GZBUF)
+_d("gzip_comp_level", GZ, "H S L", 1, 1, OK)
+_d("gzip_disable", GZ, "H S L", 1, N, OK)
+_d("gzip_http_version", GZ, "H S L", 1, 1, OK)
+_d("gzip_min_length", GZ, "H S L", 1, 1, OK)
+_d("gzip_proxied", GZ, "H S L", 1, N, OK)
+_d("gzip_types", GZ, "H S L", 1, N, OK)
+_f("gzip_vary", GZ, "H S L", OK)
+_d("gzip_window", GZ, "H S L", 1, 1, OK)
+_d("gzip_hash", GZ, "H S L", 1, 1, OK)
+_d("postpone_gzipping", GZ, "H S L", 1, 1, IGN, _GZBUF)
+_f("gzip_no_buffer", GZ, "H S L", IGN, _GZBUF)
 _d("gzip_static", "ngx_http_gzip_static_module", "H S L", 1, 1, NO,
    "serving precompressed .gz files is not implemented: the uncompressed file is sent")
 _f("gunzip", "ngx_http_gunzip_filter_module", "H S L", NO, _GUNZIP)

@@ -14,9 +14,11 @@ variable up per request:
    value is empty. A network written again replaces the value; ``delete`` removes a network.
    Host bits after the mask are ignored (nginx warns and masks them).
 4. ``ranges`` mode: ``start-end value`` rows, IPv4 only (an IPv6 address that is not
-   IPv4-mapped is looked up as ``255.255.255.255``); nginx accepts a later range only when it
-   does not partially overlap an earlier one, so for any valid configuration the last range
-   written that contains the address wins; ``delete start-end`` removes that exact range.
+   IPv4-mapped is looked up as ``255.255.255.255``, which no range can end with). Kept as
+   nginx keeps them: cut at /16 boundaries, each piece added to its /16's sorted fragments
+   (the same piece replaces the value, a piece inside a fragment splits it, any other overlap
+   is refused as nginx refuses it); ``delete start-end`` removes the pieces that are exactly
+   fragments.
 5. Values are plain strings (geo values are not templates).
 """
 
@@ -37,7 +39,12 @@ _NONE = 0xFFFFFFFF
 
 
 class GeoError(ValueError):
-    """A geo block nginx would refuse (message names file:line)."""
+    """A geo block nginx would refuse; ``file`` and ``line`` are the row's (or block's)."""
+
+    def __init__(self, message: str, file: str = "", line: int = 0) -> None:
+        super().__init__(message)
+        self.file = file
+        self.line = line
 
 
 @dataclass(slots=True)
@@ -52,8 +59,9 @@ class Geo:
     v4: dict[int, dict[int, str]] = field(default_factory=dict)
     """prefix length -> network (as int) -> value."""
     v6: dict[int, dict[int, str]] = field(default_factory=dict)
-    spans: list[tuple[int, int, str]] = field(default_factory=list)
-    """ranges mode: (start, end, value) in config order."""
+    segments: dict[int, list[list[int | str]]] = field(default_factory=dict)
+    """ranges mode, as nginx keeps them: high 16 bits -> sorted, disjoint [low start, low end,
+    value] fragments."""
     proxies: tuple[CompiledRule, ...] = ()
     proxy_recursive: bool = False
 
@@ -69,9 +77,10 @@ class Geo:
         if self.ranges:
             if v4 is None:
                 v4 = _NONE
-            for start, end, value in reversed(self.spans):
-                if start <= v4 <= end:
-                    return value
+            low = v4 & 0xFFFF
+            for lo, hi, value in self.segments.get(v4 >> 16, ()):
+                if lo <= low <= hi:  # type: ignore[operator]
+                    return str(value)
             return self.default or ""
         if v4 is not None:
             return _longest(self.v4, v4, 32, self.default)
@@ -89,15 +98,15 @@ def _longest(table: dict[int, dict[int, str]], addr: int, bits: int, default: st
     return default or ""
 
 
-def _where(d: RawDirective) -> str:
-    return f"{d.source.file}:{d.source.line}"
+def _fail(d: RawDirective, message: str) -> GeoError:
+    return GeoError(message, d.source.file, d.source.line)
 
 
 def _network(text: str, d: RawDirective) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     try:
         return ipaddress.ip_network(text, strict=False)
     except ValueError:
-        raise GeoError(f'{_where(d)}: invalid network "{text}"') from None
+        raise _fail(d, f'invalid network "{text}"') from None
 
 
 def _v4(text: str, d: RawDirective) -> int:
@@ -107,8 +116,54 @@ def _v4(text: str, d: RawDirective) -> int:
     except ValueError:
         value = _NONE
     if value == _NONE:
-        raise GeoError(f'{_where(d)}: invalid range "{d.name}"')
+        raise _fail(d, f'invalid range "{d.name}"')
     return value
+
+
+def _fragments(start: int, end: int) -> list[tuple[int, int, int]]:
+    """A range cut at /16 boundaries: (high 16 bits, low start, low end)."""
+    out = []
+    n = start
+    while n <= end:
+        lo = n & 0xFFFF if n == start else 0
+        hi = end & 0xFFFF if (n | 0xFFFF) > end else 0xFFFF
+        out.append((n >> 16, lo, hi))
+        n = (n + 0x10000) & ~0xFFFF
+    return out
+
+
+def _add_fragment(frags: list[list[int | str]], h: int, s: int, e: int, value: str, name: str,
+                  row: RawDirective) -> None:
+    """ngx_http_geo_add_range for one /16: equal replaces, inside splits, disjoint inserts,
+    any other overlap is refused."""
+    i = len(frags)
+    while i:
+        i -= 1
+        lo, hi = int(frags[i][0]), int(frags[i][1])
+        if e < lo:
+            continue
+        if s > hi:
+            frags.insert(i + 1, [s, e, value])
+            return
+        if s == lo and e == hi:
+            frags[i][2] = value
+            return
+        if s > lo and e < hi:
+            old = frags[i][2]
+            frags[i:i + 1] = [[lo, s - 1, old], [s, e, value], [e + 1, hi, old]]
+            return
+        if s == lo and e < hi:
+            frags[i][0] = e + 1
+            frags.insert(i, [s, e, value])
+            return
+        if s > lo and e == hi:
+            frags[i][1] = s - 1
+            frags.insert(i + 1, [s, e, value])
+            return
+        a = ipaddress.IPv4Address((h << 16) | lo)
+        b = ipaddress.IPv4Address((h << 16) | hi)
+        raise _fail(row, f'range "{name}" overlaps "{a}-{b}"')
+    frags.insert(0, [s, e, value])
 
 
 def compile_geo(d: RawDirective) -> Geo:
@@ -119,9 +174,9 @@ def compile_geo(d: RawDirective) -> Geo:
     elif len(d.args) == 1:
         address_var, var = None, d.args[0]
     else:
-        raise GeoError(f'{_where(d)}: invalid number of arguments in "geo" directive')
+        raise _fail(d, 'invalid number of arguments in "geo" directive')
     if not var.startswith("$") or (address_var is not None and not address_var.startswith("$")):
-        raise GeoError(f'{_where(d)}: invalid variable name "{var}"')
+        raise _fail(d, f'invalid variable name "{var}"')
     geo = Geo(variable=var[1:], address_var=address_var[1:] if address_var else None)
     proxies: list[str] = []
     geo.ranges = any(r.name == "ranges" and not r.args for r in d.children)
@@ -133,7 +188,7 @@ def compile_geo(d: RawDirective) -> Geo:
             geo.proxy_recursive = True
             continue
         if len(args) != 1:
-            raise GeoError(f'{_where(row)}: invalid number of the geo parameters')
+            raise _fail(row, 'invalid number of the geo parameters')
         value = args[0]
         if name == "proxy":
             _network(value, row)
@@ -147,17 +202,19 @@ def compile_geo(d: RawDirective) -> Geo:
             if name == "delete":
                 start_s, sep, end_s = value.partition("-")
                 if not sep:
-                    raise GeoError(f'{_where(row)}: invalid range "{value}"')
-                key = (_v4(start_s, row), _v4(end_s, row))
-                geo.spans = [s for s in geo.spans if (s[0], s[1]) != key]
+                    raise _fail(row, f'invalid range "{value}"')
+                for h, lo, hi in _fragments(_v4(start_s, row), _v4(end_s, row)):
+                    frags = geo.segments.get(h, [])
+                    frags[:] = [f for f in frags if (f[0], f[1]) != (lo, hi)]
                 continue
             start_s, sep, end_s = name.partition("-")
             if not sep:
-                raise GeoError(f'{_where(row)}: invalid range "{name}"')
+                raise _fail(row, f'invalid range "{name}"')
             start, end = _v4(start_s, row), _v4(end_s, row)
             if start > end:
-                raise GeoError(f'{_where(row)}: invalid range "{name}"')
-            geo.spans.append((start, end, value))
+                raise _fail(row, f'invalid range "{name}"')
+            for h, lo, hi in _fragments(start, end):
+                _add_fragment(geo.segments.setdefault(h, []), h, lo, hi, value, name, row)
             continue
         if name == "delete":
             net = _network(value, row)

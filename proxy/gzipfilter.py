@@ -126,7 +126,7 @@ def _build(state: RequestState) -> GzipConf:
         kw["wbits"] = max(9, min(15, size.bit_length() - 1))
     if "gzip_hash" in found:
         size = parse_size(found["gzip_hash"][0])
-        kw["memlevel"] = max(1, min(9, size.bit_length() - 1 - 6))
+        kw["memlevel"] = max(1, min(9, size.bit_length() - 1 - 8))  # 512 -> 1 ... 128k -> 9
     return dataclasses.replace(conf, **kw)
 
 
@@ -519,3 +519,39 @@ def compresses(ex: Any, status: int, headers: list[tuple[bytes, bytes]]) -> bool
     head = ex.inner.head
     return gzip_ok(ex.conf, head.raw_headers, head.http_version, trial, time.time,
                    lm_header=not ex.static)
+
+
+_PROXIED = frozenset({"off", "expired", "no-cache", "no-store", "private", "no_last_modified",
+                      "no_etag", "auth", "any"})
+_WINDOWS = {1 << b: b for b in range(9, 16)}
+_HASHES = {1 << (m + 8): m for m in range(1, 10)}
+
+
+def problem(name: str, args: tuple[str, ...]) -> str | None:
+    """What nginx says when it refuses a ``gzip_*`` directive's value (None: accepted)."""
+    try:
+        if name == "gzip_comp_level":
+            if not args[0].isdigit():
+                return f'invalid number "{args[0]}" in "{name}" directive'
+            if not 1 <= int(args[0]) <= 9:
+                return f'"{name}" directive value must be between 1 and 9'
+        elif name == "gzip_min_length":
+            parse_size(args[0])
+        elif name == "gzip_http_version" and args[0] not in ("1.0", "1.1"):
+            return (f'invalid value "{args[0]}" in "{name}" directive, it must be "1.0" or '
+                    '"1.1"')
+        elif name == "gzip_proxied":
+            for a in args:
+                if a not in _PROXIED:
+                    return f'invalid value "{a}" in "{name}" directive'
+        elif name == "gzip_window" and parse_size(args[0]) not in _WINDOWS:
+            return "must be 512, 1k, 2k, 4k, 8k, 16k, or 32k"
+        elif name == "gzip_hash" and parse_size(args[0]) not in _HASHES:
+            return "must be 512, 1k, 2k, 4k, 8k, 16k, 32k, 64k, or 128k"
+        elif name == "gzip_disable":
+            for a in args:
+                if a not in ("msie6", "degradation"):
+                    compile_pcre(a, True)
+    except ValueError as exc:
+        return f'{exc} in "{name}" directive'
+    return None

@@ -159,7 +159,7 @@ def test_bad_occurrence_is_skipped_others_kept(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("directive", "args"),
-    [("gzip", "on"), ("uwsgi_pass", "127.0.0.1:9000"), ("proxy_cache", "zone1"),
+    [("ssi", "on"), ("uwsgi_pass", "127.0.0.1:9000"), ("proxy_cache", "zone1"),
      ("sub_filter", "a b")],
 )
 def test_unsupported_directive_is_reported_and_kept(tmp_path: Path, directive: str,
@@ -215,7 +215,7 @@ events {
 http {
     include inc.conf;
     sendfile on;
-    gzip on;
+    ssi on;
     map $host $x {
         default 0;
         a.example 1;
@@ -254,7 +254,7 @@ def test_census_counts_each_occurrence_once(tmp_path: Path) -> None:
     a, path = analyse(tmp_path, CENSUS_CONF)
     assert errors(a) == []
     # by hand: worker_processes, events, worker_connections, http, include, the 2 lines of
-    # inc.conf, sendfile, gzip, map, server, listen, server_name, if, return, location,
+    # inc.conf, sendfile, ssi, map, server, listen, server_name, if, return, location,
     # proxy_buffering, proxy_pass, limit_except, deny
     assert len(a.census) == 20
     tree = load(path)
@@ -274,7 +274,7 @@ def test_census_matches_coverage(tmp_path: Path) -> None:
     assert set(cov.counts) == {s.value for s in m.Support}
     assert cov.total == len(a.census)
     assert cov.counts["unsupported"] == sum(
-        1 for e in a.census if e.support is m.Support.UNSUPPORTED) >= 2  # gzip, limit_except
+        1 for e in a.census if e.support is m.Support.UNSUPPORTED) >= 2  # ssi, limit_except
     assert abs(sum(cov.share(s) for s in m.Support) - 1.0) < 1e-9
 
 

@@ -62,7 +62,7 @@ def test_translate_output_file(tmp_path: Path) -> None:
     assert from_json(out.read_text(encoding="utf-8")).main_file == doc["main_file"]
 
 
-GZIP_CONF = "events {}\nhttp {\n    gzip on;\n    server {\n        listen 8080;\n    }\n}\n"
+GZIP_CONF = "events {}\nhttp {\n    ssi on;\n    server {\n        listen 8080;\n    }\n}\n"
 
 
 def test_translate_strict_fails_on_unsupported(tmp_path: Path) -> None:
@@ -234,10 +234,10 @@ def test_check_json_keys_on_unsupported(tmp_path: Path) -> None:
     assert doc["coverage"]["counts"] == {"supported": 4, "partial": 0, "ignored": 0,
                                          "unsupported": 1}
     assert doc["coverage"]["shares"]["unsupported"] == 0.2
-    assert doc["directives"]["gzip"] == {"support": "unsupported", "count": 1}
+    assert doc["directives"]["ssi"] == {"support": "unsupported", "count": 1}
     assert list(doc["directives"]) == sorted(doc["directives"])
     assert doc["findings"] == [{"file": str(conf), "line": 3, "level": "unsupported",
-                                "code": "unsupported", "directive": "gzip",
+                                "code": "unsupported", "directive": "ssi",
                                 "message": doc["findings"][0]["message"]}]
     assert doc["summary"] == {"errors": 0, "unsupported": 1, "partial": 0, "exit_code": 1}
 
@@ -393,7 +393,7 @@ def test_check_many_configs_aggregates_coverage(tmp_path: Path) -> None:
     good = tmp_path / "good.conf"
     good.write_text("events {}\nhttp { server { listen 8080; location / { return 200; } } }\n")
     bad = tmp_path / "bad.conf"
-    bad.write_text("events {}\nhttp { gzip on; }\n")
+    bad.write_text("events {}\nhttp { ssi on; }\n")
     proc = subprocess.run([sys.executable, "-m", "migrate.cli", "check", str(good), str(bad)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1, proc.stderr

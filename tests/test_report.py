@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -56,8 +57,12 @@ def test_numbers_match_check_and_lint(conf: Path) -> None:
     assert total <= chk["coverage"]["total"]
 
 
-def test_blocking_items_name_file_line_and_action() -> None:
-    conf = REPO / "fixtures/nginx/static-site/nginx.conf"
+def test_blocking_items_name_file_line_and_action(tmp_path: Path) -> None:
+    # static-site (which has lint findings) with an unsupported directive added
+    shutil.copytree(REPO / "fixtures/nginx/static-site", tmp_path / "site")
+    with open(tmp_path / "site/conf.d/gzip.conf", "a") as fh:
+        fh.write("ssi on;\n")
+    conf = tmp_path / "site/nginx.conf"
     doc = _json(run("report", str(conf), "--format", "json", "--fail-on", "unsupported",
                     "--fail-on", "lint"))
     cats = {b["category"] for b in doc["blocking"]}
@@ -69,7 +74,7 @@ def test_blocking_items_name_file_line_and_action() -> None:
         directive = b["title"].split(":")[0].strip('"') if b["category"] == "unsupported" \
             else b["title"].split(": ", 1)[1]
         assert directive in line
-    # only lint gated: the unsupported gzip lines are no longer blocking
+    # only lint gated: the unsupported ssi line is no longer blocking
     doc2 = _json(run("report", str(conf), "--format", "json", "--fail-on", "lint"))
     assert {b["category"] for b in doc2["blocking"]} == {"lint"}
 

@@ -84,12 +84,12 @@ def write_conf(tmp: Path, port: int, text: str, upstream: int | None = None) -> 
 def test_unsupported_directive_stops_startup(tmp_path: Path) -> None:
     """An unsupported directive that changes responses stops start-up with file:line, exit 2."""
     port = free_port()
-    conf = write_conf(tmp_path, port, "server { listen 127.0.0.1:PORT; gzip on; "
+    conf = write_conf(tmp_path, port, "server { listen 127.0.0.1:PORT; ssi on; "
                                       "location / { return 200 ok; } }")
     with serve(conf) as proc:
         assert proc.wait(20) == 2
         err = proc.stderr.read().decode() if proc.stderr else ""
-    assert f"{conf}:4: unsupported:" in err and '"gzip"' in err
+    assert f"{conf}:4: unsupported:" in err and '"ssi"' in err
     assert "--allow-unsupported" in err
     assert "Traceback" not in err
 
@@ -97,7 +97,7 @@ def test_unsupported_directive_stops_startup(tmp_path: Path) -> None:
 def test_allow_unsupported_serves(tmp_path: Path) -> None:
     """--allow-unsupported starts anyway and answers."""
     port = free_port()
-    conf = write_conf(tmp_path, port, "server { listen 127.0.0.1:PORT; gzip on; "
+    conf = write_conf(tmp_path, port, "server { listen 127.0.0.1:PORT; ssi on; "
                                       "location / { return 200 ok; } }")
     with serve(conf, "--allow-unsupported"):
         wait_port(port)
