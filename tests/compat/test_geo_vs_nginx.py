@@ -82,6 +82,18 @@ http {
         10.2.255.0-10.3.0.255        d;
         10.2.255.0-10.2.255.255      e;
     }
+    geo $http_x_addr $rdel {
+        ranges;
+        default                rdef;
+        127.0.0.0-127.0.0.255  test;
+        127.0.0.1-127.0.0.1    loopback;
+        delete                 127.0.0.0-127.0.0.0;
+        delete                 127.0.0.2-127.0.0.255;
+        10.10.3.0-10.11.2.255  foo;
+        10.12.3.0-10.13.2.255  foo2;
+        delete                 10.10.3.0-10.11.2.255;
+        delete                 10.12.3.0-10.12.255.255;
+    }
     geo $prox {
         default        nope;
         proxy          127.0.0.1;
@@ -108,7 +120,7 @@ http {
         add_header X-Geo "$client_geo|$nodefault|$hdr|$hdr6only|$rng|$prox|$proxr" always;
         location / {
             return 200
-                "$client_geo|$nodefault|$hdr|$hdr6only|$rng|$prox|$proxr|$hdr_mapped|$rng2\n";
+                "$client_geo|$nodefault|$hdr|$hdr6only|$rng|$prox|$proxr|$hdr_mapped|$rng2|$rdel\n";
         }
         location /realip/ {
             set_real_ip_from 127.0.0.1;
@@ -148,7 +160,8 @@ ADDRS = [
     "2001:db8:1::5", "2001:db8:1:2::9", "2001:db9::1", "::1", "::ffff:10.1.2.3",
     "::ffff:192.168.1.1", "not-an-address", "", "10.1.2.3:80", "[::1]", " 10.1.2.3",
     "10.1.2.3 ", "010.001.002.003", "10.1.2", "10.0.0.9", "10.1.0.9", "10.1.1.1", "10.2.255.9",
-    "10.3.0.9", "10.3.1.0", "10.1..2", "10.1.2.", "10.1.2.3.4",
+    "10.3.0.9", "10.3.1.0", "10.1..2", "10.1.2.", "10.1.2.3.4", "127.0.0.0", "127.0.0.1",
+    "127.0.0.2", "10.10.3.1", "10.11.0.1", "10.12.3.1", "10.13.0.1",
 ]
 
 
@@ -198,6 +211,7 @@ BAD = [
     "geo $g {\n ranges;\n 10.0.1.0-10.0.1.255 a;\n 10.0.0.0-10.0.1.9 b;\n}",
     "geo $g { proxy nonsense; }",
     "geo g { default x; }",
+    "geo $g { volatile; default x; }",  # geo has no volatile flag in nginx 1.22
 ]
 
 
