@@ -127,6 +127,7 @@ class TestPhpAppFixture:
 FCGI = "10.0.3.1:9000"
 DOWN = "10.0.3.2:9000"
 SLOW = "10.0.3.3:9000"
+BUSY = "10.0.3.4:9000"
 
 CONF = r"""
 events {}
@@ -136,6 +137,18 @@ http {
     upstream kept {
         server 10.0.3.1:9000;
         keepalive 2;
+    }
+    upstream retry {
+        server 10.0.3.4:9000;
+        server 10.0.3.1:9000;
+    }
+    upstream retrypost {
+        server 10.0.3.4:9000;
+        server 10.0.3.1:9000;
+    }
+    upstream noretry {
+        server 10.0.3.4:9000;
+        server 10.0.3.1:9000;
     }
     upstream pool {
         server 10.0.3.2:9000;
@@ -243,6 +256,25 @@ http {
                 fastcgi_param SERVER_PORT $server_port;
                 fastcgi_pass kept;
             }
+            location /retry/ {
+                fastcgi_param REQUEST_URI $request_uri;
+                fastcgi_param SERVER_PORT $server_port;
+                fastcgi_param REQUEST_METHOD $request_method;
+                fastcgi_next_upstream error timeout http_503;
+                fastcgi_pass retry;
+            }
+            location /retrypost/ {
+                fastcgi_param REQUEST_URI $request_uri;
+                fastcgi_param SERVER_PORT $server_port;
+                fastcgi_param REQUEST_METHOD $request_method;
+                fastcgi_next_upstream error timeout http_503;
+                fastcgi_pass retrypost;
+            }
+            location /noretry/ {
+                fastcgi_param REQUEST_URI $request_uri;
+                fastcgi_param SERVER_PORT $server_port;
+                fastcgi_pass noretry;
+            }
             location /blackhole/ {
                 fastcgi_connect_timeout 1s;
                 fastcgi_pass 10.0.3.3:9000;
@@ -292,6 +324,7 @@ ANSWERS = {
 
 class TestDirectives:
     unix_app: FcgiEcho
+    busy_app: FcgiEcho
     @pytest.fixture(scope="class")
     def env(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pair, FcgiEcho]]:
         tmp = tmp_path_factory.mktemp("fcgi")
@@ -309,6 +342,9 @@ class TestDirectives:
         type(self).unix_app = unix_app
         try:
             app = take_over(pair, FCGI, ANSWERS)
+            busy = take_over(pair, BUSY, {"": Answer(
+                stdout=b"Status: 503 Busy\r\nContent-Type: text/plain\r\n\r\nbusy")})
+            type(self).busy_app = busy
             pair.take_over(DOWN, "refuse")
             pair.take_over(SLOW, "blackhole")
             yield pair, app
@@ -425,6 +461,29 @@ class TestDirectives:
         # closing: A (closed by the app); after: B (kept); closing: B again (closed); after: C
         assert [r.conn_id for r in n].count(n[1].conn_id) == 2
         assert len({r.conn_id for r in n}) == len({r.conn_id for r in t}) == 3
+
+    @pytest.mark.parametrize("prefix, method", [("/retry/", "GET"), ("/retrypost/", "POST"),
+                                                ("/noretry/", "GET")])
+    def test_next_upstream_status(self, env: tuple[Pair, FcgiEcho], prefix: str,
+                                  method: str) -> None:
+        """fastcgi_next_upstream http_503: a 503 from the first peer is retried on the next
+        (not for POST); without it the 503 goes to the client. Both ask the same peers in the
+        same order (each location has its own upstream block: peer health is per block)."""
+        pair, app = env
+        busy = type(self).busy_app
+        statuses, busy_asked = [], 0
+        for i in range(3):
+            marks = (app.mark(), busy.mark())
+            statuses.append(pair.ask(f"{prefix}{i}", method=method).check().status)
+            n_ok, t_ok = side_requests(pair, app, marks[0])
+            n_busy, t_busy = side_requests(pair, busy, marks[1])
+            assert (len(n_ok), len(n_busy)) == (len(t_ok), len(t_busy))
+            busy_asked += len(n_busy)
+        assert busy_asked > 0
+        if prefix == "/retry/":
+            assert statuses == [200, 200, 200]
+        else:
+            assert 503 in statuses
 
     def test_head(self, env: tuple[Pair, FcgiEcho]) -> None:
         self.ask(env, "/hdr/length", method="HEAD")
