@@ -67,6 +67,8 @@ class GzipConf:
     disable_msie6: bool = False
     wbits: int = 15
     memlevel: int = 8
+    buffer_size: int = 4096
+    """``gzip_buffers``' size: output goes on in whole buffers until the end."""
 
 
 _CONF_KEY = object()
@@ -121,6 +123,8 @@ def _build(state: RequestState) -> GzipConf:
             elif a != "degradation":
                 pats.append(compile_pcre(a, True))
         kw["disable"] = tuple(pats)
+    if "gzip_buffers" in found and len(found["gzip_buffers"]) == 2:
+        kw["buffer_size"] = max(1, parse_size(found["gzip_buffers"][1]))
     if "gzip_window" in found:
         size = parse_size(found["gzip_window"][0])
         kw["wbits"] = max(9, min(15, size.bit_length() - 1))
@@ -404,7 +408,13 @@ class Compressor:
 
 
 class GzipExchange:
-    """An exchange whose response passes nginx's gzip header and body filters."""
+    """An exchange whose response passes nginx's gzip header and body filters.
+
+    The headers list it is given is changed in place (it is also the engine's record of what
+    was sent, ``$sent_http_*``); ``Vary: Accept-Encoding`` goes only to the wire, as nginx's
+    header filter writes it without adding it to ``headers_out`` (``$sent_http_vary`` does
+    not see it). ``$body_bytes_sent`` counts the compressed bytes with their chunk framing
+    on an HTTP/1.1 connection, as nginx counts what it wrote."""
 
     def __init__(self, inner: Any, conf: GzipConf, run: Any = None, *,
                  static: bool = False) -> None:
@@ -414,21 +424,23 @@ class GzipExchange:
         self.run = run
         self.comp: Compressor | None = None
         self.sent = 0
+        self.chunked = False
+        self.held = b""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def filter_headers(self, status: int, headers: list[tuple[bytes, bytes]]) -> bool:
-        """Apply the header filter to ``headers`` in place; True when compressing."""
+    def filter_headers(self, status: int, headers: list[tuple[bytes, bytes]]
+                       ) -> list[tuple[bytes, bytes]]:
+        """Apply the header filter to ``headers`` in place; the headers to send."""
         conf = self.conf
         if not candidate(conf, status, headers):
-            return False
-        if conf.vary:
-            headers.insert(0, (b"Vary", b"Accept-Encoding"))
+            return headers
+        wire = [(b"Vary", b"Accept-Encoding")] if conf.vary else []
         head = self.inner.head
         if not gzip_ok(conf, head.raw_headers, head.http_version, headers, time.time,
                        lm_header=not self.static):
-            return False
+            return wire + headers if wire else headers
         length = None
         cl = _first(headers, b"content-length")
         if cl is not None:
@@ -442,18 +454,24 @@ class GzipExchange:
         _weaken_etag(headers)
         headers.append((b"Content-Encoding", b"gzip"))
         self.comp = Compressor(conf.level, wbits, memlevel)
-        return True
+        self.chunked = head.http_version == "1.1"
+        return wire + headers
+
+    def _count(self, out: bytes) -> None:
+        self.sent += len(out)
+        if self.chunked and out:
+            self.sent += len(b"%x" % len(out)) + 4  # size line CRLF, data CRLF
 
     def send_headers(self, status: int, headers: list[tuple[bytes, bytes]], *,
                      end_stream: bool = False, reason: bytes | None = None,
                      close: bool = False) -> None:
-        if self.filter_headers(status, headers) and end_stream and \
-                self.inner.head.method != b"HEAD" and status in GZIP_STATUSES:
+        wire = self.filter_headers(status, headers)
+        if self.comp is not None and end_stream and self.inner.head.method != b"HEAD":
             # an empty body still becomes a gzip member
-            self.inner.send_headers(status, headers, reason=reason, close=close)
+            self.inner.send_headers(status, wire, reason=reason, close=close)
             self.end()
             return
-        self.inner.send_headers(status, headers, end_stream=end_stream, reason=reason,
+        self.inner.send_headers(status, wire, end_stream=end_stream, reason=reason,
                                 close=close)
 
     def send_data(self, data: bytes) -> None:
@@ -461,33 +479,43 @@ class GzipExchange:
         if comp is None:
             self.inner.send_data(data)
             return
-        out = comp.feed(data)
-        if out:
-            self.sent += len(out)
+        out = self.held + comp.feed(data)
+        # nginx passes its gzip output on in whole gzip_buffers-sized buffers; the partly
+        # filled last one waits for more (or the end): at most one buffer is held here
+        whole = len(out) - len(out) % self.conf.buffer_size
+        self.held = out[whole:]
+        if whole:
+            out = out[:whole]
+            self._count(out)
             self.inner.send_data(out)
 
-    def end(self) -> None:
+    def _finish(self, held: bytes = b"") -> bytes:
         comp = self.comp
-        if comp is not None:
-            out = comp.finish()
-            self.sent += len(out)
-            self.inner.send_data(out)
-            if self.run is not None:
-                self.run.body_bytes = self.sent
+        assert comp is not None
+        out = self.held + held + comp.finish()
+        self.held = b""
+        self._count(out)
+        if self.chunked:
+            self.sent += 5  # the last chunk: 0 CRLF CRLF
+        if self.run is not None:
+            self.run.body_bytes = self.sent
+        return out
+
+    def end(self) -> None:
+        if self.comp is not None:
+            self.inner.send_data(self._finish())
         self.inner.end()
 
     def send_response(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, *,
                       reason: bytes | None = None, close: bool = False) -> None:
-        if not self.filter_headers(status, headers):
-            self.inner.send_response(status, headers, body, reason=reason, close=close)
-            return
+        wire = self.filter_headers(status, headers)
         comp = self.comp
-        assert comp is not None
-        out = comp.feed(body) + comp.finish()
-        self.sent = len(out)
-        if self.run is not None:
-            self.run.body_bytes = self.sent
-        self.inner.send_response(status, headers, out, reason=reason, close=close)
+        if comp is None:
+            self.inner.send_response(status, wire, body, reason=reason, close=close)
+            return
+        # one piece (one chunk), as nginx sends a body that is all in memory
+        self.inner.send_response(status, wire, self._finish(comp.feed(body)), reason=reason,
+                                 close=close)
 
 
 def enabled(state: RequestState | None) -> bool:

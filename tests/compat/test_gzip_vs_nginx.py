@@ -166,6 +166,9 @@ def _check(pair: Pair, url: str, *, headers: list[tuple[str, str]] | None = None
             or b"</html>" in dp
     else:
         out.check()
+    # framing is not a difference for the differ; here whether a length is sent is
+    assert (out.header("Content-Length") is None) == (
+        out.header("Content-Length", "tern") is None), (url, out.tern.response.headers)
     if expect is not None:
         assert (enc == "gzip") is expect, (url, enc, out.nginx.response.headers)
 
@@ -301,3 +304,89 @@ class TestProxied:
 
     def test_head_proxied(self, pair: Pair) -> None:
         _check(pair, "/up/html", method="HEAD")
+
+
+H2_CONF = """
+events {}
+http {
+    access_log off;
+    types { text/html html; text/css css; image/png png; }
+    gzip on;
+    gzip_vary on;
+    gzip_types text/css;
+    server {
+        listen 8080 http2;
+        root html;
+        location = /text { default_type text/html; return 200 "h2 text long enough to gzip\\n"; }
+    }
+}
+"""
+
+
+def test_over_http2(tmp_path: Path) -> None:
+    """The same filter over HTTP/2 (prior knowledge): compressed bytes, Vary, ETag, no
+    Content-Length, HEAD, a client without Accept-Encoding; HTTP/2 counts as >= 1.1."""
+    from migrate.compare import Comparison, RequestSpec
+
+    for name, content in (("html/index.html", HTML), ("html/style.css", CSS),
+                          ("html/pic.png", HTML)):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(content)
+    (tmp_path / "nginx.conf").write_text(H2_CONF)
+    comparison = Comparison(config=str(tmp_path / "nginx.conf"), prefix=str(tmp_path),
+                            candidate_config=None,
+                            candidate_cmd="{python} -m migrate.cli serve {config} -p {prefix}",
+                            nginx=str(NGINX_BIN), timeout=10, start_timeout=20, keep=False,
+                            log=lambda _: None, http2=True)
+    gz = (("Accept-Encoding", "gzip, deflate"),)
+    specs = [RequestSpec(target=t, host="localhost", port=8080, method=m, headers=h)
+             for t in ("/index.html", "/style.css", "/pic.png", "/text", "/missing")
+             for m, h in (("GET", gz), ("GET", ()), ("HEAD", gz))]
+    try:
+        comparison.setup()
+        outcomes = comparison.run(specs, learn_noise=False)
+    finally:
+        comparison.close()
+    assert len(outcomes) == len(specs)
+    compressed = 0
+    for o in outcomes:
+        assert o.primary.version == "2" and o.candidate.version == "2"
+        enc = dict((k.lower(), v) for k, v in o.primary.headers).get(b"content-encoding")
+        if enc == b"gzip" and o.spec.method == "GET":
+            compressed += 1
+            plain_p, plain_c = gzip.decompress(o.primary.body), gzip.decompress(o.candidate.body)
+            assert plain_p.replace(b"nginx/1.22.1", b"P") == plain_c.replace(b"tern/0.1.0", b"P")
+            if b"nginx/1.22.1" not in plain_p:
+                assert o.primary.body == o.candidate.body
+        real = [d for d in o.differences if d.field != "body" or enc != b"gzip"]
+        assert not real, (o.spec.target, o.spec.method, o.spec.headers, real)
+    assert compressed == 4  # index.html, style.css, /text, the 404 page
+
+
+def test_access_log(tmp_path: Path) -> None:
+    """$body_bytes_sent counts the compressed body with its chunk framing (a body sent in one
+    piece: one chunk, as nginx sends it), $sent_http_* see Content-Encoding and the weak ETag."""
+    import time
+
+    conf = CONF.replace(
+        "access_log off;",
+        'log_format g "$request_uri $status $body_bytes_sent $sent_http_content_encoding '
+        '$sent_http_etag";\n    access_log logs/access.log g;')
+    p = Pair(tmp_path, conf, _files())
+    try:
+        p.behave("10.0.7.1:8001", Behaviour(prefix="/up/etag", body=HTML, headers=(
+            ("Content-Type", "text/html"), ("ETag", '"abc"'))))
+        for url, head in (("/index.html", "GET"), ("/small.html", "GET"), ("/up/etag", "GET"),
+                          ("/style.css", "GET"), ("/index.html", "HEAD")):
+            p.ask(url, headers=GZ, method=head).check()
+        p.ask("/v10/index.html", headers=GZ, version="1.0").check()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            logs = [p.log_lines(side) for side in (p.nginx_side, p.tern_side)]
+            if all(len(lines) == 6 for lines in logs):
+                break
+            time.sleep(0.05)
+        assert len(logs[0]) == 6 and logs[0] == logs[1], logs
+        assert all(" gzip " in line for line in logs[0])
+    finally:
+        p.close()
