@@ -390,3 +390,133 @@ def test_access_log(tmp_path: Path) -> None:
         assert all(" gzip " in line for line in logs[0])
     finally:
         p.close()
+
+
+class _SlowUpstream:
+    """One chunked answer: a first part of incompressible bytes, then nothing until the test
+    releases it, then the rest."""
+
+    def __init__(self, first: bytes, rest: bytes) -> None:
+        import socket
+        import threading
+
+        self.first, self.rest = first, rest
+        self.release = threading.Event()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.sock.settimeout(10)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(10)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                got = conn.recv(65536)
+                if not got:
+                    return
+                data += got
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+                         b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+            conn.sendall(b"%x\r\n%s\r\n" % (len(self.first), self.first))
+            self.release.wait(10)
+            conn.sendall(b"%x\r\n%s\r\n0\r\n\r\n" % (len(self.rest), self.rest))
+
+    def close(self) -> None:
+        self.release.set()
+        self.sock.close()
+        self.thread.join(5)
+
+
+def _stream_through(port: int, upstream: _SlowUpstream) -> tuple[int, bytes]:
+    """GET through the server; bytes of body received before the upstream's end was
+    released, and the whole (dechunked) body."""
+    import socket
+    import time
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET /s HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: gzip\r\n"
+                  b"Connection: close\r\n\r\n")
+        raw = b""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            _, sep, body = raw.partition(b"\r\n\r\n")
+            if sep and len(body) >= 64 * 1024:
+                break
+            s.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                got = s.recv(65536)
+            except TimeoutError:
+                break
+            if not got:
+                break
+            raw += got
+        early = len(raw.partition(b"\r\n\r\n")[2])
+        upstream.release.set()
+        s.settimeout(10)
+        while True:
+            got = s.recv(65536)
+            if not got:
+                break
+            raw += got
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert b"Content-Encoding: gzip" in head and b"Transfer-Encoding: chunked" in head, head
+    out = bytearray()
+    while body:
+        size_line, _, body = body.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            break
+        out += body[:size]
+        body = body[size + 2:]
+    return early, bytes(out)
+
+
+STREAM_CONF = """
+events {}
+http {
+    access_log off;
+    gzip on;
+    server {
+        listen 127.0.0.1:PORT;
+        location / { proxy_pass http://127.0.0.1:UPSTREAM; proxy_http_version 1.1; }
+    }
+}
+"""
+
+
+@pytest.mark.parametrize("server", ["nginx", "tern"])
+def test_streamed_body_is_compressed_as_it_arrives(tmp_path: Path, server: str) -> None:
+    """The upstream sends 256 KiB of incompressible bytes and then waits: nginx and Tern both
+    pass on 64 KiB of compressed body before the rest arrives (no buffering of the whole
+    body), and the whole body decodes to what the upstream sent."""
+    import os
+
+    from tests.support.nginx import free_port, run_nginx
+    from tests.test_serve_process import serve, wait_port
+
+    first, rest = os.urandom(256 * 1024), b"<p>the end</p>\n" * 100
+    upstream = _SlowUpstream(first, rest)
+    try:
+        port = free_port()
+        conf = STREAM_CONF.replace("PORT", str(port)).replace("UPSTREAM", str(upstream.port))
+        if server == "nginx":
+            with run_nginx(conf, tmp_path):
+                early, body = _stream_through(port, upstream)
+        else:
+            path = tmp_path / "nginx.conf"
+            path.write_text("pid tern.pid;\n" + conf)
+            with serve(path):
+                wait_port(port)
+                early, body = _stream_through(port, upstream)
+    finally:
+        upstream.close()
+    assert early >= 64 * 1024
+    assert gzip.decompress(body) == first + rest
