@@ -687,11 +687,9 @@ class Interpreter:
             return None
         if eff(lambda s: s.static.try_files) is not None:
             return None
-        pp = None
-        for scope in chain[len(base):]:
-            if scope.proxy_pass is not None:
-                pp = scope.proxy_pass
-        if pp is None:
+        # the content handler is the location's own (nested locations do not inherit it)
+        pp = loc.scope.proxy_pass
+        if pp is None or loc.scope.fastcgi_pass is not None:
             return None
         return _PlainProxy(chain, tuple(map(id, chain)), pp)
 
@@ -1027,7 +1025,16 @@ class Interpreter:
         loc = ctx.location
         pp = None
         fcgi = None
-        for scope in ctx.scope_chain[len(self._base_chain(ctx)):]:
+        # the handler of the location itself or of an if block in it: a nested location does
+        # not inherit its parent's proxy_pass / fastcgi_pass (clcf->handler is not merged)
+        chain = ctx.scope_chain
+        start = len(self._base_chain(ctx))
+        if loc is not None:
+            for i in range(len(chain) - 1, start - 1, -1):
+                if chain[i] is loc.scope:
+                    start = i
+                    break
+        for scope in chain[start:]:
             if scope.proxy_pass is not None:
                 pp, fcgi = scope.proxy_pass, None
             if scope.fastcgi_pass is not None:

@@ -275,6 +275,14 @@ http {
                 fastcgi_param SERVER_PORT $server_port;
                 fastcgi_pass noretry;
             }
+            location /iffy/ {
+                fastcgi_param REQUEST_URI $request_uri;
+                fastcgi_param SERVER_PORT $server_port;
+                fastcgi_param WHERE location;
+                if ($arg_to = app) {
+                    fastcgi_pass 10.0.3.1:9000;
+                }
+            }
             location /blackhole/ {
                 fastcgi_connect_timeout 1s;
                 fastcgi_pass 10.0.3.3:9000;
@@ -284,6 +292,15 @@ http {
             include snippets/fastcgi-php.conf;
             fastcgi_param LATE_PATH_INFO $fastcgi_path_info;
             fastcgi_pass 10.0.3.1:9000;
+        }
+        location /pxy/ {
+            proxy_pass http://10.0.3.9:8000;
+            location /pxy/nested/ { }
+        }
+        location /fcg/ {
+            fastcgi_param REQUEST_URI $request_uri;
+            fastcgi_pass 10.0.3.1:9000;
+            location /fcg/nested/ { }
         }
         location = /caught { return 200 "caught $uri\n"; }
         location = /caught500 { return 200 "caught500\n"; }
@@ -484,6 +501,23 @@ class TestDirectives:
             assert statuses == [200, 200, 200]
         else:
             assert 503 in statuses
+
+    @pytest.mark.parametrize("url, expect", [("/iffy/a?to=app", 1), ("/iffy/b", 0)])
+    def test_fastcgi_pass_in_if(self, env: tuple[Pair, FcgiEcho], url: str, expect: int
+                                ) -> None:
+        """fastcgi_pass inside if-in-location: passed when the condition holds (with the
+        location's params), the location's own content (static, 404 here) otherwise."""
+        self.ask(env, url, expect=expect)
+
+    @pytest.mark.parametrize("url, status, to_app", [
+        ("/pxy/x", 200, 0), ("/pxy/nested/x", 404, 0), ("/fcg/x", 200, 1),
+        ("/fcg/nested/x", 404, 0)])
+    def test_nested_location_has_no_handler(self, env: tuple[Pair, FcgiEcho], url: str,
+                                            status: int, to_app: int) -> None:
+        """A nested location does not inherit its parent's proxy_pass / fastcgi_pass: it
+        serves static files (nginx's clcf->handler is per location)."""
+        out, _ = self.ask(env, url, expect=to_app)
+        assert out.status == status
 
     def test_head(self, env: tuple[Pair, FcgiEcho]) -> None:
         self.ask(env, "/hdr/length", method="HEAD")
