@@ -9,7 +9,8 @@ Rules (each checked against nginx 1.22.1 in tests/compat/test_fastcgi_vs_nginx.p
    except headers a ``fastcgi_param HTTP_<NAME>`` names (even one left out by ``if_not_empty``);
    such a param written with an empty value is not sent at all (``HTTP_PROXY ""``).
 2. The body is read whole first (``client_max_body_size``: 413) and sent as ``FCGI_STDIN``;
-   ``fastcgi_pass_request_body off`` sends an empty stdin. ``fastcgi_keep_conn on`` sets the
+   with ``fastcgi_request_buffering off`` the params go first and the body follows as it
+   arrives (no retry then). ``fastcgi_pass_request_body off`` sends an empty stdin. ``fastcgi_keep_conn on`` sets the
    KEEP_CONN flag; with an upstream ``keepalive N`` too, connections the app left open are kept
    (at most N idle per peer, ``keepalive_timeout``, ``keepalive_requests``) and reused.
 3. ``$fastcgi_script_name`` / ``$fastcgi_path_info``: ``fastcgi_split_path_info``'s two captures
@@ -31,7 +32,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -76,6 +77,8 @@ class FastcgiEff:
     buffer_size: int
     ignore_accel_redirect: bool
     """``fastcgi_ignore_headers X-Accel-Redirect``."""
+    request_buffering: bool
+    """``fastcgi_request_buffering`` (off: the body goes to the app as it arrives)."""
 
     @classmethod
     def of(cls, state: RequestState) -> FastcgiEff:
@@ -124,6 +127,7 @@ class FastcgiEff:
             buffer_size=_raw_size(state, "fastcgi_buffer_size", PAGE_SIZE),
             ignore_accel_redirect="x-accel-redirect" in (
                 a.lower() for a in _raw_args(state, "fastcgi_ignore_headers")),
+            request_buffering=_raw_args(state, "fastcgi_request_buffering") != ("off",),
         )
 
 
@@ -217,12 +221,14 @@ class FastcgiHandler:
 
     async def _exchange(self, peer: Peer, request: bytes, eff: FastcgiEff,
                         up: Upstream | None, stderr: Callable[[bytes], None],
-                        conn_box: list[FastcgiConnection]
+                        conn_box: list[FastcgiConnection],
+                        stream: AsyncIterator[bytes] | None = None
                         ) -> tuple[fcgi.CgiHead, bytes]:
         """Send the request on a kept or new connection; the answer's head. A kept connection
-        that fails before any answer byte (the app closed it meanwhile) is replaced once."""
+        that fails before any answer byte (the app closed it meanwhile) is replaced once.
+        ``stream``: the body still arriving (``request`` is then the head without stdin)."""
         conn = None
-        if up is not None and (up.keepalive or 0) > 0 and eff.keep_conn:
+        if up is not None and (up.keepalive or 0) > 0 and eff.keep_conn and stream is None:
             conn = self._take_idle(peer, up.keepalive_timeout or 60.0)
         if conn is not None:
             conn.on_stderr = stderr
@@ -242,6 +248,11 @@ class FastcgiHandler:
         conn.start_request()
         conn_box.append(conn)
         await conn.send(request, eff.send_timeout)
+        if stream is not None:
+            async for piece in stream:
+                if piece:
+                    await conn.send(fcgi.stdin_records(piece), eff.send_timeout)
+            await conn.send(fcgi.stdin_records(b"", last=True), eff.send_timeout)
         return await conn.read_head(eff.read_timeout, eff.buffer_size)
 
     def _group(self, fp: FastcgiPass, state: RequestState) -> tuple[PeerGroup | None, str]:
@@ -282,7 +293,7 @@ class FastcgiHandler:
                   ) -> RouteResult | None:
         """Serve the request from the FastCGI app; a RouteResult when routing continues
         (error_page, X-Accel-Redirect), None when the answer went out."""
-        from .engine import _BodyTooLarge
+        from .engine import _BodyTooLarge, _ClientGone
 
         eng = self.engine
         fp = fastcgi_pass_of(state)
@@ -291,20 +302,34 @@ class FastcgiHandler:
         group, hostport = self._group(fp, state)
         if group is None:
             return eng._proxy_error(result, 502)
-        try:
-            if state.body_read:
-                body = state.request_body
-            else:
-                body = await eng._read_body(ex, state)
-                state.body_read, state.request_body = True, body
-        except _BodyTooLarge:
-            return eng._proxy_error(result, 413)
+        stream: AsyncIterator[bytes] | None = None
+        if (not state.body_read and not eff.request_buffering and eff.pass_request_body
+                and not ex.head.end_stream):
+            # fastcgi_request_buffering off, body still arriving: params first, then stdin
+            # as it comes ($content_length of a chunked body is then empty, as in nginx)
+            stream = eng._stream_body(ex, state)
+            state.body_read = True
+            body = None
+        else:
+            try:
+                if state.body_read:
+                    body = state.request_body
+                else:
+                    body = await eng._read_body(ex, state)
+                    state.body_read, state.request_body = True, body
+            except _BodyTooLarge:
+                return eng._proxy_error(result, 413)
         if not eff.pass_request_body:
             body = None
         params = build_params(state, eff)
-        request = fcgi.encode_request(params, body, keep_conn=eff.keep_conn)
+        if stream is not None:
+            request = (fcgi.begin_request(keep_conn=eff.keep_conn)
+                       + fcgi.params_records(params))
+        else:
+            request = fcgi.encode_request(params, body, keep_conn=eff.keep_conn)
         method = state.method
-        retry_ok = method in IDEMPOTENT or "non_idempotent" in eff.next_upstream
+        retry_ok = (method in IDEMPOTENT or "non_idempotent" in eff.next_upstream) and \
+            stream is None
         deadline = (time.monotonic() + eff.next_upstream_timeout
                     if eff.next_upstream_timeout else None)
         next_statuses = frozenset(int(n[5:]) for n in eff.next_upstream
@@ -337,7 +362,17 @@ class FastcgiHandler:
             t0 = time.monotonic()
             box: list[FastcgiConnection] = []
             try:
-                head, first = await self._exchange(peer, request, eff, up, stderr, box)
+                head, first = await self._exchange(peer, request, eff, up, stderr, box,
+                                                   stream)
+            except (_BodyTooLarge, _ClientGone) as exc:
+                # the body, streamed to the app, overran client_max_body_size or its client
+                # went away
+                if box:
+                    box[0].close()
+                attempt.success(time.monotonic())
+                if isinstance(exc, _ClientGone):
+                    raise
+                return eng._proxy_error(result, 413)
             except FastcgiError as exc:
                 sent = bool(box)
                 if box:
