@@ -728,8 +728,7 @@ _d("fastcgi_split_path_info", FC, "L", 1, 1, OK)
 _d("fastcgi_store", FC, "H S L", 1, 1, NO, _STORE)
 _d("fastcgi_store_access", FC, "H S L", 1, 3, NO, _STORE)
 _f("fastcgi_buffering", FC, "H S L", PART, _STREAMING)
-_f("fastcgi_request_buffering", FC, "H S L", PART,
-   "the request body is always read whole before the FastCGI app is contacted")
+_f("fastcgi_request_buffering", FC, "H S L", OK)
 _f("fastcgi_ignore_client_abort", FC, "H S L", NO,
    "not implemented: a client that goes away ends the FastCGI request")
 _d("fastcgi_bind", FC, "H S L", 1, 2, NO, _BIND)
