@@ -84,11 +84,6 @@ DIFFERENCES: tuple[Difference, ...] = (
         tern="answers 502",
         kind="gap", why="upstream TLS (proxy_ssl_*) is not built yet."),
     Difference(
-        key="fastcgi-request-buffering", area="fastcgi",
-        nginx="with `fastcgi_request_buffering off` the body is sent to the app as it arrives",
-        tern="reads the whole body first, then sends it",
-        kind="gap", why="streaming FCGI_STDIN is not built yet; the app gets the same bytes."),
-    Difference(
         key="fastcgi-stderr-log", area="fastcgi",
         nginx="writes FCGI_STDERR text to error_log ('FastCGI sent in stderr: ...')",
         tern="logs the same message at level error to its log stream (tern serve's stderr)",
