@@ -156,6 +156,7 @@ http {
     }
     server {
         listen 8001;
+        listen 8003 http2;
         root html;
         fastcgi_param SERVER_LEVEL s;
         fastcgi_param HTTP_PROXY "";
@@ -522,6 +523,30 @@ class TestDirectives:
         serves static files (nginx's clcf->handler is per location)."""
         out, _ = self.ask(env, url, expect=to_app)
         assert out.status == status
+
+    def test_http2_client(self, env: tuple[Pair, FcgiEcho]) -> None:
+        """An HTTP/2 client (curl, h2c prior knowledge): the same params (cookies joined with
+        "; ", the Host from :authority), the same stdin and the same answer."""
+        import subprocess
+
+        pair, app = env
+        got = {}
+        for side in (pair.nginx_side, pair.tern_side):
+            port = pair.side_port(side, 8003)
+            mark = app.mark()
+            proc = subprocess.run(
+                ["curl", "-s", "-i", "--http2-prior-knowledge", "--max-time", "10",
+                 "-H", "X-Dup: 1", "-H", "X-Dup: 2", "-H", "Cookie: a=1", "-H", "Cookie: b=2",
+                 "--data-binary", "hello", f"http://127.0.0.1:{port}/split/x.php/p?q=1"],
+                capture_output=True, timeout=20)
+            (req,) = app.since(mark)
+            params = [(k, v.replace(str(port).encode(), b"PORT")) for k, v in req.comparable()]
+            head, _, body = proc.stdout.partition(b"\r\n\r\n")
+            got[side.name] = (head.split(b"\r\n")[0], params, req.stdin,
+                              body.replace(str(port).encode(), b"PORT"))
+        assert got["nginx"][0] == b"HTTP/2 200 "
+        assert (b"HTTP_COOKIE", b"a=1; b=2") in got["nginx"][1]
+        assert got["tern"] == got["nginx"]
 
     def test_head(self, env: tuple[Pair, FcgiEcho]) -> None:
         self.ask(env, "/hdr/length", method="HEAD")
