@@ -22,7 +22,8 @@ Rules (each checked against nginx 1.22.1 in tests/compat/test_fastcgi_vs_nginx.p
    replace nginx's; ``Location`` passes as sent. ``X-Accel-Redirect`` is an internal redirect
    unless ``fastcgi_ignore_headers`` names it.
    ``fastcgi_intercept_errors`` hands a status >= 300 that has an ``error_page`` to it.
-5. Failures: connect/send/read errors 502, timeouts 504, protocol errors 502;
+5. Failures: connect/send/read errors 502, timeouts 504, protocol errors 502 (and stderr
+   holding a ``fastcgi_catch_stderr`` string: an invalid header);
    ``fastcgi_next_upstream`` (default ``error timeout``) picks the next peer of an upstream group,
    not for POST/LOCK/PATCH once sent unless ``non_idempotent``. stderr goes to the error log.
 """
@@ -79,6 +80,8 @@ class FastcgiEff:
     """``fastcgi_ignore_headers X-Accel-Redirect``."""
     request_buffering: bool
     """``fastcgi_request_buffering`` (off: the body goes to the app as it arrives)."""
+    catch_stderr: tuple[bytes, ...]
+    """``fastcgi_catch_stderr`` strings (innermost level that has any)."""
 
     @classmethod
     def of(cls, state: RequestState) -> FastcgiEff:
@@ -128,7 +131,19 @@ class FastcgiEff:
             ignore_accel_redirect="x-accel-redirect" in (
                 a.lower() for a in _raw_args(state, "fastcgi_ignore_headers")),
             request_buffering=_raw_args(state, "fastcgi_request_buffering") != ("off",),
+            catch_stderr=_catch_stderr(state),
         )
+
+
+def _catch_stderr(state: RequestState) -> tuple[bytes, ...]:
+    """``fastcgi_catch_stderr`` is an array directive: every entry of the innermost level that
+    has one."""
+    for scope in reversed(state.scope_chain):
+        found = tuple(d.args[0].encode("latin-1") for d in scope.other
+                      if d.name == "fastcgi_catch_stderr" and d.args)
+        if found:
+            return found
+    return ()
 
 
 def split_path_info(state: RequestState) -> tuple[str, str]:
@@ -349,6 +364,9 @@ class FastcgiHandler:
             log.error('FastCGI sent in stderr: "%s" while reading response header from '
                       'upstream, client: %s, request: "%s %s"', text, state.req.remote_addr,
                       method, uri)
+            if any(c in data for c in eff.catch_stderr):
+                # ngx_http_fastcgi_process_header: NGX_HTTP_UPSTREAM_INVALID_HEADER
+                raise FastcgiError("read", "FastCGI stderr holds a fastcgi_catch_stderr string")
 
         while True:
             peer = attempt.next(time.monotonic())

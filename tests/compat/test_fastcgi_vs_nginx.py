@@ -288,6 +288,11 @@ http {
                 fastcgi_request_buffering off;
                 fastcgi_pass 10.0.3.1:9000;
             }
+            location /catch/ {
+                fastcgi_catch_stderr "PHP Fatal";
+                fastcgi_catch_stderr "Segfault";
+                fastcgi_pass 10.0.3.1:9000;
+            }
             location /blackhole/ {
                 fastcgi_connect_timeout 1s;
                 fastcgi_pass 10.0.3.3:9000;
@@ -336,6 +341,10 @@ ANSWERS = {
     "/intercept/403": Answer(stdout=b"Status: 403 Forbidden\r\n\r\napp 403"),
     "/noaccel/": Answer(stdout=b"X-Accel-Redirect: /caught\r\nContent-Type: a/b\r\n\r\nstays"),
     "/keep/closing": Answer(close=True),
+    "/catch/fatal": Answer(stdout=b"Content-Type: text/plain\r\n\r\npartial",
+                           stderr=b"PHP Fatal error: oops"),
+    "/catch/notice": Answer(stdout=b"Content-Type: text/plain\r\n\r\nfine",
+                            stderr=b"PHP Notice: meh"),
     "/hdr/hangup": Answer(hang_up=True),
     "/hdr/big": Answer(stdout=b"X-Big: " + b"b" * 5000 + b"\r\n\r\nbody"),
     "/hdr/nothing": Answer(stdout=b"", stderr=b"PHP Fatal error: x"),
@@ -547,6 +556,11 @@ class TestDirectives:
         assert got["nginx"][0] == b"HTTP/2 200 "
         assert (b"HTTP_COOKIE", b"a=1; b=2") in got["nginx"][1]
         assert got["tern"] == got["nginx"]
+
+    @pytest.mark.parametrize("url, status", [("/catch/fatal", 502), ("/catch/notice", 200)])
+    def test_catch_stderr(self, env: tuple[Pair, FcgiEcho], url: str, status: int) -> None:
+        out, _ = self.ask(env, url)
+        assert out.status == status
 
     def test_head(self, env: tuple[Pair, FcgiEcho]) -> None:
         self.ask(env, "/hdr/length", method="HEAD")
