@@ -23,7 +23,7 @@ Rules (each checked against nginx 1.22.1 in tests/compat/test_fastcgi_vs_nginx.p
    unless ``fastcgi_ignore_headers`` names it.
    ``fastcgi_intercept_errors`` hands a status >= 300 that has an ``error_page`` to it.
 5. Failures: connect/send/read errors 502, timeouts 504, protocol errors 502 (and stderr
-   holding a ``fastcgi_catch_stderr`` string: an invalid header);
+   holding a ``fastcgi_catch_stderr`` string before the head is complete: an invalid header);
    ``fastcgi_next_upstream`` (default ``error timeout``) picks the next peer of an upstream group,
    not for POST/LOCK/PATCH once sent unless ``non_idempotent``. stderr goes to the error log.
 """
@@ -359,12 +359,15 @@ class FastcgiHandler:
                               max_tries=eff.next_upstream_tries)
         uri = state.request_uri
 
+        head_done = [False]
+
         def stderr(data: bytes) -> None:
-            text = data.rstrip(b"\r\n").decode("latin-1")
+            # ngx_http_fastcgi_process_header: trailing CR, LF, "." and " " are not logged
+            msg = data.rstrip(b"\r\n. ")
             log.error('FastCGI sent in stderr: "%s" while reading response header from '
-                      'upstream, client: %s, request: "%s %s"', text, state.req.remote_addr,
-                      method, uri)
-            if any(c in data for c in eff.catch_stderr):
+                      'upstream, client: %s, request: "%s %s"', msg.decode("latin-1"),
+                      state.req.remote_addr, method, uri)
+            if not head_done[0] and any(c in msg for c in eff.catch_stderr):
                 # ngx_http_fastcgi_process_header: NGX_HTTP_UPSTREAM_INVALID_HEADER
                 raise FastcgiError("read", "FastCGI stderr holds a fastcgi_catch_stderr string")
 
@@ -379,6 +382,7 @@ class FastcgiHandler:
             run.upstream_addr.append(address)
             t0 = time.monotonic()
             box: list[FastcgiConnection] = []
+            head_done[0] = False
             try:
                 head, first = await self._exchange(peer, request, eff, up, stderr, box,
                                                    stream)
@@ -409,6 +413,7 @@ class FastcgiHandler:
                     continue
                 return eng._proxy_error(result, 504 if exc.timeout else 502)
             conn = box[0]
+            head_done[0] = True
             status = head.status
             run.upstream_status.append(str(status))
             run.upstream_time.append(f"{time.monotonic() - t0:.3f}")

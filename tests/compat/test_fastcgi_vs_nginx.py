@@ -343,6 +343,8 @@ ANSWERS = {
     "/keep/closing": Answer(close=True),
     "/catch/fatal": Answer(stdout=b"Content-Type: text/plain\r\n\r\npartial",
                            stderr=b"PHP Fatal error: oops"),
+    "/catch/late": Answer(stdout=b"Content-Type: text/plain\r\n\r\nhead first",
+                          stderr=b"PHP Fatal error: after the head", stderr_last=True),
     "/catch/notice": Answer(stdout=b"Content-Type: text/plain\r\n\r\nfine",
                             stderr=b"PHP Notice: meh"),
     "/hdr/hangup": Answer(hang_up=True),
@@ -557,7 +559,8 @@ class TestDirectives:
         assert (b"HTTP_COOKIE", b"a=1; b=2") in got["nginx"][1]
         assert got["tern"] == got["nginx"]
 
-    @pytest.mark.parametrize("url, status", [("/catch/fatal", 502), ("/catch/notice", 200)])
+    @pytest.mark.parametrize("url, status", [("/catch/fatal", 502), ("/catch/notice", 200),
+                                             ("/catch/late", 200)])
     def test_catch_stderr(self, env: tuple[Pair, FcgiEcho], url: str, status: int) -> None:
         out, _ = self.ask(env, url)
         assert out.status == status

@@ -29,7 +29,8 @@ class Answer:
     stdout: bytes | None = None
     """Raw stdout (CGI headers, empty line, body); None: the description."""
     stderr: bytes = b""
-    """Sent on FCGI_STDERR before stdout."""
+    """Sent on FCGI_STDERR before stdout (after it with ``stderr_last``)."""
+    stderr_last: bool = False
     delay: float = 0.0
     """Seconds to wait before answering (for read timeouts)."""
     hang_up: bool = False
@@ -195,7 +196,7 @@ class FcgiEcho:
             conn.close()
             return True
         out = b""
-        if ans.stderr:
+        if ans.stderr and not ans.stderr_last:
             out += record(RecordType.STDERR, rid, ans.stderr)
         stdout = describe(req) if ans.stdout is None else ans.stdout
         n = max(1, ans.pieces)
@@ -207,6 +208,9 @@ class FcgiEcho:
                 out = b""
                 if i + 1 < len(chunks):
                     time.sleep(0.02)
+            if ans.stderr and ans.stderr_last:
+                time.sleep(0.05)
+                out += record(RecordType.STDERR, rid, ans.stderr)
             conn.sendall(out + record(RecordType.STDOUT, rid)
                          + record(RecordType.END_REQUEST, rid,
                                   struct.pack(">IB3x", ans.app_status, 0)))
