@@ -398,6 +398,14 @@ def _fastcgi_index(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) ->
 
 @_handles("fastcgi_split_path_info")
 def _fastcgi_split(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> None:
+    from proxy.regex import RegexError, compile_pcre
+
+    try:
+        groups = compile_pcre(st.args[0]).groups
+    except RegexError:
+        groups = 2  # reported by check_regex
+    if groups != 2:
+        raise BadValue(f'pattern "{st.args[0]}" must have 2 captures')
     az.check_regex(st.args[0], st)
     _set_once(acc.fastcgi, "split_path_info", st.args[0], st)
 
