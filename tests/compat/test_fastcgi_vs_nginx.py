@@ -661,3 +661,27 @@ def status_line(pair: Pair, side_name: str, url: str) -> bytes:
                 break
             data += got
     return data.split(b"\r\n", 1)[0]
+
+
+@pytest.mark.parametrize("directive, message", [
+    ("fastcgi_split_path_info ^(.+)$;", 'pattern "^(.+)$" must have 2 captures'),
+    ("fastcgi_param A b c;", 'invalid parameter "c"'),
+    ("fastcgi_pass 127.0.0.1:YOURPORT;", 'invalid port in upstream "127.0.0.1:YOURPORT"'),
+])
+def test_config_errors_like_nginx(tmp_path: Path, directive: str, message: str) -> None:
+    """nginx -t and tern check refuse the same FastCGI mistakes, naming the file and line."""
+    import subprocess
+
+    (tmp_path / "logs").mkdir()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text("events {}\nhttp {\n  server {\n    listen 18999;\n    location / {\n"
+                    f"      {directive}\n      fastcgi_pass 127.0.0.1:9000;\n    }}\n  }}\n}}\n"
+                    .replace("}}", "}"))
+    ngx = subprocess.run([str(NGINX_BIN), "-t", "-p", str(tmp_path), "-c", str(conf)],
+                         capture_output=True, text=True, timeout=30)
+    assert ngx.returncode != 0 and message in ngx.stderr and "nginx.conf:6" in ngx.stderr
+    tern = subprocess.run([sys.executable, "-m", "migrate.cli", "check", str(conf)],
+                          capture_output=True, text=True, timeout=60)
+    assert tern.returncode == 2
+    assert f"{conf}:6: error: {message}" in tern.stdout + tern.stderr
+    assert "Traceback" not in tern.stdout + tern.stderr
