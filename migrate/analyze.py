@@ -876,6 +876,10 @@ class Analyzer:
             acc.other.append(self.raw(st, spec))
             if st.name == "geo" or st.name.startswith("gzip_"):
                 self.check_run_values(acc.other[-1])
+                if st.name == "gzip_disable":
+                    for pattern in st.args:
+                        if pattern not in ("msie6", "degradation"):
+                            self.check_regex(pattern, st)
             if spec.support is not m.Support.UNSUPPORTED and st.block is not None and \
                     st.name not in RAW_BLOCKS:
                 self.walk_unknown_block(st)

@@ -520,3 +520,49 @@ def test_streamed_body_is_compressed_as_it_arrives(tmp_path: Path, server: str) 
         upstream.close()
     assert early >= 64 * 1024
     assert gzip.decompress(body) == first + rest
+
+
+BAD = [
+    "gzip_comp_level 0;", "gzip_comp_level 10;", "gzip_comp_level x;",
+    "gzip_http_version 2.0;", "gzip_proxied any bogus;", "gzip_window 3k;", "gzip_window 64k;",
+    "gzip_hash 256;", "gzip_hash 256k;", "gzip_min_length abc;",
+]
+
+
+@pytest.mark.parametrize("line", BAD)
+def test_refused_like_nginx(tmp_path: Path, line: str) -> None:
+    """Every gzip value nginx -t refuses, ``tern check`` refuses too, at the same line."""
+    import re
+    import subprocess
+
+    conf = tmp_path / "nginx.conf"
+    conf.write_text("events {}\nhttp {\n    gzip on;\n    " + line + "\n}\n")
+    ngx = subprocess.run([str(NGINX_BIN), "-t", "-p", str(tmp_path), "-c", str(conf),
+                          "-g", "error_log stderr; pid nginx.pid;"],
+                         capture_output=True, text=True, timeout=30)
+    assert ngx.returncode != 0
+    at = re.search(r"\[emerg\].* in \S+:(\d+)", ngx.stderr)
+    assert at, ngx.stderr
+    tern = subprocess.run([sys.executable, "-m", "migrate.cli", "check", str(conf)],
+                          capture_output=True, text=True, timeout=60)
+    assert tern.returncode == 2, tern.stdout + tern.stderr
+    assert f"{conf}:{at.group(1)}: error" in tern.stdout, (ngx.stderr, tern.stdout)
+    assert "Traceback" not in tern.stdout + tern.stderr
+
+
+@pytest.mark.parametrize("line", ["gzip_comp_level 9;", "gzip_http_version 1.0;",
+                                  "gzip_proxied off;", "gzip_window 512;", "gzip_hash 128k;",
+                                  "gzip_min_length 1k;", "gzip_buffers 16 8k;",
+                                  'gzip_disable "MSIE [1-6]\\.";'])
+def test_accepted_like_nginx(tmp_path: Path, line: str) -> None:
+    import subprocess
+
+    conf = tmp_path / "nginx.conf"
+    conf.write_text("events {}\nhttp {\n    gzip on;\n    " + line + "\n}\n")
+    ngx = subprocess.run([str(NGINX_BIN), "-t", "-p", str(tmp_path), "-c", str(conf),
+                          "-g", "error_log stderr; pid nginx.pid;"],
+                         capture_output=True, text=True, timeout=30)
+    assert ngx.returncode == 0, ngx.stderr
+    tern = subprocess.run([sys.executable, "-m", "migrate.cli", "check", str(conf)],
+                          capture_output=True, text=True, timeout=60)
+    assert tern.returncode == 0, tern.stdout + tern.stderr
