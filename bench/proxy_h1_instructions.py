@@ -2,6 +2,7 @@
 
 Usage:
     python bench/proxy_h1_instructions.py [--requests 300 1300] [--connections 10] [--nginx]
+                                          [--general]
 
 Throughput on a shared machine moves with whatever else runs; an instruction count does not.
 This runs one Tern worker (bench/proxy_h1.py's configuration: proxy_pass to an upstream group with
@@ -10,6 +11,9 @@ it a fixed number of keep-alive requests from a client outside valgrind, and rea
 instruction count.  Two runs with different request counts cancel start-up and shutdown:
 ``(I2 - I1) / (N2 - N1)`` is the user-space instructions per request (Python interpreter, uvloop,
 httptools; the kernel is not counted).  Compare this figure before and after a change.
+
+``--general`` also counts Tern with its fast path off (``TERN_FASTPATH=off``: every request
+takes the general path), to compare the two in one run.
 
 Bounded: a fixed number of requests on loopback; each run is killed after 300 s.
 """
@@ -76,9 +80,10 @@ def client(port: int, total: int, connections: int) -> None:
         raise RuntimeError(f"client errors: {errors[:3]}")
 
 
-def count(requests: int, connections: int, backend: int, tmp: Path, *, nginx: bool) -> int:
+def count(requests: int, connections: int, backend: int, tmp: Path, *, nginx: bool,
+          general: bool = False) -> int:
     port = B.free_port()
-    run = tmp / f"{'nginx' if nginx else 'tern'}-{requests}"
+    run = tmp / f"{'nginx' if nginx else 'tern-general' if general else 'tern'}-{requests}"
     run.mkdir()
     (run / "logs").mkdir()
     conf = run / "nginx.conf"
@@ -92,9 +97,12 @@ def count(requests: int, connections: int, backend: int, tmp: Path, *, nginx: bo
         script = run / "worker.py"
         script.write_text(WORKER.format(repo=str(REPO), conf=str(conf), prefix=str(run)))
         cmd = [sys.executable, str(script)]
+    env = dict(os.environ)
+    if general:
+        env["TERN_FASTPATH"] = "off"
     proc = subprocess.Popen(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *cmd],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     try:
         B.wait_port(port, timeout=120)
         client(port, requests, connections)
@@ -116,6 +124,8 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=10)
     ap.add_argument("--nginx", action="store_true",
                     help="also count nginx (one worker process, same configuration)")
+    ap.add_argument("--general", action="store_true",
+                    help="also count Tern with its fast path off (TERN_FASTPATH=off)")
     args = ap.parse_args()
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
@@ -127,14 +137,19 @@ def main() -> int:
         B.wait_port(backend_port)
         n1, n2 = args.requests
         figures = {}
-        for name in (["nginx"] if args.nginx else []) + ["tern"]:
-            i1 = count(n1, args.connections, backend_port, tmp, nginx=name == "nginx")
-            i2 = count(n2, args.connections, backend_port, tmp, nginx=name == "nginx")
+        names = (["nginx"] if args.nginx else []) + (["tern-general"] if args.general else [])
+        for name in names + ["tern"]:
+            kw = {"nginx": name == "nginx", "general": name == "tern-general"}
+            i1 = count(n1, args.connections, backend_port, tmp, **kw)
+            i2 = count(n2, args.connections, backend_port, tmp, **kw)
             figures[name] = per = (i2 - i1) / (n2 - n1)
             print(f"{name}: {n1} requests {i1:,} instructions, {n2} requests {i2:,}")
             print(f"{name}: instructions per proxied request (user space, one worker): {per:,.0f}")
         if "nginx" in figures:
             print(f"instructions ratio tern/nginx = {figures['tern'] / figures['nginx']:.1f}")
+        if "tern-general" in figures:
+            print(f"instructions ratio fast path/general path = "
+                  f"{figures['tern'] / figures['tern-general']:.3f}")
     finally:
         B.stop(backend)
         shutil.rmtree(tmp, ignore_errors=True)
