@@ -600,13 +600,13 @@ class Engine:
             for k, v in run.upstream_headers:
                 if k.lower() == want:
                     return v.decode("latin-1")
-            return ""
+            return None  # not found: "-" in a log line, "" in other values, as in nginx
         if name.startswith("sent_http_"):
             want = name[10:].replace("_", "-").encode()
             for k, v in run.sent_headers:
                 if k.lower() == want:
                     return v.decode("latin-1")
-            return ""
+            return None
         if name == "msec":
             return accesslog.msec(time.time())
         if name == "request_id":
