@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING
 
 from . import accesslog, gzipfilter, ranges, responses
 from .interp import Interpreter, RequestState, RouteRequest, RouteResult
+from .io import upstream_tls
 from .io.upstream import UpstreamConnection, UpstreamError, UpstreamPool, UpstreamResponse
 from .limits import ConnZone, ReqZone
 from .model import (
@@ -1094,8 +1095,6 @@ class Engine:
             "443" if pp.scheme == "https" else "80")
         if group is None:
             return self._proxy_error(result, 502)
-        if pp.scheme == "https":
-            return self._proxy_error(result, 502)  # upstream TLS: not implemented
         return pp, pconf, group, hostport
 
     def _body_now(self, ex: Exchange, state: RequestState, pconf: _ProxyEff) -> bytes | None:
@@ -1207,6 +1206,12 @@ class Engine:
                                                 plan.attempt)
         upgrade = plan.upgrade
         last_error = 502
+        tls = None
+        if pp.scheme == "https":  # upstream TLS (proxy_ssl_*: proxy.io.upstream_tls)
+            try:
+                tls = upstream_tls.settings_of(state, run.proxy_host)
+            except (OSError, ValueError):
+                return self._proxy_error(result, 502)
         while True:
             if resume is not None:
                 peer = resume.peer
@@ -1230,7 +1235,7 @@ class Engine:
                 else:
                     conn = await self.pool.acquire(peer.host, peer.port,
                                                    connect_timeout=pconf.connect_timeout,
-                                                   reuse=reuse)
+                                                   reuse=reuse, tls=tls)
                 sent = True
                 try:
                     if first is not None and first.conn is not None:
@@ -1250,7 +1255,7 @@ class Engine:
                         # a cached connection the server had closed: retry once, fresh
                         conn = await self.pool.acquire(peer.host, peer.port,
                                                        connect_timeout=pconf.connect_timeout,
-                                                       reuse=False)
+                                                       reuse=False, tls=tls)
                         resp = await conn.request(head_bytes, body,
                                                   send_timeout=pconf.send_timeout,
                                                   read_timeout=pconf.read_timeout,

@@ -98,7 +98,8 @@ def start(engine: Engine, host: Host, ex: Exchange) -> bool:
     if peer is None or not plan.reuse:
         host.resume_general(ex, ProxyResume(result, run, plan, peer, t0))
         return True
-    conn = engine.pool.take_idle(peer.host, peer.port)
+    # an https upstream's pooled connections are keyed apart: the general path takes them
+    conn = engine.pool.take_idle(peer.host, peer.port) if pp.scheme != "https" else None
     if conn is None:
         host.resume_general(ex, ProxyResume(result, run, plan, peer, t0))
         return True

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 import httptools
 
+from .upstream_tls import UpstreamTls, connect_tls
+
 
 class UpstreamError(Exception):
     """A failure talking to an upstream peer."""
@@ -94,7 +96,7 @@ def _expire(fut: asyncio.Future[bool]) -> None:
 class UpstreamConnection(asyncio.Protocol):
     """One TCP connection to a peer."""
 
-    def __init__(self, key: tuple[str, int]) -> None:
+    def __init__(self, key: tuple[object, ...]) -> None:
         self.key = key
         self.transport: asyncio.Transport | None = None
         self.closed = False
@@ -426,7 +428,7 @@ class UpstreamPool:
     """Keep-alive connections per peer address, bounded per upstream group."""
 
     def __init__(self) -> None:
-        self._idle: dict[tuple[str, int], _Idle] = {}
+        self._idle: dict[tuple[object, ...], _Idle] = {}
 
     def take_idle(self, host: str, port: int) -> UpstreamConnection | None:
         """A cached connection to ``host:port`` if one is open (``acquire``'s first step)."""
@@ -440,13 +442,14 @@ class UpstreamPool:
         return None
 
     async def acquire(self, host: str, port: int, *, connect_timeout: float,
-                      reuse: bool) -> UpstreamConnection:
-        """A connection to ``host:port``: a cached one when ``reuse``, else a new one.
+                      reuse: bool, tls: UpstreamTls | None = None) -> UpstreamConnection:
+        """A connection to ``host:port``: a cached one when ``reuse``, else a new one; with
+        ``tls``, a TLS one (pooled apart from plain ones: see ``proxy.io.upstream_tls``).
 
         Raises:
             UpstreamError: connect failed or timed out.
         """
-        key = (host, port)
+        key: tuple[object, ...] = (host, port) if tls is None else (host, port, tls.pool_key)
         if reuse:
             idle = self._idle.get(key)
             while idle is not None and idle.conns:
@@ -455,6 +458,8 @@ class UpstreamPool:
                         and not conn.transport.is_closing():
                     conn.reused = True
                     return conn
+        if tls is not None:
+            return await connect_tls(key, host.strip("[]"), port, tls, connect_timeout)
         loop = asyncio.get_running_loop()
         try:
             _, proto = await asyncio.wait_for(

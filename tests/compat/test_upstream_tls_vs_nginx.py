@@ -1,0 +1,243 @@
+"""``proxy_pass https://...`` in ``tern serve`` answers as Debian's nginx 1.22.1 does.
+
+nginx and ``tern serve`` run the same config (only the listen port differs) in front of the same
+TLS echo upstreams (:mod:`tests.support.tls_echo`), which report per connection the SNI they
+received, the client certificate presented, and the request number on that connection.  Each case
+sends the same request to both and asserts equal status and equal echoed facts: SNI on/off and
+its name (``proxy_ssl_server_name``, ``proxy_ssl_name`` literal and with variables, the group name
+as ``$proxy_host``), ``proxy_ssl_verify`` success and failure (502 for an untrusted chain or a name
+mismatch, ``proxy_next_upstream`` to the next peer), a client certificate sent to the upstream, and
+keep-alive reuse of the TLS connection.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.protocol.tls_support import tern_serve
+from tests.support.nginx import NGINX_BIN, free_port, http_get, run_nginx
+from tests.support.tls_echo import TlsEcho
+
+pytestmark = [
+    pytest.mark.nginx,
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(not NGINX_BIN.exists(), reason=f"{NGINX_BIN} is not installed"),
+]
+
+CONF = """
+events {{}}
+http {{
+    access_log off;
+    # nginx resumes TLS sessions per peer (proxy_ssl_session_reuse on), and a resumed session
+    # reports its first handshake's SNI and client certificate to the echo; Tern does not
+    # resume (documented), so the facts compared here come from full handshakes
+    proxy_ssl_session_reuse off;
+    upstream backend.test {{ server 127.0.0.1:{up}; }}
+    upstream kept {{ server 127.0.0.1:{up}; keepalive 4; }}
+    upstream twopeers {{ server 127.0.0.1:{bad}; server 127.0.0.1:{up}; }}
+    upstream mtls {{ server 127.0.0.1:{mtls}; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location /plain {{ proxy_pass https://127.0.0.1:{up}; }}
+        location /group {{ proxy_pass https://backend.test; }}
+        location /sni-group {{ proxy_ssl_server_name on; proxy_pass https://backend.test; }}
+        location /sni-ip {{ proxy_ssl_server_name on; proxy_pass https://127.0.0.1:{up}; }}
+        location /sni-name {{
+            proxy_ssl_server_name on; proxy_ssl_name named.test;
+            proxy_pass https://127.0.0.1:{up};
+        }}
+        location /sni-var {{
+            proxy_ssl_server_name on; proxy_ssl_name $http_x_name;
+            proxy_pass https://127.0.0.1:{up};
+        }}
+        location /verify-ok {{
+            proxy_ssl_verify on; proxy_ssl_trusted_certificate {dir}/ca.test.crt;
+            proxy_pass https://backend.test;
+        }}
+        location /verify-name-ok {{
+            proxy_ssl_verify on; proxy_ssl_trusted_certificate {dir}/ca.test.crt;
+            proxy_ssl_name backend.test;
+            proxy_pass https://127.0.0.1:{up};
+        }}
+        location /verify-mismatch {{
+            proxy_ssl_verify on; proxy_ssl_trusted_certificate {dir}/ca.test.crt;
+            proxy_ssl_name other.test;
+            proxy_pass https://127.0.0.1:{up};
+        }}
+        location /verify-untrusted {{
+            proxy_ssl_verify on; proxy_ssl_trusted_certificate {dir}/stranger.test.crt;
+            proxy_pass https://backend.test;
+        }}
+        location /next {{ proxy_pass https://twopeers; }}
+        location /client-cert {{
+            proxy_ssl_certificate {dir}/client.test.crt;
+            proxy_ssl_certificate_key {dir}/client.test.key;
+            proxy_pass https://mtls;
+        }}
+        location /no-client-cert {{ proxy_pass https://mtls; }}
+        location /kept {{
+            proxy_http_version 1.1; proxy_set_header Connection "";
+            proxy_pass https://kept;
+        }}
+    }}
+}}
+"""
+
+
+class Sides:
+    def __init__(self, nginx_port: int, tern_port: int) -> None:
+        self.ports = {"nginx": nginx_port, "tern": tern_port}
+
+    def get(self, target: str, headers: dict[str, str] | None = None
+            ) -> dict[str, tuple[int | None, dict[str, str]]]:
+        out = {}
+        for side, port in self.ports.items():
+            if headers:
+                out[side] = _get_with_headers(port, target, headers)
+            else:
+                r = http_get(port, target, "localhost", timeout=10)
+                out[side] = (r.status, _facts(r.body))
+        return out
+
+
+def _get_with_headers(port: int, target: str, headers: dict[str, str]
+                      ) -> tuple[int | None, dict[str, str]]:
+    cmd = ["curl", "-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", "10"]
+    for k, v in headers.items():
+        cmd += ["-H", f"{k}: {v}"]
+    res = subprocess.run([*cmd, f"http://127.0.0.1:{port}{target}"], capture_output=True,
+                         timeout=20)
+    body, _, code = res.stdout.rpartition(b"\n")
+    return int(code), _facts(body)
+
+
+def _facts(body: bytes) -> dict[str, str]:
+    """The echo's facts, without the connection number (the sides share the echo)."""
+    facts = dict(re.findall(r"^(sni|req|client)=(.*)$", body.decode(errors="replace"), re.M))
+    return facts
+
+
+def make_ca(d: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed CA certificate and its key (openssl CLI)."""
+    crt, key = d / f"{name}.crt", d / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out",
+                    str(crt), "-subj", f"/CN={name}", "-days", "2",
+                    "-addext", "basicConstraints=critical,CA:TRUE",
+                    "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+                   check=True, capture_output=True, timeout=60)
+    return crt, key
+
+
+def make_leaf(d: Path, name: str, ca: tuple[Path, Path]) -> tuple[Path, Path]:
+    """A certificate for ``name`` (CN and subjectAltName DNS) signed by ``ca``."""
+    crt, key, csr = d / f"{name}.crt", d / f"{name}.key", d / f"{name}.csr"
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out",
+                    str(csr), "-subj", f"/CN={name}"],
+                   check=True, capture_output=True, timeout=60)
+    ext = d / f"{name}.ext"
+    ext.write_text(f"subjectAltName=DNS:{name}\nbasicConstraints=CA:FALSE\n")
+    subprocess.run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca[0]), "-CAkey",
+                    str(ca[1]), "-CAcreateserial", "-out", str(crt), "-days", "2",
+                    "-extfile", str(ext)], check=True, capture_output=True, timeout=60)
+    return crt, key
+
+
+@pytest.fixture(scope="module")
+def sides(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sides, TlsEcho, TlsEcho]]:
+    d = tmp_path_factory.mktemp("uptls")
+    ca = make_ca(d, "ca.test")
+    crt, key = make_leaf(d, "backend.test", ca)
+    make_ca(d, "stranger.test")
+    make_leaf(d, "client.test", ca)
+    echo = TlsEcho(crt, key)
+    mtls = TlsEcho(crt, key, ca=ca[0])
+    bad = free_port()  # nothing listens there: connect() fails, the next peer is tried
+    nport, tport = free_port(), free_port(exclude=[bad])
+    fmt = {"up": echo.port, "mtls": mtls.port, "bad": bad, "dir": d}
+    tconf = d / "tern.conf"
+    tconf.write_text(CONF.format(port=tport, **fmt))
+    try:
+        with run_nginx(CONF.format(port=nport, **fmt), d / "nginx") as _nginx, \
+                tern_serve(tconf, tport):
+            yield Sides(nport, tport), echo, mtls
+    finally:
+        echo.close()
+        mtls.close()
+
+
+def both(res: dict[str, tuple[int | None, dict[str, str]]]) -> tuple[int | None, dict[str, str]]:
+    assert res["nginx"] == res["tern"], res
+    return res["nginx"]
+
+
+def test_plain_https_upstream(sides: tuple[Sides, TlsEcho, TlsEcho]) -> None:
+    status, facts = both(sides[0].get("/plain"))
+    assert status == 200 and facts["sni"] == "-"
+
+
+def test_no_sni_by_default(sides: tuple[Sides, TlsEcho, TlsEcho]) -> None:
+    status, facts = both(sides[0].get("/group"))
+    assert status == 200 and facts["sni"] == "-"
+
+
+def test_sni_is_the_group_name(sides: tuple[Sides, TlsEcho, TlsEcho]) -> None:
+    status, facts = both(sides[0].get("/sni-group"))
+    assert status == 200 and facts["sni"] == "backend.test"
+
+
+def test_no_sni_for_an_ip_address(sides: tuple[Sides, TlsEcho, TlsEcho]) -> None:
+    status, facts = both(sides[0].get("/sni-ip"))
+    assert status == 200 and facts["sni"] == "-"
+
+
+def test_proxy_ssl_name(sides: tuple[Sides, TlsEcho, TlsEcho]) -> None:
+    status, facts = both(sides[0].get("/sni-name"))
+    assert status == 200 and facts["sni"] == "named.test"
+
+
+def test_proxy_ssl_name_with_variable(sides: tuple[Sides, TlsEcho, TlsEcho]) -> None:
+    status, facts = both(sides[0].get("/sni-var", {"X-Name": "from-header.test"}))
+    assert status == 200 and facts["sni"] == "from-header.test"
+
+
+@pytest.mark.parametrize("path", ["/verify-ok", "/verify-name-ok"])
+def test_verify_success(sides: tuple[Sides, TlsEcho, TlsEcho], path: str) -> None:
+    status, facts = both(sides[0].get(path))
+    assert status == 200 and facts["sni"] == "-"
+
+
+@pytest.mark.parametrize("path", ["/verify-mismatch", "/verify-untrusted"])
+def test_verify_failure_is_502(sides: tuple[Sides, TlsEcho, TlsEcho], path: str) -> None:
+    status, _ = both(sides[0].get(path))
+    assert status == 502
+
+
+def test_next_upstream_after_connect_error(sides: tuple[Sides, TlsEcho, TlsEcho]) -> None:
+    status, facts = both(sides[0].get("/next"))
+    assert status == 200 and facts["sni"] == "-"
+
+
+def test_client_certificate_to_upstream(sides: tuple[Sides, TlsEcho, TlsEcho]) -> None:
+    status, facts = both(sides[0].get("/client-cert"))
+    assert status == 200 and facts["client"] == "client.test"
+    status, facts = both(sides[0].get("/no-client-cert"))
+    assert status == 200 and facts["client"] == "-"
+
+
+def test_keepalive_reuses_the_tls_connection(sides: tuple[Sides, TlsEcho, TlsEcho]) -> None:
+    s, echo, _ = sides
+    before = echo.handshakes
+    reqs = {side: [] for side in s.ports}
+    for _ in range(3):
+        for side, (status, facts) in s.get("/kept").items():
+            assert status == 200
+            reqs[side].append(facts["req"])
+    assert reqs["nginx"] == reqs["tern"] == ["1", "2", "3"], reqs
+    assert echo.handshakes - before == 2  # one kept connection per side
