@@ -79,10 +79,20 @@ DIFFERENCES: tuple[Difference, ...] = (
         tern="IP literals and upstream names work; other host names answer 502",
         kind="gap", why="no run-time DNS client yet."),
     Difference(
-        key="upstream-tls", area="proxy",
-        nginx="proxy_pass https:// talks TLS to the upstream",
-        tern="answers 502",
-        kind="gap", why="upstream TLS (proxy_ssl_*) is not built yet."),
+        key="upstream-tls-session-reuse", area="proxy",
+        nginx="proxy_ssl_session_reuse on (the default) resumes the TLS session saved for each "
+              "upstream peer; a resumed session carries the first handshake's SNI and client "
+              "certificate as the upstream sees them",
+        tern="every new TLS connection to an upstream makes a full handshake (kept-alive "
+             "connections are reused)",
+        kind="gap", why="asyncio cannot resume a saved TLS session (directive IGNORED)."),
+    Difference(
+        key="upstream-tls-verify-depth", area="proxy",
+        nginx="proxy_ssl_verify_depth (default 1) limits the upstream's certificate chain",
+        tern="OpenSSL's default depth applies",
+        kind="gap", why="Python's ssl has no verify-depth setting (directive PARTIAL); "
+                        "proxy_ssl_crl, proxy_ssl_password_file and proxy_ssl_conf_command "
+                        "are UNSUPPORTED."),
     Difference(
         key="fastcgi-stderr-log", area="fastcgi",
         nginx="writes FCGI_STDERR text to error_log ('FastCGI sent in stderr: ...')",
