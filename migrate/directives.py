@@ -150,7 +150,7 @@ _BROWSER = "browser detection is not implemented: $modern_browser/$ancient_brows
 _MIRROR = "request mirroring is not implemented: no mirror subrequests are sent"
 _SLICE = "slicing is not implemented: upstream requests are not split into byte ranges"
 _AUTHREQ = "subrequest authorization (auth_request) is not implemented: requests are not checked"
-_MTLS = "client certificate verification (mTLS) is not implemented: certificates are not checked"
+_OCSP = "OCSP checking of client certificates is not implemented: revocation is not checked"
 _STATUS = "status pages are not implemented: the location does not produce a status report"
 _NJS = "njs (JavaScript) is not implemented: the script never runs"
 _PERL = "embedded Perl is not implemented: the Perl handler never runs"
@@ -360,15 +360,20 @@ _d("ssl_session_ticket_key", SSL, "H S", 1, 1, IGN, "ticket keys are generated b
 _d("ssl_dhparam", SSL, "H S", 1, 1, PART, _SSLDEF)
 _d("ssl_ecdh_curve", SSL, "H S", 1, 1, PART, _SSLDEF)
 _d("ssl_buffer_size", SSL, "H S", 1, 1, IGN, "TLS record sizing; responses are unchanged")
-_d("ssl_verify_client", SSL, "H S", 1, 1, NO, _MTLS)
-_d("ssl_verify_depth", SSL, "H S", 1, 1, NO, _MTLS)
-_d("ssl_client_certificate", SSL, "H S", 1, 1, NO, _MTLS)
-_d("ssl_crl", SSL, "H S", 1, 1, NO, _MTLS)
-_d("ssl_trusted_certificate", SSL, "H S", 1, 1, IGN,
-   "only used for OCSP stapling and client certificates, which Tern does not do")
-_d("ssl_ocsp", SSL, "H S", 1, 1, NO, _MTLS)
-_d("ssl_ocsp_responder", SSL, "H S", 1, 1, NO, _MTLS)
-_d("ssl_ocsp_cache", SSL, "H S", 1, 1, NO, _MTLS)
+_d("ssl_verify_client", SSL, "H S", 1, 1, PART,
+   "a client certificate that does not verify fails the TLS handshake (nginx answers 400 "
+   "'The SSL certificate error'); optional_no_ca still verifies against the CA "
+   "(Python's ssl has no verify callback)")
+_d("ssl_verify_depth", SSL, "H S", 1, 1, PART,
+   "OpenSSL's default verification depth applies to client certificates")
+_d("ssl_client_certificate", SSL, "H S", 1, 1, OK)
+_d("ssl_crl", SSL, "H S", 1, 1, PART,
+   "a revoked client certificate fails the TLS handshake (nginx answers 400 "
+   "'The SSL certificate error')")
+_d("ssl_trusted_certificate", SSL, "H S", 1, 1, OK)
+_d("ssl_ocsp", SSL, "H S", 1, 1, NO, _OCSP)
+_d("ssl_ocsp_responder", SSL, "H S", 1, 1, NO, _OCSP)
+_d("ssl_ocsp_cache", SSL, "H S", 1, 1, NO, _OCSP)
 _f("ssl_stapling", SSL, "H S", IGN, _STAPLE)
 _d("ssl_stapling_file", SSL, "H S", 1, 1, IGN, _STAPLE)
 _d("ssl_stapling_responder", SSL, "H S", 1, 1, IGN, _STAPLE)

@@ -19,7 +19,15 @@ Rules (nginx's ``ngx_http_ssl_module``, 1.22):
    the ``ssl_certificate`` line; a TLS socket whose default server has no certificate (and
    no ``ssl_reject_handshake on``) is an error, as in nginx; another server without one keeps
    the default server's certificate when SNI picks it (nginx gives it no context).
-6. What Python's ``ssl`` cannot do (documented in docs/protocols.md): ``ssl_session_cache``
+6. ``ssl_verify_client`` (``proxy.client_cert``): the handshake asks for a client certificate
+   (``CERT_OPTIONAL``) verified against ``ssl_client_certificate``/``ssl_trusted_certificate``
+   (and ``ssl_crl``); ``$ssl_client_verify`` (``SUCCESS``/``NONE``), ``$ssl_client_s_dn`` and
+   ``_i_dn`` (RFC 4514/2253), ``_serial`` (hex), ``_fingerprint`` (SHA-1), ``_raw_cert``,
+   ``_cert`` and ``_escaped_cert`` and ``_v_start``/``_v_end`` come from the peer certificate.
+   Python has no verify callback: a certificate that does not verify fails the handshake
+   (nginx answers 400 "The SSL certificate error"), ``optional_no_ca`` still verifies, and
+   ``ssl_verify_depth`` is not applied.
+7. What Python's ``ssl`` cannot do (documented in docs/protocols.md): ``ssl_session_cache``
    size and sharing across workers and ``ssl_session_timeout`` (OpenSSL's built-in
    per-process cache with its 300 s default is used; ``off``/``none`` only stop TLS 1.3
    tickets), certificate paths with variables, ``ssl_dhparam``/``ssl_ecdh_curve``.
@@ -32,6 +40,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
+from .. import client_cert
 from ..model import Config, Server, SourceSpan, TlsConf
 from ..routing import BadRequest, Router, SocketTable
 
@@ -170,7 +179,34 @@ def _context(config: Config, server: Server, alpn: tuple[str, ...], *, default: 
         if last is not None:
             raise TlsError(f'cannot load certificate "{cpath}" with key "{kpath}": '
                            f"{_reason(last)}", cert.source)
+    _client_verify(config, server, ctx)
     return ctx
+
+
+def _client_verify(config: Config, server: Server, ctx: ssl.SSLContext) -> None:
+    """``ssl_verify_client``: ask for a client certificate (``proxy.client_cert``, rule 6)."""
+    cc = client_cert.settings(config, server)
+    if cc is None:
+        return
+    where = cc.source if isinstance(cc.source, SourceSpan) else server.source
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    cas = [p for p in (cc.client_certificate, cc.trusted_certificate) if p]
+    if not cas and cc.mode != "optional_no_ca":
+        raise TlsError('no ssl_client_certificate for ssl_verify_client', where)
+    for raw in cas:
+        path = _path(config, raw)
+        try:
+            ctx.load_verify_locations(cafile=path)
+        except (ssl.SSLError, OSError) as exc:
+            raise TlsError(f'cannot load client certificates "{path}": {_reason(exc)}',
+                           where) from None
+    if cc.crl:
+        path = _path(config, cc.crl)
+        try:
+            ctx.load_verify_locations(cafile=path)
+        except (ssl.SSLError, OSError) as exc:
+            raise TlsError(f'cannot load CRL "{path}": {_reason(exc)}', where) from None
+        ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_CHAIN
 
 
 def _server_label(server: Server) -> str:
@@ -333,4 +369,53 @@ def tls_variable(transport: object, name: str) -> str | None:
         return sslobj.selected_alpn_protocol()  # type: ignore[no-any-return]
     if name == "ssl_session_reused":
         return "r" if sslobj.session_reused else "."
+    if name.startswith("ssl_client_"):
+        return _client_variable(sslobj, name[11:])
     return None
+
+
+def _client_variable(sslobj: ssl.SSLObject, name: str) -> str | None:
+    """``$ssl_client_*`` (rule 6): from the peer certificate, parsed with ``cryptography``."""
+    if sslobj.context.verify_mode == ssl.CERT_NONE:
+        return "NONE" if name == "verify" else ""
+    der = sslobj.getpeercert(binary_form=True)
+    if name == "verify":
+        # Python's ssl fails the handshake on a certificate that does not verify: a
+        # connection that exists either has a verified certificate or none
+        return "SUCCESS" if der else "NONE"
+    if not der:
+        return ""
+    cached = getattr(sslobj, "tern_client_vars", None)
+    if cached is None:
+        cached = _client_vars(der)
+        try:
+            sslobj.tern_client_vars = cached  # type: ignore[attr-defined]
+        except AttributeError:
+            pass
+    return cached.get(name, None)
+
+
+def _client_vars(der: bytes) -> dict[str, str]:
+    import hashlib
+    from urllib.parse import quote
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    cert = x509.load_der_x509_certificate(der)
+    pem = cert.public_bytes(Encoding.PEM).decode("ascii")
+    serial = f"{cert.serial_number:X}"
+    if len(serial) % 2:
+        serial = "0" + serial
+    lines = pem.rstrip("\n").split("\n")
+    return {
+        "s_dn": cert.subject.rfc4514_string(),
+        "i_dn": cert.issuer.rfc4514_string(),
+        "serial": serial,
+        "fingerprint": hashlib.sha1(der).hexdigest(),
+        "raw_cert": pem,
+        "cert": "\n".join([lines[0]] + ["\t" + line for line in lines[1:]]) + "\n",
+        "escaped_cert": quote(pem, safe=""),
+        "v_start": cert.not_valid_before.strftime("%b %e %H:%M:%S %Y GMT"),
+        "v_end": cert.not_valid_after.strftime("%b %e %H:%M:%S %Y GMT"),
+    }

@@ -21,6 +21,7 @@ import pytest
 
 from tests.protocol.tls_support import tern_serve
 from tests.support.nginx import NGINX_BIN, free_port, http_get, run_nginx
+from tests.support.certs import make_ca, make_leaf
 from tests.support.tls_echo import TlsEcho
 
 pytestmark = [
@@ -120,33 +121,6 @@ def _facts(body: bytes) -> dict[str, str]:
     """The echo's facts, without the connection number (the sides share the echo)."""
     facts = dict(re.findall(r"^(sni|req|client)=(.*)$", body.decode(errors="replace"), re.M))
     return facts
-
-
-def make_ca(d: Path, name: str) -> tuple[Path, Path]:
-    """A self-signed CA certificate and its key (openssl CLI)."""
-    crt, key = d / f"{name}.crt", d / f"{name}.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out",
-                    str(crt), "-subj", f"/CN={name}", "-days", "2",
-                    "-addext", "basicConstraints=critical,CA:TRUE",
-                    "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
-                   check=True, capture_output=True, timeout=60)
-    return crt, key
-
-
-def make_leaf(d: Path, name: str, ca: tuple[Path, Path]) -> tuple[Path, Path]:
-    """A certificate for ``name`` (CN and subjectAltName DNS) signed by ``ca``."""
-    crt, key, csr = d / f"{name}.crt", d / f"{name}.key", d / f"{name}.csr"
-    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out",
-                    str(csr), "-subj", f"/CN={name}"],
-                   check=True, capture_output=True, timeout=60)
-    ext = d / f"{name}.ext"
-    ext.write_text(f"subjectAltName=DNS:{name}\nbasicConstraints=CA:FALSE\n")
-    subprocess.run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca[0]), "-CAkey",
-                    str(ca[1]), "-CAcreateserial", "-out", str(crt), "-days", "2",
-                    "-extfile", str(ext)], check=True, capture_output=True, timeout=60)
-    return crt, key
 
 
 @pytest.fixture(scope="module")
