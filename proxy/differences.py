@@ -228,6 +228,14 @@ DIFFERENCES: tuple[Difference, ...] = (
         kind="gap", why="Python's ssl module exposes neither the cache size, sharing nor the "
                         "timeout (directive levels PARTIAL)."),
     Difference(
+        key="tls-client-cert-failure", area="tls",
+        nginx="ssl_verify_client: a client certificate that does not verify completes the "
+              "handshake and gets 400 'The SSL certificate error' ($ssl_client_verify "
+              "FAILED:reason); optional_no_ca accepts certificates of unknown CAs",
+        tern="the TLS handshake fails; optional_no_ca verifies like optional; "
+             "ssl_verify_depth is not applied",
+        kind="gap", why="Python's ssl has no verify callback (directive rows PARTIAL)."),
+    Difference(
         key="tls-certificate-variables", area="tls",
         nginx="ssl_certificate and ssl_certificate_key may contain variables (loaded per "
               "handshake)",
