@@ -233,8 +233,10 @@ DIFFERENCES: tuple[Difference, ...] = (
               "handshake and gets 400 'The SSL certificate error' ($ssl_client_verify "
               "FAILED:reason); optional_no_ca accepts certificates of unknown CAs",
         tern="the TLS handshake fails; optional_no_ca verifies like optional; "
-             "ssl_verify_depth is not applied",
-        kind="gap", why="Python's ssl has no verify callback (directive rows PARTIAL)."),
+             "ssl_verify_depth is not applied; a server SNI switches to asks for a certificate "
+             "only if the socket's default server does",
+        kind="gap", why="Python's ssl has no verify callback and no per-connection verify "
+                        "mode (directive rows PARTIAL)."),
     Difference(
         key="tls-certificate-variables", area="tls",
         nginx="ssl_certificate and ssl_certificate_key may contain variables (loaded per "
