@@ -362,7 +362,8 @@ _d("ssl_ecdh_curve", SSL, "H S", 1, 1, PART, _SSLDEF)
 _d("ssl_buffer_size", SSL, "H S", 1, 1, IGN, "TLS record sizing; responses are unchanged")
 _d("ssl_verify_client", SSL, "H S", 1, 1, PART,
    "a client certificate that does not verify fails the TLS handshake (nginx answers 400 "
-   "'The SSL certificate error'); optional_no_ca still verifies against the CA "
+   "'The SSL certificate error'); optional_no_ca still verifies against the CA; a server "
+   "SNI switches to asks for a certificate only if the socket's default server does "
    "(Python's ssl has no verify callback)")
 _d("ssl_verify_depth", SSL, "H S", 1, 1, PART,
    "OpenSSL's default verification depth applies to client certificates")
@@ -447,9 +448,7 @@ _f("proxy_cache_revalidate", P, "H S L", NO, _CACHE)
 _f("proxy_cache_convert_head", P, "H S L", NO, _CACHE)
 _f("proxy_cache_background_update", P, "H S L", NO, _CACHE)
 _d("proxy_cache_purge", P, "H S L", 1, N, NO, _CACHE)
-_f("proxy_ssl_session_reuse", P, "H S L", IGN,
-   "TLS sessions to upstreams are not resumed (asyncio cannot resume a saved session); "
-   "kept-alive connections are still reused and responses are unchanged")
+_f("proxy_ssl_session_reuse", P, "H S L", OK)
 _d("proxy_ssl_protocols", P, "H S L", 1, N, OK)
 _d("proxy_ssl_ciphers", P, "H S L", 1, 1, OK)
 _d("proxy_ssl_name", P, "H S L", 1, 1, OK)

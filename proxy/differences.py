@@ -80,12 +80,11 @@ DIFFERENCES: tuple[Difference, ...] = (
         kind="gap", why="no run-time DNS client yet."),
     Difference(
         key="upstream-tls-session-reuse", area="proxy",
-        nginx="proxy_ssl_session_reuse on (the default) resumes the TLS session saved for each "
-              "upstream peer; a resumed session carries the first handshake's SNI and client "
-              "certificate as the upstream sees them",
-        tern="every new TLS connection to an upstream makes a full handshake (kept-alive "
-             "connections are reused)",
-        kind="gap", why="asyncio cannot resume a saved TLS session (directive IGNORED)."),
+        nginx="proxy_ssl_session_reuse keeps one TLS session per upstream peer, shared by "
+              "every location proxying to it",
+        tern="one session per peer and proxy_ssl_* settings: locations with different "
+             "settings do not resume each other's sessions",
+        kind="gap", why="Python's ssl resumes a session only in the context that made it."),
     Difference(
         key="upstream-tls-verify-depth", area="proxy",
         nginx="proxy_ssl_verify_depth (default 1) limits the upstream's certificate chain",

@@ -20,9 +20,11 @@ Rules (nginx 1.22's ``ngx_http_proxy_module`` / ``ngx_http_upstream_ssl_*``):
 6. Kept connections are pooled under a key holding the TLS settings and name, so TLS and
    plain connections (or ones made for another name) never mix.
 
-Not done (Python's ``ssl``/asyncio cannot, documented in docs/protocols.md):
-``proxy_ssl_session_reuse`` (asyncio offers no way to resume a saved session; kept-alive
-connections are reused), ``proxy_ssl_verify_depth`` (OpenSSL's default depth applies),
+7. ``proxy_ssl_session_reuse`` (default on): a new connection resumes the session of the last
+   one made to the same peer with the same settings (nginx keeps one per peer whatever the
+   location).
+
+Not done (Python's ``ssl`` cannot, documented in docs/protocols.md): ``proxy_ssl_verify_depth`` (OpenSSL's default depth applies),
 ``proxy_ssl_crl``, ``proxy_ssl_password_file``, ``proxy_ssl_conf_command``.
 """
 
@@ -60,6 +62,7 @@ class TlsSettings:
     ciphers: str
     certificate: str | None
     certificate_key: str | None
+    session_reuse: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +148,8 @@ def settings_of(state: Any, proxy_host: str) -> UpstreamTls:
                     trusted=path("proxy_ssl_trusted_certificate"), protocols=protocols,
                     ciphers=ciphers[0] if ciphers else "DEFAULT",
                     certificate=path("proxy_ssl_certificate"),
-                    certificate_key=path("proxy_ssl_certificate_key"))
+                    certificate_key=path("proxy_ssl_certificate_key"),
+                    session_reuse=_raw(state, "proxy_ssl_session_reuse") != ("off",))
     name_args = _raw(state, "proxy_ssl_name")
     if name_args:
         name = state.eval(_template(name_args[0]))
@@ -256,10 +260,20 @@ async def connect_tls(key: tuple[object, ...], host: str, port: int, tls: Upstre
     loop = asyncio.get_running_loop()
     # server_hostname "" sends no SNI (and no Python-side name check: check_name does it)
     sni = tls.sni
+    context: Any = tls.context
+    skey = (host, port, tls.settings)
+    if tls.settings.session_reuse:
+        prev = _SESSIONS.get(skey)
+        try:
+            session = prev.session if prev is not None else None
+        except (ValueError, ssl.SSLError):
+            session = None
+        if session is not None:
+            context = _Resume(tls.context, session)
     try:
         transport, proto = await asyncio.wait_for(
             loop.create_connection(lambda: UpstreamConnection(key), host, port,
-                                   ssl=tls.context, server_hostname=sni or "",
+                                   ssl=context, server_hostname=sni or "",
                                    ssl_handshake_timeout=max(connect_timeout, 0.001)),
             connect_timeout)
     except asyncio.TimeoutError:
@@ -275,4 +289,28 @@ async def connect_tls(key: tuple[object, ...], host: str, port: int, tls: Upstre
         if problem is not None:
             transport.abort()
             raise UpstreamError("connect", problem)
+    if tls.settings.session_reuse:
+        # the session is read from this connection when the next one starts: a TLS 1.3
+        # ticket arrives after the handshake
+        if len(_SESSIONS) >= 1024:
+            _SESSIONS.clear()
+        _SESSIONS[skey] = transport.get_extra_info("ssl_object")
     return proto
+
+
+_SESSIONS: dict[tuple[object, ...], Any] = {}
+"""(peer host, port, settings) -> the last connection's SSLObject (its session resumes)."""
+
+
+class _Resume:
+    """An ``SSLContext`` stand-in for asyncio that makes the client resume ``session``."""
+
+    def __init__(self, context: ssl.SSLContext, session: ssl.SSLSession) -> None:
+        self.context = context
+        self.session = session
+
+    def wrap_bio(self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO, *,
+                 server_side: bool = False, server_hostname: str | None = None
+                 ) -> ssl.SSLObject:
+        return self.context.wrap_bio(incoming, outgoing, server_side=server_side,
+                                     server_hostname=server_hostname, session=self.session)

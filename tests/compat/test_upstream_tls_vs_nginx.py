@@ -34,14 +34,15 @@ CONF = """
 events {{}}
 http {{
     access_log off;
-    # nginx resumes TLS sessions per peer (proxy_ssl_session_reuse on), and a resumed session
-    # reports its first handshake's SNI and client certificate to the echo; Tern does not
-    # resume (documented), so the facts compared here come from full handshakes
+    # a resumed session reports its first handshake's SNI and client certificate to the echo,
+    # and nginx shares one session per peer across locations (Tern: per peer and settings):
+    # the facts compared here come from full handshakes; /resume tests resumption
     proxy_ssl_session_reuse off;
     upstream backend.test {{ server 127.0.0.1:{up}; }}
     upstream kept {{ server 127.0.0.1:{up}; keepalive 4; }}
     upstream twopeers {{ server 127.0.0.1:{bad}; server 127.0.0.1:{up}; }}
     upstream mtls {{ server 127.0.0.1:{mtls}; }}
+    upstream resume {{ server 127.0.0.1:{up}; }}
     server {{
         listen 127.0.0.1:{port};
         location /plain {{ proxy_pass https://127.0.0.1:{up}; }}
@@ -81,6 +82,7 @@ http {{
             proxy_pass https://mtls;
         }}
         location /no-client-cert {{ proxy_pass https://mtls; }}
+        location /resume {{ proxy_ssl_session_reuse on; proxy_pass https://resume; }}
         location /kept {{
             proxy_http_version 1.1; proxy_set_header Connection "";
             proxy_pass https://kept;
@@ -119,7 +121,7 @@ def _get_with_headers(port: int, target: str, headers: dict[str, str]
 
 def _facts(body: bytes) -> dict[str, str]:
     """The echo's facts, without the connection number (the sides share the echo)."""
-    facts = dict(re.findall(r"^(sni|req|client)=(.*)$", body.decode(errors="replace"), re.M))
+    facts = dict(re.findall(r"^(sni|req|client|resumed)=(.*)$", body.decode(errors="replace"), re.M))
     return facts
 
 
@@ -215,3 +217,11 @@ def test_keepalive_reuses_the_tls_connection(sides: tuple[Sides, TlsEcho, TlsEch
             reqs[side].append(facts["req"])
     assert reqs["nginx"] == reqs["tern"] == ["1", "2", "3"], reqs
     assert echo.handshakes - before == 2  # one kept connection per side
+
+
+def test_session_reuse(sides: tuple[Sides, TlsEcho, TlsEcho]) -> None:
+    s = sides[0]
+    first = both(s.get("/resume"))
+    second = both(s.get("/resume"))
+    assert first == (200, {"sni": "-", "req": "1", "client": "-", "resumed": "0"})
+    assert second == (200, {"sni": "-", "req": "1", "client": "-", "resumed": "1"})

@@ -2,7 +2,8 @@
 
 Every response is ``200`` with a text body naming what the server saw on that connection:
 ``sni=<name or ->``, ``conn=<connection number>``, ``req=<request number on it>``,
-``client=<client certificate subject CN or ->`` and the request line.  Connections stay open
+``client=<client certificate subject CN or ->``, ``resumed=<1 for a resumed TLS session, else
+0>`` and the request line.  Connections stay open
 (HTTP/1.1 keep-alive) until the client closes them.  Listens on 127.0.0.1 only; threads are
 daemons and every socket read has a timeout.
 """
@@ -92,6 +93,7 @@ class TlsEcho:
                 buf = buf[length:]
                 served += 1
                 body = (f"sni={sni or '-'}\nconn={number}\nreq={served}\nclient={client}\n"
+                        f"resumed={int(conn.session_reused)}\n"
                         ).encode() + head.split(b"\r\n")[0] + b"\n"
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
                              b"Content-Length: %d\r\n\r\n" % len(body) + body)
