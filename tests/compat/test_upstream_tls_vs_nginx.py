@@ -13,7 +13,9 @@ keep-alive reuse of the TLS connection.
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,6 +85,11 @@ http {{
         }}
         location /no-client-cert {{ proxy_pass https://mtls; }}
         location /resume {{ proxy_ssl_session_reuse on; proxy_pass https://resume; }}
+        location /ws {{
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade";
+            proxy_pass https://backend.test;
+        }}
         location /kept {{
             proxy_http_version 1.1; proxy_set_header Connection "";
             proxy_pass https://kept;
@@ -225,3 +232,31 @@ def test_session_reuse(sides: tuple[Sides, TlsEcho, TlsEcho]) -> None:
     second = both(s.get("/resume"))
     assert first == (200, {"sni": "-", "req": "1", "client": "-", "resumed": "0"})
     assert second == (200, {"sni": "-", "req": "1", "client": "-", "resumed": "1"})
+
+
+def _tunnel(port: int) -> tuple[bytes, bytes]:
+    """An Upgrade request, then b"ping" through the tunnel: (response head, echoed bytes)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        c.sendall(b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+                  b"Connection: Upgrade\r\n\r\n")
+        data = b""
+        deadline = time.monotonic() + 10
+        while b"\r\n\r\n" not in data and time.monotonic() < deadline:
+            chunk = c.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        c.sendall(b"ping")
+        while len(rest) < 4 and time.monotonic() < deadline:
+            chunk = c.recv(4096)
+            if not chunk:
+                break
+            rest += chunk
+        return head.split(b"\r\n")[0], rest
+
+
+def test_websocket_over_https_upstream(sides: tuple[Sides, TlsEcho, TlsEcho]) -> None:
+    s = sides[0]
+    got = {side: _tunnel(port) for side, port in s.ports.items()}
+    assert got["nginx"] == got["tern"] == (b"HTTP/1.1 101 Switching Protocols", b"ping"), got

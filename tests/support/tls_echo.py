@@ -4,7 +4,8 @@ Every response is ``200`` with a text body naming what the server saw on that co
 ``sni=<name or ->``, ``conn=<connection number>``, ``req=<request number on it>``,
 ``client=<client certificate subject CN or ->``, ``resumed=<1 for a resumed TLS session, else
 0>`` and the request line.  Connections stay open
-(HTTP/1.1 keep-alive) until the client closes them.  Listens on 127.0.0.1 only; threads are
+(HTTP/1.1 keep-alive) until the client closes them.  A request with ``Upgrade`` gets ``101``
+and the connection then echoes every byte back.  Listens on 127.0.0.1 only; threads are
 daemons and every socket read has a timeout.
 """
 
@@ -92,6 +93,15 @@ class TlsEcho:
                     buf += data
                 buf = buf[length:]
                 served += 1
+                if b"\r\nupgrade:" in head.lower():
+                    # a tunnel (WebSocket-ish): 101, then every byte echoed back
+                    conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                 b"Connection: upgrade\r\n\r\n" + buf)
+                    while True:
+                        data = conn.recv(65536)
+                        if not data:
+                            return
+                        conn.sendall(data)
                 body = (f"sni={sni or '-'}\nconn={number}\nreq={served}\nclient={client}\n"
                         f"resumed={int(conn.session_reused)}\n"
                         ).encode() + head.split(b"\r\n")[0] + b"\n"
