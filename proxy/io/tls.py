@@ -41,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 from .. import client_cert
-from ..model import Config, Server, SourceSpan, TlsConf
+from ..model import Config, RawDirective, Scope, Server, SourceSpan, TlsConf
 from ..routing import BadRequest, Router, SocketTable
 
 __all__ = ["TlsError", "SocketTls", "socket_tls", "check_config", "tls_tables", "tls_variable",
@@ -330,7 +330,68 @@ def check_config(config: Config, router: Router | None = None) -> list[str]:
         except TlsError as exc:
             if str(exc) not in problems:
                 problems.append(str(exc))
+    problems += [p for p in _upstream_files(config) if p not in problems]
     return problems
+
+
+def _upstream_files(config: Config) -> list[str]:
+    """What ``nginx -t`` refuses in the ``proxy_ssl_*`` settings of a location proxying to an
+    https URL (or a URL with variables), with inheritance: a certificate or trusted CA file
+    that cannot be loaded, a certificate without a key, ``proxy_ssl_verify on`` without
+    ``proxy_ssl_trusted_certificate`` (the trusted file is read only with verify on)."""
+    if config.http is None:
+        return []
+    names = ("proxy_ssl_certificate", "proxy_ssl_certificate_key",
+             "proxy_ssl_trusted_certificate", "proxy_ssl_verify")
+    out: list[str] = []
+
+    def own(scope: Scope, eff: dict[str, RawDirective]) -> dict[str, RawDirective]:
+        eff = dict(eff)
+        for d in scope.other:
+            if d.name in names and d.args:
+                eff[d.name] = d
+        return eff
+
+    def check(eff: dict[str, RawDirective]) -> None:
+        cert, key = eff.get("proxy_ssl_certificate"), eff.get("proxy_ssl_certificate_key")
+        verify, trusted = eff.get("proxy_ssl_verify"), eff.get("proxy_ssl_trusted_certificate")
+        if cert is not None:
+            if key is None:
+                out.append(str(TlsError('no "proxy_ssl_certificate_key" is defined for '
+                                        f'certificate "{cert.args[0]}"',
+                                        cert.source)))
+            else:
+                for d, what in ((cert, "certificate"), (key, "certificate key")):
+                    path = _path(config, d.args[0])
+                    try:
+                        with open(path, "rb"):
+                            pass
+                    except OSError as exc:
+                        out.append(str(TlsError(f'cannot load {what} "{path}": '
+                                                f"{_reason(exc)}", d.source)))
+        if verify is not None and verify.args[0] == "on":
+            if trusted is None:
+                out.append(str(TlsError("no proxy_ssl_trusted_certificate for "
+                                        "proxy_ssl_verify", verify.source)))
+            else:
+                path = _path(config, trusted.args[0])
+                try:
+                    ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+                except (OSError, ssl.SSLError) as exc:
+                    out.append(str(TlsError(f'cannot load certificate "{path}": '
+                                            f"{_reason(exc)}", trusted.source)))
+
+    top = own(config.http.scope, {})
+    for server in config.http.servers:
+        stack = [(loc, own(server.scope, top)) for loc in server.locations]
+        while stack:
+            loc, outer = stack.pop()
+            eff = own(loc.scope, outer)
+            pp = loc.scope.proxy_pass
+            if pp is not None and (pp.scheme == "https" or pp.has_variables):
+                check(eff)
+            stack.extend((inner, eff) for inner in loc.locations)
+    return list(dict.fromkeys(out))
 
 
 def tls_tables(config: Config, router: Router) -> list[SocketTable]:

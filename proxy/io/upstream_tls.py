@@ -35,9 +35,12 @@ import ipaddress
 import re
 import ssl
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..model import Lit, Template, Var
+
+if TYPE_CHECKING:
+    from .upstream import UpstreamConnection
 
 __all__ = ["UpstreamTls", "TlsSettings", "settings_of", "handshake_error", "check_name",
            "connect_tls"]
@@ -249,13 +252,13 @@ def _dns_match(pattern: str, name: str) -> bool:
 
 
 async def connect_tls(key: tuple[object, ...], host: str, port: int, tls: UpstreamTls,
-                      connect_timeout: float) -> Any:
+                      connect_timeout: float) -> UpstreamConnection:
     """A new TLS ``UpstreamConnection`` to ``host:port`` (handshake and checks done).
 
     Raises:
         UpstreamError: connect or handshake failed or timed out (phase ``connect``).
     """
-    from .upstream import UpstreamConnection, UpstreamError
+    from .upstream import UpstreamConnection, UpstreamError  # noqa: F811 (import cycle)
 
     loop = asyncio.get_running_loop()
     # server_hostname "" sends no SNI (and no Python-side name check: check_name does it)

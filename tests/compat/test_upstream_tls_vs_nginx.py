@@ -15,13 +15,14 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.protocol.tls_support import tern_serve
+from tests.protocol.tls_support import REPO, tern_serve
 from tests.support.nginx import NGINX_BIN, free_port, http_get, run_nginx
 from tests.support.certs import make_ca, make_leaf
 from tests.support.tls_echo import TlsEcho
@@ -260,3 +261,58 @@ def test_websocket_over_https_upstream(sides: tuple[Sides, TlsEcho, TlsEcho]) ->
     s = sides[0]
     got = {side: _tunnel(port) for side, port in s.ports.items()}
     assert got["nginx"] == got["tern"] == (b"HTTP/1.1 101 Switching Protocols", b"ping"), got
+
+
+@pytest.mark.parametrize("directive", ["proxy_ssl_trusted_certificate", "proxy_ssl_certificate"])
+def test_missing_file_refused_like_nginx_t(tmp_path: Path, directive: str) -> None:
+    # nginx reads the trusted file only with proxy_ssl_verify on
+    extra = "proxy_ssl_certificate_key {d}/missing.key;" if directive == "proxy_ssl_certificate" \
+        else "proxy_ssl_verify on;"
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(("events {{}}\nhttp {{\n    server {{\n        listen 127.0.0.1:1;\n"
+                     "        location / {{\n"
+                     "            " + directive + " {d}/missing.crt; " + extra + "\n"
+                     "            proxy_pass https://127.0.0.1:1;\n        }}\n    }}\n}}\n"
+                     ).format(d=tmp_path))
+    (tmp_path / "logs").mkdir()
+    nginx = subprocess.run([str(NGINX_BIN), "-t", "-p", str(tmp_path), "-c", str(conf),
+                            "-g", "error_log stderr;"], capture_output=True, timeout=30)
+    tern = subprocess.run([sys.executable, "-m", "migrate.cli", "serve", "-t", str(conf)],
+                          capture_output=True, timeout=60, cwd=REPO)
+    assert nginx.returncode != 0 and b"missing.crt" in nginx.stderr, nginx.stderr
+    assert tern.returncode == 2, tern.stderr
+    assert f"{conf}:6: error: cannot load certificate".encode() in tern.stderr, tern.stderr
+    assert b"Traceback" not in tern.stderr
+
+
+def test_verify_without_trusted_refused_like_nginx_t(tmp_path: Path) -> None:
+    conf = tmp_path / "nginx.conf"
+    conf.write_text("events {}\nhttp {\n    server {\n        listen 127.0.0.1:1;\n"
+                    "        location / {\n            proxy_ssl_verify on;\n"
+                    "            proxy_pass https://127.0.0.1:1;\n        }\n    }\n}\n")
+    (tmp_path / "logs").mkdir()
+    nginx = subprocess.run([str(NGINX_BIN), "-t", "-p", str(tmp_path), "-c", str(conf),
+                            "-g", "error_log stderr;"], capture_output=True, timeout=30)
+    tern = subprocess.run([sys.executable, "-m", "migrate.cli", "serve", "-t", str(conf)],
+                          capture_output=True, timeout=60, cwd=REPO)
+    assert nginx.returncode != 0
+    assert b"no proxy_ssl_trusted_certificate for proxy_ssl_verify" in nginx.stderr
+    assert tern.returncode == 2 and b"Traceback" not in tern.stderr, tern.stderr
+    assert f"{conf}:6: error: no proxy_ssl_trusted_certificate for proxy_ssl_verify".encode() \
+        in tern.stderr, tern.stderr
+
+
+def test_trusted_file_unread_without_verify(tmp_path: Path) -> None:
+    """A missing proxy_ssl_trusted_certificate with proxy_ssl_verify off passes both checks."""
+    conf = tmp_path / "nginx.conf"
+    conf.write_text("events {}\nhttp {\n    server {\n        listen 127.0.0.1:1;\n"
+                    "        location / {\n"
+                    f"            proxy_ssl_trusted_certificate {tmp_path}/missing.crt;\n"
+                    "            proxy_pass https://127.0.0.1:1;\n        }\n    }\n}\n")
+    (tmp_path / "logs").mkdir()
+    nginx = subprocess.run([str(NGINX_BIN), "-t", "-p", str(tmp_path), "-c", str(conf),
+                            "-g", "error_log stderr;"], capture_output=True, timeout=30)
+    tern = subprocess.run([sys.executable, "-m", "migrate.cli", "serve", "-t", str(conf)],
+                          capture_output=True, timeout=60, cwd=REPO)
+    assert nginx.returncode == 0, nginx.stderr
+    assert tern.returncode == 0, tern.stderr
