@@ -453,6 +453,12 @@ def _client_variable(sslobj: ssl.SSLObject, name: str) -> str | None:
             sslobj.tern_client_vars = cached  # type: ignore[attr-defined]
         except AttributeError:
             pass
+    if name == "v_remain":
+        import datetime
+
+        end = datetime.datetime.strptime(cached["v_end"], "%b %d %H:%M:%S %Y GMT")
+        left = (end - datetime.datetime.utcnow()).total_seconds()
+        return str(max(int(left // 86400), 0))
     return cached.get(name, None)
 
 
@@ -475,7 +481,7 @@ def _client_vars(der: bytes) -> dict[str, str]:
         "serial": serial,
         "fingerprint": hashlib.sha1(der).hexdigest(),
         "raw_cert": pem,
-        "cert": "\n".join([lines[0]] + ["\t" + line for line in lines[1:]]) + "\n",
+        "cert": "\n\t".join(lines),  # nginx: a tab after each line break, none at the end
         "escaped_cert": quote(pem, safe=""),
         "v_start": cert.not_valid_before.strftime("%b %e %H:%M:%S %Y GMT"),
         "v_end": cert.not_valid_after.strftime("%b %e %H:%M:%S %Y GMT"),

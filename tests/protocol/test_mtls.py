@@ -43,6 +43,12 @@ http {{
     server {{
         listen 127.0.0.1:{on} ssl;
         ssl_verify_client on;
+        location /raw {{ return 200 "$ssl_client_raw_cert"; }}
+        location /cert {{ return 200 "$ssl_client_cert"; }}
+        location /escaped {{ return 200 "$ssl_client_escaped_cert"; }}
+        location /validity {{
+            return 200 "$ssl_client_v_start|$ssl_client_v_end|$ssl_client_v_remain";
+        }}
         location / {{ return 200 "{vars}"; }}
     }}
     server {{
@@ -101,12 +107,12 @@ def curl(port: int, cert: Path | None = None, key: Path | None = None,
 
 
 def both(setup: tuple[dict[str, dict[str, int]], Path, dict[str, Path]], server: str,
-         cert: str | None = None) -> tuple[int, int, str]:
+         cert: str | None = None, path: str = "/") -> tuple[int, int, str]:
     ports, _, certs = setup
     out = {}
     for side in ("nginx", "tern"):
         out[side] = _product(curl(ports[side][server], certs[cert] if cert else None,
-                                  certs[cert + "_key"] if cert else None))
+                                  certs[cert + "_key"] if cert else None, path))
     assert out["nginx"] == out["tern"], out
     return out["nginx"]
 
@@ -170,3 +176,10 @@ def test_untrusted_certificate(setup: tuple[dict[str, dict[str, int]], Path,
     # Tern (PARTIAL): the handshake fails; curl gets no HTTP answer
     rc, status, _ = curl(ports["tern"]["on"], certs["bad"], certs["bad_key"])
     assert rc != 0 and status == 0
+
+
+@pytest.mark.parametrize("path", ["/raw", "/cert", "/escaped", "/validity"])
+def test_certificate_variables(setup: tuple[dict[str, dict[str, int]], Path, dict[str, Path]],
+                               path: str) -> None:
+    rc, status, body = both(setup, "on", "good", path)
+    assert rc == 0 and status == 200 and len(body) > 20, body
