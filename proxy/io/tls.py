@@ -39,6 +39,7 @@ import os
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import Any
 
 from .. import client_cert
 from ..model import Config, RawDirective, Scope, Server, SourceSpan, TlsConf
@@ -462,7 +463,21 @@ def _client_variable(sslobj: ssl.SSLObject, name: str) -> str | None:
     return cached.get(name, None)
 
 
+def _openssl_names() -> dict[Any, str]:
+    """OpenSSL's short names where RFC 4514 has none (nginx's RFC 2253 form uses them)."""
+    from cryptography.x509.oid import NameOID
+
+    return {NameOID.EMAIL_ADDRESS: "emailAddress", NameOID.SERIAL_NUMBER: "serialNumber",
+            NameOID.GIVEN_NAME: "GN", NameOID.SURNAME: "SN", NameOID.TITLE: "title",
+            NameOID.POSTAL_CODE: "postalCode", NameOID.BUSINESS_CATEGORY: "businessCategory"}
+
+
+_OPENSSL_NAMES: dict[Any, str] = {}
+
+
 def _client_vars(der: bytes) -> dict[str, str]:
+    if not _OPENSSL_NAMES:
+        _OPENSSL_NAMES.update(_openssl_names())
     import hashlib
     from urllib.parse import quote
 
@@ -476,8 +491,8 @@ def _client_vars(der: bytes) -> dict[str, str]:
         serial = "0" + serial
     lines = pem.rstrip("\n").split("\n")
     return {
-        "s_dn": cert.subject.rfc4514_string(),
-        "i_dn": cert.issuer.rfc4514_string(),
+        "s_dn": cert.subject.rfc4514_string(_OPENSSL_NAMES),
+        "i_dn": cert.issuer.rfc4514_string(_OPENSSL_NAMES),
         "serial": serial,
         "fingerprint": hashlib.sha1(der).hexdigest(),
         "raw_cert": pem,

@@ -76,6 +76,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, 
     good = make_leaf(d, "client.test", ca)
     other = make_ca(d, "other-ca.test")
     bad = make_leaf(d, "stranger.test", other)
+    multi = make_leaf(d, "multi.test", ca, "/C=DE/ST=Berlin/O=Tern, Test/OU=QA"
+                      "/CN=multi.test/emailAddress=qa@multi.test")
     ports: dict[str, dict[str, int]] = {}
     used: list[int] = []
     for side in ("nginx", "tern"):
@@ -91,7 +93,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, 
     nconf = CONF.format(d=d, vars=VARS, logs=d / "nginx" / "logs", **ports["nginx"])
     with run_nginx(nconf, d / "nginx"), tern_serve(tconf, *ports["tern"].values()):
         yield ports, d, {"good": good[0], "good_key": good[1], "bad": bad[0],
-                         "bad_key": bad[1]}
+                         "bad_key": bad[1], "multi": multi[0], "multi_key": multi[1]}
 
 
 def curl(port: int, cert: Path | None = None, key: Path | None = None,
@@ -183,3 +185,10 @@ def test_certificate_variables(setup: tuple[dict[str, dict[str, int]], Path, dic
                                path: str) -> None:
     rc, status, body = both(setup, "on", "good", path)
     assert rc == 0 and status == 200 and len(body) > 20, body
+
+
+def test_distinguished_name_with_several_attributes(
+        setup: tuple[dict[str, dict[str, int]], Path, dict[str, Path]]) -> None:
+    rc, status, body = both(setup, "on", "multi")
+    assert rc == 0 and status == 200 and body.startswith("SUCCESS|"), body
+    assert "multi.test" in body.split("|")[1]

@@ -20,12 +20,14 @@ def make_ca(d: Path, name: str) -> tuple[Path, Path]:
     return crt, key
 
 
-def make_leaf(d: Path, name: str, ca: tuple[Path, Path]) -> tuple[Path, Path]:
-    """A certificate for ``name`` (CN and subjectAltName DNS) signed by ``ca``."""
+def make_leaf(d: Path, name: str, ca: tuple[Path, Path], subject: str | None = None
+              ) -> tuple[Path, Path]:
+    """A certificate for ``name`` (CN and subjectAltName DNS) signed by ``ca``; ``subject``
+    (openssl's ``/K=V/...`` form) replaces ``/CN=name``."""
     crt, key, csr = d / f"{name}.crt", d / f"{name}.key", d / f"{name}.csr"
     subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt",
                     "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out",
-                    str(csr), "-subj", f"/CN={name}"],
+                    str(csr), "-subj", subject or f"/CN={name}"],
                    check=True, capture_output=True, timeout=60)
     ext = d / f"{name}.ext"
     ext.write_text(f"subjectAltName=DNS:{name}\nbasicConstraints=CA:FALSE\n")
