@@ -169,6 +169,20 @@ class _PlainProxy(NamedTuple):
     pp: ProxyPass
 
 
+ROUTE_CACHE_LIMIT = 4096
+
+
+class _CachedRoute(NamedTuple):
+    """Where requests for one (socket, Host, path) land (``Interpreter._remember``)."""
+
+    server: Server
+    server_reason: str
+    uri: str
+    location: Location
+    location_reason: str
+    plain: _PlainProxy
+
+
 class RequestState:
     """Mutable state of one request walk."""
 
@@ -468,9 +482,64 @@ class Interpreter:
         self._trust_cache: dict[int, tuple[object, tuple[CompiledRule, ...]]] = {}
         self._realip_cache: dict[tuple[int, ...], tuple[object, object, bool]] = {}
         """chain identity -> merged realip settings; see ``_realip``."""
+        self._routes: dict[tuple[object, ...], _CachedRoute] = {}
+        """(socket, Host, path) -> where a plain-proxy request lands; see ``_route_cached``."""
 
     def route(self, req: RouteRequest) -> RouteResult:
         """Route one request. Never raises for bad input: a 400 is a result."""
+        key = (req.local_addr, req.local_port, req.http_version, req.host,
+               req.target.partition("?")[0])
+        hit = self._routes.get(key)
+        if hit is not None:
+            return self._route_cached(req, hit)
+        result = self._route(req)
+        if result.kind == "proxy" and not self.explain:
+            self._remember(key, result)
+        return result
+
+    def _remember(self, key: tuple[object, ...], result: RouteResult) -> None:
+        """Cache where a proxied request landed when nothing but (socket, Host, path) chose
+        it: a plain-proxy location (``_plain_proxy``) found by a search without regex captures
+        (server name or location), no server-level rewrite program, no internal redirect."""
+        ctx = result.state
+        server, loc = result.server, result.location
+        if ctx is None or server is None or loc is None or ctx.internal or ctx.captures \
+                or server.scope.rewrites:
+            return
+        plain = self._plain.get(id(loc))
+        if not plain:
+            return
+        if len(self._routes) >= ROUTE_CACHE_LIMIT:
+            self._routes.clear()
+        self._routes[key] = _CachedRoute(server, result.server_reason, ctx.uri, loc,
+                                         result.location_reason, plain)
+
+    def _route_cached(self, req: RouteRequest, hit: _CachedRoute) -> RouteResult:
+        """``_route`` for a request ``_remember`` knows: the same steps, minus the searches
+        whose answers are cached (server, URI normalization, location) and the ones that do
+        nothing there (server rewrites, realip)."""
+        result = RouteResult()
+        server = hit.server
+        result.server, result.server_reason = server, hit.server_reason
+        ctx = RequestState(self, req, server, {}, result)
+        ctx.uri = hit.uri
+        loc = hit.location
+        result.first_location, result.first_reason = loc, hit.location_reason
+        result.location, result.location_reason = loc, hit.location_reason
+        ctx.location = loc
+        try:
+            self._run_plain_proxy(ctx, loc, hit.plain)
+        except _Finish as fin:
+            self._finish(ctx, fin.status)
+        except _Done:
+            pass
+        result.uri = ctx.uri
+        result.state = ctx
+        if not result.kind:
+            result.kind = "error" if result.status is not None else "none"
+        return result
+
+    def _route(self, req: RouteRequest) -> RouteResult:
         result = RouteResult()
         table = self.router.socket_for(req.local_addr, req.local_port,
                                        quic=req.http_version == "3.0")  # HTTP/3: UDP socket

@@ -347,3 +347,106 @@ class TestFastPath:
         out = pair.raw(req, methods=["GET"] * 4)
         out.check()
         assert out.statuses == [200, 204, 200, 302]
+
+
+# --------------------------------------------------------------------------------------------
+# the route cache (Interpreter._remember): a proxied request whose location only (socket,
+# Host, path) chose is remembered, and the next request for the same path skips the searches.
+# Each case asks the same path twice or more (the later ones hit the cache when it applies)
+# and compares every answer with nginx; one case per condition that keeps a route out of it.
+
+CACHE_CONF = r"""
+events {}
+http {
+    access_log off;
+    limit_req_zone $server_name zone=rc:1m rate=1r/m;
+    upstream up { server 10.0.4.1:8001; keepalive 8; }
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+
+    server {
+        listen 8401;
+        server_name cache.test;
+
+        location /p/ { proxy_pass http://up; }
+        location ~ ^/cap/(?<rest>.*)$ { proxy_set_header X-Rest $rest; proxy_pass http://up; }
+        location /redir/ { proxy_pass http://up; }
+        location /lim/ { limit_req zone=rc; error_page 503 /p/from-error; proxy_pass http://up; }
+        location /realip/ {
+            set_real_ip_from 127.0.0.1;
+            real_ip_header X-Client;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_pass http://up;
+        }
+    }
+    server {
+        listen 8401;
+        server_name rw.test;
+        if ($arg_stop) { return 418; }
+        location /p/ { proxy_pass http://up; }
+    }
+    server {
+        listen 8401;
+        server_name ~^(?<sub>[a-z]+)\.rx\.test$;
+        location /p/ { proxy_set_header X-Sub $sub; proxy_pass http://up; }
+    }
+}
+"""
+
+
+class TestRouteCache:
+    @pytest.fixture(scope="class")
+    def pair(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+        pair = Pair(tmp_path_factory.mktemp("routecache"), CACHE_CONF)
+        try:
+            yield pair
+        finally:
+            pair.close()
+
+    @staticmethod
+    def sent(out: object, name: bytes) -> bytes | None:
+        return dict(out.nginx.upstream[0].headers).get(name)  # type: ignore[attr-defined]
+
+    def test_same_path_other_args(self, pair: Pair) -> None:
+        """A cached route still takes each request's own arguments."""
+        for args in ("x=1", "x=2", ""):
+            out = pair.ask(f"/p/a?{args}" if args else "/p/a", host="cache.test").check()
+            assert out.status == 200
+            assert out.nginx.upstream[0].target == (f"/p/a?{args}" if args else "/p/a")
+
+    def test_location_captures(self, pair: Pair) -> None:
+        """Regex captures are per request: a capturing location is not cached."""
+        for _ in range(2):
+            out = pair.ask("/cap/x/y", host="cache.test").check()
+            assert self.sent(out, b"X-Rest") == b"x/y"
+
+    def test_server_name_captures(self, pair: Pair) -> None:
+        """A server chosen by a capturing regex name is not cached."""
+        for _ in range(2):
+            out = pair.ask("/p/a", host="abc.rx.test").check()
+            assert self.sent(out, b"X-Sub") == b"abc"
+
+    def test_server_rewrites(self, pair: Pair) -> None:
+        """A server-level rewrite program (here an ``if`` on the arguments) runs every time."""
+        first = pair.ask("/p/a", host="rw.test").check()
+        second = pair.ask("/p/a?stop=1", host="rw.test").check()
+        assert (first.status, second.status) == (200, 418)
+
+    def test_slash_redirect(self, pair: Pair) -> None:
+        """The trailing-slash redirect is not a proxied route: 301 each time."""
+        for _ in range(2):
+            assert pair.ask("/redir", host="cache.test").check().status == 301
+
+    def test_internal_redirect(self, pair: Pair) -> None:
+        """limit_req refuses, error_page sends the request to another proxy location: where it
+        ended is not where its path leads."""
+        statuses = [pair.ask(path, host="cache.test").check().status
+                    for path in ("/lim/first", "/lim/a", "/lim/a")]
+        assert statuses == [200, 503, 503]
+
+    def test_not_plain(self, pair: Pair) -> None:
+        """A proxy location that is not plain (realip here) runs its phases every time."""
+        for _ in range(2):
+            out = pair.ask("/realip/a", host="cache.test",
+                           headers=(("X-Client", "198.51.100.7"),)).check()
+            assert self.sent(out, b"X-Real-IP") == b"198.51.100.7"
