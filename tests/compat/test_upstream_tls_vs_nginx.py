@@ -85,6 +85,11 @@ http {{
             proxy_pass https://mtls;
         }}
         location /no-client-cert {{ proxy_pass https://mtls; }}
+        location /var {{
+            set $target backend.test;
+            proxy_ssl_server_name on;
+            proxy_pass https://$target;
+        }}
         location /resume {{ proxy_ssl_session_reuse on; proxy_pass https://resume; }}
         location /ws {{
             proxy_http_version 1.1;
@@ -316,3 +321,8 @@ def test_trusted_file_unread_without_verify(tmp_path: Path) -> None:
                           capture_output=True, timeout=60, cwd=REPO)
     assert nginx.returncode == 0, nginx.stderr
     assert tern.returncode == 0, tern.stderr
+
+
+def test_url_with_variables(sides: tuple[Sides, TlsEcho, TlsEcho]) -> None:
+    status, facts = both(sides[0].get("/var"))
+    assert status == 200 and facts["sni"] == "backend.test"
