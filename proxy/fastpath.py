@@ -56,6 +56,10 @@ class Host(Protocol):
 
     def fast_drain(self, finish: Callable[[bool], None]) -> None: ...
 
+    def fast_timer(self, seconds: float, callback: Callable[[], None]) -> None: ...
+
+    def fast_timer_cancel(self) -> None: ...
+
 
 ENABLED = os.environ.get("TERN_FASTPATH", "on") != "off"
 """``TERN_FASTPATH=off`` in the environment: every request takes the general path (to compare)."""
@@ -119,8 +123,7 @@ def start(engine: Engine, host: Host, ex: Exchange) -> bool:
 class _Waiting:
     """A request written upstream, waiting for its response from the connection's callbacks."""
 
-    __slots__ = ("engine", "host", "ex", "result", "run", "plan", "peer", "t0", "conn",
-                 "timer")
+    __slots__ = ("engine", "host", "ex", "result", "run", "plan", "peer", "t0", "conn")
 
     def __init__(self, engine: Engine, host: Host, ex: Exchange, result: RouteResult,
                  run: _Run, plan: _ProxyPlan, peer: Peer, t0: float,
@@ -135,11 +138,11 @@ class _Waiting:
         self.t0 = t0
         self.conn = conn
         conn.watcher = self.on_upstream
-        self.timer = host.loop.call_later(plan.pconf.read_timeout, self.on_timeout)
+        host.fast_timer(plan.pconf.read_timeout, self.on_timeout)
 
     def _hand_over(self, read_timeout: float) -> None:
         self.conn.watcher = None
-        self.timer.cancel()
+        self.host.fast_timer_cancel()
         self.host.resume_general(self.ex, ProxyResume(
             self.result, self.run, self.plan, self.peer, self.t0, self.conn, None,
             read_timeout))
@@ -169,7 +172,7 @@ class _Waiting:
             self._hand_over(pconf.read_timeout)
             return
         conn.watcher = None
-        self.timer.cancel()
+        self.host.fast_timer_cancel()
         engine, ex, run = self.engine, self.ex, self.run
         state = result.state
         assert state is not None

@@ -222,6 +222,8 @@ class HttpConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._deadline: float | None = None
+        self._fast_cb: Callable[[], None] | None = None
+        self._fast_at = 0.0
         self._paused = False
         self.local: tuple[str, int] = ("127.0.0.1", 0)
         self.remote: tuple[str, int] = ("127.0.0.1", 0)
@@ -494,21 +496,48 @@ class HttpConnection(asyncio.Protocol):
 
     def _drop_timer(self) -> None:
         self._deadline = None
-        if self._timer is not None:
+        if self._timer is not None and self._fast_cb is None:
+            # (a fast-path request still waiting keeps the timer: its upstream read timeout
+            # runs out even when the client is gone, as the general path's wait does)
             self._timer.cancel()
             self._timer = None
 
+    def fast_timer(self, seconds: float, callback: Callable[[], None]) -> None:
+        """The fast path's proxy_read_timeout: ``callback()`` in ``seconds`` unless
+        ``fast_timer_cancel`` comes first; on the connection's lazy timer, so a request does
+        not create and cancel a timer handle of its own."""
+        deadline = self.loop.time() + seconds
+        self._fast_cb = callback
+        self._fast_at = deadline
+        timer = self._timer
+        if timer is not None:
+            if self._timer_at <= deadline:
+                return
+            timer.cancel()
+        self._timer_at = deadline
+        self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def fast_timer_cancel(self) -> None:
+        self._fast_cb = None
+
     def _on_timer(self) -> None:
         self._timer = None
+        now = self.loop.time()
+        cb = self._fast_cb
+        if cb is not None and now >= self._fast_at:
+            self._fast_cb = None
+            cb()
+        later = self._fast_at if self._fast_cb is not None else None
         deadline = self._deadline
-        if deadline is None or self.closed:
-            return
-        if self.loop.time() < deadline:
-            self._timer_at = deadline
-            self._timer = self.loop.call_at(deadline, self._on_timer)
-            return
-        self._deadline = None
-        self._timeout()
+        if deadline is not None and not self.closed:
+            if now < deadline:
+                later = deadline if later is None else min(later, deadline)
+            else:
+                self._deadline = None
+                self._timeout()
+        if later is not None and self._timer is None:
+            self._timer_at = later
+            self._timer = self.loop.call_at(later, self._on_timer)
 
     def _timeout(self) -> None:
         # header / keep-alive timeout: nginx closes without a response
