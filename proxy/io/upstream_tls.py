@@ -11,9 +11,10 @@ Rules (nginx 1.22's ``ngx_http_proxy_module`` / ``ngx_http_upstream_ssl_*``):
 3. ``proxy_ssl_verify on`` checks the chain against ``proxy_ssl_trusted_certificate`` and the
    name against the certificate (subjectAltName DNS/IP, else the subject CN, wildcards in the
    left-most label, as OpenSSL's ``X509_check_host``); default off: anything is accepted.
-4. ``proxy_ssl_protocols`` (default ``TLSv1 TLSv1.1 TLSv1.2 TLSv1.3``), ``proxy_ssl_ciphers``
-   (default ``DEFAULT``), ``proxy_ssl_certificate``/``_key`` (a client certificate for the
-   upstream) set up the context; one context per distinct settings, built once.
+4. ``proxy_ssl_protocols`` (default ``TLSv1 TLSv1.1 TLSv1.2``: no TLSv1.3 in nginx 1.22),
+   ``proxy_ssl_ciphers`` (default ``DEFAULT``), ``proxy_ssl_certificate``/``_key`` (a client
+   certificate for the upstream) set up the context; one context per distinct settings, built
+   once.
 5. Failures are upstream errors in the ``connect`` phase (502, ``proxy_next_upstream error``),
    with nginx's error-log wording: ``upstream SSL certificate verify error: (N:reason)``,
    ``upstream SSL certificate does not match "name"``, ``SSL_do_handshake() failed (...)``.
@@ -51,7 +52,9 @@ _VERSIONS = {
     "TLSv1.2": ssl.TLSVersion.TLSv1_2,
     "TLSv1.3": ssl.TLSVersion.TLSv1_3,
 }
-_DEFAULT_PROTOCOLS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+_DEFAULT_PROTOCOLS = ("TLSv1", "TLSv1.1", "TLSv1.2")
+"""nginx 1.22's proxy_ssl_protocols default (TLSv1.3 joined it in 1.23.4; measured: nginx 1.22.1
+talks TLSv1.2 to a TLSv1.3 upstream)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,7 +103,7 @@ class TlsEcho:
                             return
                         conn.sendall(data)
                 body = (f"sni={sni or '-'}\nconn={number}\nreq={served}\nclient={client}\n"
-                        f"resumed={int(conn.session_reused)}\n"
+                        f"resumed={int(conn.session_reused)}\nversion={conn.version()}\n"
                         ).encode() + head.split(b"\r\n")[0] + b"\n"
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
                              b"Content-Length: %d\r\n\r\n" % len(body) + body)
