@@ -54,6 +54,7 @@ http {{
     server {{
         listen 127.0.0.1:{optional} ssl;
         ssl_verify_client optional;
+        location /protocol {{ return 200 "$ssl_protocol"; }}
         location / {{ return 200 "{vars}"; }}
     }}
     server {{
@@ -192,3 +193,9 @@ def test_distinguished_name_with_several_attributes(
     rc, status, body = both(setup, "on", "multi")
     assert rc == 0 and status == 200 and body.startswith("SUCCESS|"), body
     assert "multi.test" in body.split("|")[1]
+
+
+def test_default_ssl_protocols_stop_at_tls12(
+        setup: tuple[dict[str, dict[str, int]], Path, dict[str, Path]]) -> None:
+    """nginx 1.22's ssl_protocols default has no TLSv1.3 (added in 1.23.4)."""
+    assert both(setup, "optional", path="/protocol") == (0, 200, "TLSv1.2")
