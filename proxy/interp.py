@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 from urllib.parse import unquote_plus
 
-from . import geo
+from . import client_cert, geo
 from .access import (
     CompiledRule,
     UserFileError,
@@ -504,7 +504,7 @@ class Interpreter:
         ctx = result.state
         server, loc = result.server, result.location
         if ctx is None or server is None or loc is None or ctx.internal or ctx.captures \
-                or server.scope.rewrites:
+                or server.scope.rewrites or client_cert.settings(self.config, server):
             return
         plain = self._plain.get(id(loc))
         if not plain:
@@ -663,6 +663,11 @@ class Interpreter:
         """Server rewrite, then location search and the rest."""
         ctx.scope_chain = self._base_chain(ctx)
         ctx.location = None
+        if first and ctx.req.var_hook is not None:
+            # ssl_verify_client: 495/496 before the server rewrites (proxy.client_cert)
+            refused = client_cert.status(self.config, ctx.server, ctx.req.var_hook)
+            if refused is not None:
+                raise _Finish(refused)
         self._program(ctx, ctx.server.scope.rewrites, server_level=True)
         self._find_and_run(ctx, first=first)
 
