@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -167,7 +168,13 @@ def test_access_log_status_400(setup: tuple[dict[str, dict[str, int]], Path,
     for side, logs, want in (("nginx", d / "nginx" / "logs", '"GET /nocheck HTTP/1.1" 400 '),
                              ("tern", d / "tlogs", f"{ports['tern']['on']} /nocheck 400")):
         curl(ports[side]["on"], path="/nocheck")
-        text = (logs / "access.log").read_text()
+        deadline = time.monotonic() + 10  # the log line is written after the answer
+        text = ""
+        while time.monotonic() < deadline:
+            text = (logs / "access.log").read_text()
+            if want in text:
+                break
+            time.sleep(0.05)
         assert want in text, (side, text)
 
 
