@@ -361,6 +361,7 @@ http {
     access_log off;
     limit_req_zone $server_name zone=rc:1m rate=1r/m;
     upstream up { server 10.0.4.1:8001; keepalive 8; }
+    upstream up2 { server 10.0.4.2:8001; keepalive 8; }
     proxy_http_version 1.1;
     proxy_set_header Connection "";
 
@@ -371,6 +372,7 @@ http {
         location /p/ { proxy_pass http://up; }
         location ~ ^/cap/(?<rest>.*)$ { proxy_set_header X-Rest $rest; proxy_pass http://up; }
         location /redir/ { proxy_pass http://up; }
+        location /var/ { proxy_pass http://$arg_u; }
         location /lim/ { limit_req zone=rc; error_page 503 /p/from-error; proxy_pass http://up; }
         location /realip/ {
             set_real_ip_from 127.0.0.1;
@@ -399,6 +401,7 @@ class TestRouteCache:
     def pair(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
         pair = Pair(tmp_path_factory.mktemp("routecache"), CACHE_CONF)
         try:
+            pair.behave("10.0.4.2:8001", Behaviour(prefix="/var/", headers=(("X-Peer", "2"),)))
             yield pair
         finally:
             pair.close()
@@ -450,3 +453,13 @@ class TestRouteCache:
             out = pair.ask("/realip/a", host="cache.test",
                            headers=(("X-Client", "198.51.100.7"),)).check()
             assert self.sent(out, b"X-Real-IP") == b"198.51.100.7"
+
+    def test_proxy_pass_with_variables(self, pair: Pair) -> None:
+        """The peer group of a proxy_pass with variables is chosen per request, on a route
+        the cache remembers (the location itself is the same for every request)."""
+        peers = []
+        for group in ("up", "up2", "up"):
+            out = pair.ask(f"/var/a?u={group}", host="cache.test").check()
+            assert out.status == 200
+            peers.append(dict(out.nginx.response.headers).get(b"X-Peer"))
+        assert peers == [None, b"2", None]
