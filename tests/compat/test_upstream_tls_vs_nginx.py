@@ -46,6 +46,7 @@ http {{
     upstream twopeers {{ server 127.0.0.1:{bad}; server 127.0.0.1:{up}; }}
     upstream mtls {{ server 127.0.0.1:{mtls}; }}
     upstream resume {{ server 127.0.0.1:{up}; }}
+    upstream untrusted_first {{ server 127.0.0.1:{stranger}; server 127.0.0.1:{up}; }}
     server {{
         listen 127.0.0.1:{port};
         location /plain {{ proxy_pass https://127.0.0.1:{up}; }}
@@ -89,6 +90,12 @@ http {{
             set $target backend.test;
             proxy_ssl_server_name on;
             proxy_pass https://$target;
+        }}
+        location /next-after-verify {{
+            proxy_ssl_verify on; proxy_ssl_trusted_certificate {dir}/ca.test.crt;
+            proxy_ssl_name backend.test;
+            add_header X-Upstream $upstream_addr;
+            proxy_pass https://untrusted_first;
         }}
         location /resume {{ proxy_ssl_session_reuse on; proxy_pass https://resume; }}
         location /ws {{
@@ -139,7 +146,8 @@ def _facts(body: bytes) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def sides(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sides, TlsEcho, TlsEcho]]:
+def sides(tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[tuple[Sides, TlsEcho, TlsEcho, TlsEcho]]:
     d = tmp_path_factory.mktemp("uptls")
     ca = make_ca(d, "ca.test")
     crt, key = make_leaf(d, "backend.test", ca)
@@ -147,18 +155,22 @@ def sides(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sides, Tls
     make_leaf(d, "client.test", ca)
     echo = TlsEcho(crt, key)
     mtls = TlsEcho(crt, key, ca=ca[0])
+    # the same name from another CA: fails proxy_ssl_verify
+    (d / "other").mkdir()
+    stranger = TlsEcho(*make_leaf(d / "other", "backend.test", make_ca(d, "other-ca.test")))
     bad = free_port()  # nothing listens there: connect() fails, the next peer is tried
     nport, tport = free_port(), free_port(exclude=[bad])
-    fmt = {"up": echo.port, "mtls": mtls.port, "bad": bad, "dir": d}
+    fmt = {"up": echo.port, "mtls": mtls.port, "bad": bad, "dir": d, "stranger": stranger.port}
     tconf = d / "tern.conf"
     tconf.write_text(CONF.format(port=tport, **fmt))
     try:
         with run_nginx(CONF.format(port=nport, **fmt), d / "nginx") as _nginx, \
                 tern_serve(tconf, tport):
-            yield Sides(nport, tport), echo, mtls
+            yield Sides(nport, tport), echo, mtls, stranger
     finally:
         echo.close()
         mtls.close()
+        stranger.close()
 
 
 def both(res: dict[str, tuple[int | None, dict[str, str]]]) -> tuple[int | None, dict[str, str]]:
@@ -166,62 +178,62 @@ def both(res: dict[str, tuple[int | None, dict[str, str]]]) -> tuple[int | None,
     return res["nginx"]
 
 
-def test_plain_https_upstream(sides: tuple[Sides, TlsEcho, TlsEcho]) -> None:
+def test_plain_https_upstream(sides: tuple[Sides, TlsEcho, TlsEcho, TlsEcho]) -> None:
     status, facts = both(sides[0].get("/plain"))
     assert status == 200 and facts["sni"] == "-"
 
 
-def test_no_sni_by_default(sides: tuple[Sides, TlsEcho, TlsEcho]) -> None:
+def test_no_sni_by_default(sides: tuple[Sides, TlsEcho, TlsEcho, TlsEcho]) -> None:
     status, facts = both(sides[0].get("/group"))
     assert status == 200 and facts["sni"] == "-"
 
 
-def test_sni_is_the_group_name(sides: tuple[Sides, TlsEcho, TlsEcho]) -> None:
+def test_sni_is_the_group_name(sides: tuple[Sides, TlsEcho, TlsEcho, TlsEcho]) -> None:
     status, facts = both(sides[0].get("/sni-group"))
     assert status == 200 and facts["sni"] == "backend.test"
 
 
-def test_no_sni_for_an_ip_address(sides: tuple[Sides, TlsEcho, TlsEcho]) -> None:
+def test_no_sni_for_an_ip_address(sides: tuple[Sides, TlsEcho, TlsEcho, TlsEcho]) -> None:
     status, facts = both(sides[0].get("/sni-ip"))
     assert status == 200 and facts["sni"] == "-"
 
 
-def test_proxy_ssl_name(sides: tuple[Sides, TlsEcho, TlsEcho]) -> None:
+def test_proxy_ssl_name(sides: tuple[Sides, TlsEcho, TlsEcho, TlsEcho]) -> None:
     status, facts = both(sides[0].get("/sni-name"))
     assert status == 200 and facts["sni"] == "named.test"
 
 
-def test_proxy_ssl_name_with_variable(sides: tuple[Sides, TlsEcho, TlsEcho]) -> None:
+def test_proxy_ssl_name_with_variable(sides: tuple[Sides, TlsEcho, TlsEcho, TlsEcho]) -> None:
     status, facts = both(sides[0].get("/sni-var", {"X-Name": "from-header.test"}))
     assert status == 200 and facts["sni"] == "from-header.test"
 
 
 @pytest.mark.parametrize("path", ["/verify-ok", "/verify-name-ok"])
-def test_verify_success(sides: tuple[Sides, TlsEcho, TlsEcho], path: str) -> None:
+def test_verify_success(sides: tuple[Sides, TlsEcho, TlsEcho, TlsEcho], path: str) -> None:
     status, facts = both(sides[0].get(path))
     assert status == 200 and facts["sni"] == "-"
 
 
 @pytest.mark.parametrize("path", ["/verify-mismatch", "/verify-untrusted"])
-def test_verify_failure_is_502(sides: tuple[Sides, TlsEcho, TlsEcho], path: str) -> None:
+def test_verify_failure_is_502(sides: tuple[Sides, TlsEcho, TlsEcho, TlsEcho], path: str) -> None:
     status, _ = both(sides[0].get(path))
     assert status == 502
 
 
-def test_next_upstream_after_connect_error(sides: tuple[Sides, TlsEcho, TlsEcho]) -> None:
+def test_next_upstream_after_connect_error(sides: tuple[Sides, TlsEcho, TlsEcho, TlsEcho]) -> None:
     status, facts = both(sides[0].get("/next"))
     assert status == 200 and facts["sni"] == "-"
 
 
-def test_client_certificate_to_upstream(sides: tuple[Sides, TlsEcho, TlsEcho]) -> None:
+def test_client_certificate_to_upstream(sides: tuple[Sides, TlsEcho, TlsEcho, TlsEcho]) -> None:
     status, facts = both(sides[0].get("/client-cert"))
     assert status == 200 and facts["client"] == "client.test"
     status, facts = both(sides[0].get("/no-client-cert"))
     assert status == 200 and facts["client"] == "-"
 
 
-def test_keepalive_reuses_the_tls_connection(sides: tuple[Sides, TlsEcho, TlsEcho]) -> None:
-    s, echo, _ = sides
+def test_keepalive_reuses_the_tls_connection(sides: tuple[Sides, TlsEcho, TlsEcho, TlsEcho]) -> None:
+    s, echo = sides[0], sides[1]
     before = echo.handshakes
     reqs = {side: [] for side in s.ports}
     for _ in range(3):
@@ -232,14 +244,14 @@ def test_keepalive_reuses_the_tls_connection(sides: tuple[Sides, TlsEcho, TlsEch
     assert echo.handshakes - before == 2  # one kept connection per side
 
 
-def test_session_reuse(sides: tuple[Sides, TlsEcho, TlsEcho]) -> None:
+def test_session_reuse(sides: tuple[Sides, TlsEcho, TlsEcho, TlsEcho]) -> None:
     s = sides[0]
     first = both(s.get("/resume"))
     second = both(s.get("/resume"))
     assert first[1]["resumed"] == "0" and second[1]["resumed"] == "1", (first, second)
 
 
-def test_default_protocols_stop_at_tls12(sides: tuple[Sides, TlsEcho, TlsEcho]) -> None:
+def test_default_protocols_stop_at_tls12(sides: tuple[Sides, TlsEcho, TlsEcho, TlsEcho]) -> None:
     """nginx 1.22's proxy_ssl_protocols default has no TLSv1.3 (added in 1.23.4)."""
     status, facts = both(sides[0].get("/plain"))
     assert status == 200 and facts["version"] == "TLSv1.2"
@@ -267,7 +279,7 @@ def _tunnel(port: int) -> tuple[bytes, bytes]:
         return head.split(b"\r\n")[0], rest
 
 
-def test_websocket_over_https_upstream(sides: tuple[Sides, TlsEcho, TlsEcho]) -> None:
+def test_websocket_over_https_upstream(sides: tuple[Sides, TlsEcho, TlsEcho, TlsEcho]) -> None:
     s = sides[0]
     got = {side: _tunnel(port) for side, port in s.ports.items()}
     assert got["nginx"] == got["tern"] == (b"HTTP/1.1 101 Switching Protocols", b"ping"), got
@@ -328,6 +340,15 @@ def test_trusted_file_unread_without_verify(tmp_path: Path) -> None:
     assert tern.returncode == 0, tern.stderr
 
 
-def test_url_with_variables(sides: tuple[Sides, TlsEcho, TlsEcho]) -> None:
+def test_url_with_variables(sides: tuple[Sides, TlsEcho, TlsEcho, TlsEcho]) -> None:
     status, facts = both(sides[0].get("/var"))
     assert status == 200 and facts["sni"] == "backend.test"
+
+
+def test_next_upstream_after_verify_failure(sides: tuple[Sides, TlsEcho, TlsEcho, TlsEcho]) -> None:
+    """A certificate that fails proxy_ssl_verify is an error: the next peer answers."""
+    stranger = sides[3]
+    before = stranger.accepted
+    status, facts = both(sides[0].get("/next-after-verify"))
+    assert status == 200 and facts["client"] == "-"
+    assert stranger.accepted - before == 2  # each side tried the untrusted peer first

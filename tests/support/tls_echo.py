@@ -30,6 +30,8 @@ class TlsEcho:
             self.ctx.load_verify_locations(cafile=str(ca))
         self.snis: list[str | None] = []
         self.handshakes = 0
+        self.accepted = 0
+        """TCP connections accepted (a failed handshake counts here, not in ``handshakes``)."""
         self._lock = threading.Lock()
 
         def on_sni(sslobj: ssl.SSLObject, name: str | None, _c: ssl.SSLContext) -> None:
@@ -51,6 +53,7 @@ class TlsEcho:
                 raw, _ = self.sock.accept()
             except (TimeoutError, OSError):
                 continue
+            self.accepted += 1
             threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
 
     def _serve(self, raw: socket.socket) -> None:
