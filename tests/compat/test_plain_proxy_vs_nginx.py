@@ -207,6 +207,7 @@ http {
         location /internal/ { internal; return 200 "accel $uri\n"; }
         location /bufsize/ { proxy_buffer_size 1k; proxy_pass http://one; }
         location /slow/ { proxy_read_timeout 1s; proxy_pass http://one; }
+        location /rt1/ { proxy_read_timeout 1s; proxy_pass http://one; }
         location /override/ { error_page 404 =201 @prox; return 404; }
         location /override204/ { error_page 404 =204 @prox; return 404; }
         location @prox { proxy_pass http://one; }
@@ -336,6 +337,16 @@ class TestFastPath:
         new = echo.records[mark:]
         assert len(new) == 2
         assert not any(r.peer in before for r in new)
+
+    def test_read_timeout_after_answer(self, pair: Pair) -> None:
+        """A fast answer ends its proxy_read_timeout: a keep-alive connection idle for longer
+        than it, then used again, sees nothing of the expired timer."""
+        self.warm(pair)
+        req = b"GET /rt1/a HTTP/1.1\r\nHost: fast.test\r\n\r\n"
+        out = pair.raw([req, 1.6, req.replace(b"/a", b"/b")], methods=["GET"] * 2, expect=2,
+                       linger=0.3)
+        out.check()
+        assert out.statuses == [200, 200]
 
     def test_keepalive_sequence(self, pair: Pair) -> None:
         """Several requests on one client connection, fast and handed over in turn."""
