@@ -25,8 +25,9 @@ Rules (nginx 1.22's ``ngx_http_proxy_module`` / ``ngx_http_upstream_ssl_*``):
    one made to the same peer with the same settings (nginx keeps one per peer whatever the
    location).
 
-Not done (Python's ``ssl`` cannot, documented in docs/protocols.md): ``proxy_ssl_verify_depth`` (OpenSSL's default depth applies),
-``proxy_ssl_crl``, ``proxy_ssl_password_file``, ``proxy_ssl_conf_command``.
+Not done (documented in docs/protocols.md): ``proxy_ssl_verify_depth`` (Python's ``ssl`` has
+no depth setting: OpenSSL's default applies), ``proxy_ssl_crl``, ``proxy_ssl_password_file``,
+``proxy_ssl_conf_command``.
 """
 
 from __future__ import annotations
@@ -282,7 +283,7 @@ async def connect_tls(key: tuple[object, ...], host: str, port: int, tls: Upstre
                                    ssl=context, server_hostname=sni or "",
                                    ssl_handshake_timeout=max(connect_timeout, 0.001)),
             connect_timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise UpstreamError("connect", "upstream timed out (connect)", timeout=True) from None
     except ssl.SSLError as exc:
         raise UpstreamError("connect", handshake_error(exc)) from None

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from tests.protocol.tls_support import REPO, tern_serve
-from tests.support.nginx import NGINX_BIN, free_port, http_get, run_nginx
 from tests.support.certs import make_ca, make_leaf
+from tests.support.nginx import NGINX_BIN, free_port, http_get, run_nginx
 from tests.support.tls_echo import TlsEcho
 
 pytestmark = [
@@ -141,7 +141,8 @@ def _get_with_headers(port: int, target: str, headers: dict[str, str]
 
 def _facts(body: bytes) -> dict[str, str]:
     """The echo's facts, without the connection number (the sides share the echo)."""
-    facts = dict(re.findall(r"^(sni|req|client|resumed|version)=(.*)$", body.decode(errors="replace"), re.M))
+    facts = dict(re.findall(r"^(sni|req|client|resumed|version)=(.*)$",
+                            body.decode(errors="replace"), re.M))
     return facts
 
 
@@ -232,7 +233,8 @@ def test_client_certificate_to_upstream(sides: tuple[Sides, TlsEcho, TlsEcho, Tl
     assert status == 200 and facts["client"] == "-"
 
 
-def test_keepalive_reuses_the_tls_connection(sides: tuple[Sides, TlsEcho, TlsEcho, TlsEcho]) -> None:
+def test_keepalive_reuses_the_tls_connection(
+        sides: tuple[Sides, TlsEcho, TlsEcho, TlsEcho]) -> None:
     s, echo = sides[0], sides[1]
     before = echo.handshakes
     reqs = {side: [] for side in s.ports}
