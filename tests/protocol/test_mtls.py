@@ -59,6 +59,11 @@ http {{
         location / {{ return 200 "{vars}"; }}
     }}
     server {{
+        listen 127.0.0.1:{h2} ssl http2;
+        ssl_verify_client on;
+        location / {{ return 200 "$server_protocol|{vars}"; }}
+    }}
+    server {{
         listen 127.0.0.1:{page} ssl;
         ssl_verify_client on;
         error_page 496 = /nocert;
@@ -84,7 +89,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, 
     used: list[int] = []
     for side in ("nginx", "tern"):
         ports[side] = {}
-        for name in ("on", "optional", "page"):
+        for name in ("on", "optional", "page", "h2"):
             p = free_port(exclude=used)
             used.append(p)
             ports[side][name] = p
@@ -206,3 +211,16 @@ def test_default_ssl_protocols_stop_at_tls12(
         setup: tuple[dict[str, dict[str, int]], Path, dict[str, Path]]) -> None:
     """nginx 1.22's ssl_protocols default has no TLSv1.3 (added in 1.23.4)."""
     assert both(setup, "optional", path="/protocol") == (0, 200, "TLSv1.2")
+
+
+@pytest.mark.parametrize("cert", [None, "good"])
+def test_over_http2(setup: tuple[dict[str, dict[str, int]], Path, dict[str, Path]],
+                    cert: str | None) -> None:
+    """The same over HTTP/2 (ALPN h2): the 400 page without a certificate, the variables
+    with one."""
+    rc, status, body = both(setup, "h2", cert)
+    assert rc == 0
+    if cert is None:
+        assert status == 400 and "No required SSL certificate was sent" in body
+    else:
+        assert status == 200 and body.startswith("HTTP/2.0|SUCCESS|CN=client.test|"), body
