@@ -11,6 +11,8 @@ Rules (nginx 1.22's ``ngx_http_ssl_module``, ``ngx_http_process_request``):
    ``400 The SSL certificate error``), no certificate with ``on`` gives 496 (``400 No required
    SSL certificate was sent``); error_page 495/496 at server level applies, as in nginx.
 3. ``$ssl_client_verify`` is ``SUCCESS``, ``FAILED:reason`` or ``NONE``.
+4. HTTP/3 (QUIC, aioquic) asks for no client certificate: its requests count as sent without
+   one, so ``ssl_verify_client on`` refuses them (496) rather than letting them through.
 
 Python's ``ssl`` has no verify callback: a certificate that fails verification fails the
 handshake itself (nginx completes it and answers 495), and ``optional_no_ca`` verifies against
@@ -84,7 +86,9 @@ def status(config: Config, server: Server, var: Callable[[str], str | None]) -> 
         return None
     verify = var("ssl_client_verify")
     if verify is None:
-        return None  # not a TLS connection: nginx checks TLS connections only
+        if var("ssl_protocol") is None:
+            return None  # not a TLS connection: nginx checks TLS connections only
+        verify = "NONE"  # TLS that asks for no certificate (HTTP/3): fail closed
     if verify.startswith("FAILED"):
         return 495
     if verify == "NONE" and cc.mode == "on":

@@ -482,6 +482,8 @@ class H3Exchange(Exchange):
             return getattr(tls, "tern_server_name", None)
         if name == "ssl_alpn_protocol":
             return tls.alpn_negotiated
+        if name.startswith("ssl_client_"):  # no client certificate is asked for over QUIC
+            return "NONE" if name == "ssl_client_verify" else ""
         return None
 
 

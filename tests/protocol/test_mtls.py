@@ -224,3 +224,51 @@ def test_over_http2(setup: tuple[dict[str, dict[str, int]], Path, dict[str, Path
         assert status == 400 and "No required SSL certificate was sent" in body
     else:
         assert status == 200 and body.startswith("HTTP/2.0|SUCCESS|CN=client.test|"), body
+
+
+def test_http3_is_refused_without_a_certificate(tmp_path: Path) -> None:
+    """Tern only (nginx 1.22 has no HTTP/3): QUIC asks for no client certificate, so
+    ``ssl_verify_client on`` answers HTTP/3 requests 400 (496) instead of letting them through;
+    ``optional`` lets them through with ``$ssl_client_verify`` NONE."""
+    import asyncio
+
+    from tests.protocol.h3_client import h3_connect
+
+    ca = make_ca(tmp_path, "ca.test")
+    crt, key = make_leaf(tmp_path, "localhost", ca)
+    on, opt = free_port(), free_port()
+    conf = tmp_path / "h3.conf"
+    conf.write_text(f"""events {{}}
+http {{
+    access_log off;
+    ssl_certificate {crt}; ssl_certificate_key {key}; ssl_client_certificate {ca[0]};
+    server {{
+        listen 127.0.0.1:{on} ssl; listen 127.0.0.1:{on} quic;
+        ssl_verify_client on;
+        location / {{ return 200 "v=$ssl_client_verify"; }}
+    }}
+    server {{
+        listen 127.0.0.1:{opt} ssl; listen 127.0.0.1:{opt} quic;
+        ssl_verify_client optional;
+        location / {{ return 200 "v=$ssl_client_verify"; }}
+    }}
+}}
+""")
+
+    async def get(port: int) -> tuple[int, bytes]:
+        async with h3_connect(port, ca[0]) as c:
+            r = await c.request("GET", "/", timeout=5)
+            return r.status, r.body
+
+    with tern_serve(conf, on, opt):
+        deadline = time.monotonic() + 20
+        while True:  # the UDP socket opens with the TCP one; retry the first request briefly
+            try:
+                got_on = asyncio.run(get(on))
+                break
+            except (TimeoutError, ConnectionError, OSError):
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        got_opt = asyncio.run(get(opt))
+    assert got_on[0] == 400 and b"No required SSL certificate was sent" in got_on[1], got_on
+    assert got_opt == (200, b"v=NONE"), got_opt
