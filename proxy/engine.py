@@ -1417,6 +1417,9 @@ class Engine:
             if status == 204 and low in _NO_CONTENT_DROP:
                 # ngx_http_header_filter: a 204 loses its type, length and Last-Modified
                 continue
+            if low == b"content-type" and not value.strip():
+                # an empty type is no type: the header filter writes none (nor default_type)
+                continue
             passed.append((name, value))
         headers.extend(passed)
         is_upgrade = resp.status == 101 and upgrade
