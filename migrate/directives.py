@@ -111,7 +111,6 @@ _OBS_H2 = "obsolete in nginx 1.19.7+ (nginx ignores it too); responses are uncha
 _OBS_PUSH = "HTTP/2 server push was removed in nginx 1.25.1 (nginx ignores it too)"
 _RESOLVER = ("no run-time DNS yet: proxy_pass with variables works with IP literals and upstream "
              "names; other host names answer 502")
-_H2_H3 = "HTTP/2 and HTTP/3 front ends are not wired to tern serve yet (HTTP/1.1 only)"
 _QUIC = "QUIC transport tuning is left to aioquic; limits and timings may differ from nginx"
 _SSLDEF = "left to Python's ssl defaults"
 _STAPLE = "OCSP stapling is not done; only the TLS handshake differs, responses are unchanged"

@@ -38,7 +38,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import accesslog, gzipfilter, ranges, responses
@@ -989,7 +989,7 @@ class Engine:
                           ) -> list[tuple[bytes, bytes]]:
         out: list[tuple[bytes, bytes]] = []
         overridden = pconf.overridden
-        for low, name, tpl, const in pconf.set_plan:
+        for _low, name, tpl, const in pconf.set_plan:
             if const is None:
                 value = state.eval(tpl)  # type: ignore[arg-type]
                 if value == "":

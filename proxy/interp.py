@@ -71,7 +71,7 @@ from .model import (
     Var,
 )
 from .regex import compile_pcre
-from .routing import BadRequest, Router, find_location, find_named, normalize_host, normalize_uri
+from .routing import BadRequest, Router, find_named, normalize_host, normalize_uri
 
 MAX_URI_CHANGES = 10
 DEFAULT_MAX_BODY = 1024 * 1024

@@ -702,6 +702,10 @@ class _Reading(Enum):
     DONE = "done"
     """No further request is read (after a rejection, a closing request, EOF)."""
 
+    # members are singletons: identity hashing (C) instead of Enum's hash of the name (Python),
+    # as in protocol.h2's transition tables
+    __hash__ = object.__hash__
+
 
 class _Input(Enum):
     """What moves the reading side on."""
@@ -712,6 +716,8 @@ class _Input(Enum):
     BODY_END = "body complete"
     SWITCH = "101 sent"
     STOP = "reject, close or EOF"
+
+    __hash__ = object.__hash__
 
 
 _READING: Final[dict[tuple[_Reading, _Input], _Reading]] = {
