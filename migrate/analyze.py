@@ -625,6 +625,11 @@ def _limit_status(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> 
     _set_once(acc.access, st.name, code, st)
 
 
+@_handles("limit_req_dry_run", "limit_conn_dry_run")
+def _limit_dry_run(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> None:
+    _set_once(acc.access, st.name, parse_flag(st.name, st.args[0]), st)
+
+
 # -- limits and timeouts -------------------------------------------------------------------------
 
 _TIME_LIMITS = {"client_body_timeout", "client_header_timeout", "send_timeout"}

@@ -349,12 +349,24 @@ class Engine:
             key = state.eval(czone.zone.key)
             if not key:
                 continue
+            state.vars["limit_conn_status"] = "PASSED"
             if not czone.acquire(key, ref.number):
+                # nginx lets go of what this request already holds, then refuses or, dry run,
+                # stops checking and lets the request go on uncounted
+                for held_zone, held_key in state.limit_conn_held:
+                    held_zone.release(held_key)  # type: ignore[attr-defined]
+                state.limit_conn_held.clear()
+                if state.effective(lambda s: s.access.limit_conn_dry_run):
+                    state.vars["limit_conn_status"] = "REJECTED_DRY_RUN"
+                    break
+                state.vars["limit_conn_status"] = "REJECTED"
                 status = state.effective(lambda s: s.access.limit_conn_status)
                 return status if isinstance(status, int) else 503
             state.limit_conn_held.append((czone, key))
         req_refs = state.effective(lambda s: s.access.limit_req)
         now = time.monotonic()
+        checked = False
+        delay = 0.0
         for ref in req_refs or ():  # type: ignore[attr-defined]
             rzone = self.req_zones.get(ref.zone)
             if rzone is None:
@@ -362,13 +374,25 @@ class Engine:
             key = state.eval(rzone.zone.key)
             if not key:
                 continue
+            checked = True
             excess = rzone.check(key, ref.burst, now)
             if excess is None:
+                if state.effective(lambda s: s.access.limit_req_dry_run):
+                    state.vars["limit_req_status"] = "REJECTED_DRY_RUN"
+                    return None
+                state.vars["limit_req_status"] = "REJECTED"
                 status = state.effective(lambda s: s.access.limit_req_status)
                 return status if isinstance(status, int) else 503
             if not ref.nodelay and excess > ref.delay:
-                state.limit_delay = max(state.limit_delay,
-                                        (excess - ref.delay) / rzone.rate)
+                delay = max(delay, (excess - ref.delay) / rzone.rate)
+        if checked:
+            if delay <= 0:
+                state.vars["limit_req_status"] = "PASSED"
+            elif state.effective(lambda s: s.access.limit_req_dry_run):
+                state.vars["limit_req_status"] = "DELAYED_DRY_RUN"
+            else:
+                state.vars["limit_req_status"] = "DELAYED"
+                state.limit_delay = max(state.limit_delay, delay)
         return None
 
     def log_values(self, ex: Exchange, result: RouteResult | None, run: _Run

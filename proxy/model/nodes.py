@@ -509,6 +509,10 @@ class AccessConf:
     """``limit_conn`` entries."""
     limit_conn_status: int | None = None
     """``limit_conn_status``."""
+    limit_req_dry_run: bool | None = None
+    """``limit_req_dry_run``: count and report, never delay or refuse."""
+    limit_conn_dry_run: bool | None = None
+    """``limit_conn_dry_run``: count and report, never refuse."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
