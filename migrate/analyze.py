@@ -164,6 +164,13 @@ def _handles(*names: str) -> Callable[[Handler], Handler]:
     return deco
 
 
+_ENUM_VALUES: dict[str, tuple[str, ...]] = {
+    "autoindex_format": ("html", "xml", "json", "jsonp"),
+}
+"""Directives kept as written (``Scope.other``) whose one argument nginx checks against a list
+(ignoring case, as ngx_conf_set_enum_slot does); anything else is nginx's 'invalid value'."""
+
+
 def _set_once(acc_group: dict[str, Any], key: str, value: Any, st: Stmt) -> None:
     if key in acc_group:
         raise BadValue(f'"{st.name}" directive is duplicate')
@@ -835,6 +842,10 @@ class Analyzer:
         if spec.flag and not bad and st.args[0].lower() not in ("on", "off"):
             self.error(st, "bad-value", f'invalid value "{st.args[0]}" in "{st.name}" directive, '
                        'it must be "on" or "off"')
+            return None
+        if not bad and st.name in _ENUM_VALUES and \
+                st.args[0].lower() not in _ENUM_VALUES[st.name]:
+            self.error(st, "bad-value", f'invalid value "{st.args[0]}"')
             return None
         if bad:
             hint = ""

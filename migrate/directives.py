@@ -599,8 +599,7 @@ _d("index", "ngx_http_index_module", "H S L", 1, N, OK)
 AI = "ngx_http_autoindex_module"
 _f("autoindex", AI, "H S L", OK)
 _f("autoindex_exact_size", AI, "H S L", OK)
-_d("autoindex_format", AI, "H S L", 1, 1, PART,
-   "only the default (html) is implemented; xml, json and jsonp list as html")
+_d("autoindex_format", AI, "H S L", 1, 1, OK)
 _f("autoindex_localtime", AI, "H S L", OK)
 _f("random_index", "ngx_http_random_index_module", "L", NO,
    "random index files are not implemented: the regular index is used")

@@ -41,7 +41,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import accesslog, gzipfilter, ranges, responses
+from . import accesslog, autoindex, gzipfilter, ranges, responses
 from .interp import Interpreter, RequestState, RouteRequest, RouteResult
 from .io import upstream_tls
 from .io.upstream import UpstreamConnection, UpstreamError, UpstreamPool, UpstreamResponse
@@ -823,11 +823,21 @@ class Engine:
 
     async def _send_autoindex(self, ex: Exchange, state: RequestState, directory: str,
                               run: _Run) -> None:
-        """ngx_http_autoindex_module's HTML listing (autoindex_format html)."""
+        """ngx_http_autoindex_module's listing: HTML, or json/jsonp/xml (``proxy.autoindex``)."""
         exact = "".join(_raw_args(state, "autoindex_exact_size")[:1]).lower() != "off"
         # autoindex_localtime on: the mtime shifted by the current UTC offset (nginx's gmtoff)
         local = "".join(_raw_args(state, "autoindex_localtime")[:1]).lower() == "on"
         shift = time.localtime().tm_gmtoff if local else 0
+        fmt = "".join(_raw_args(state, "autoindex_format")[:1]).lower() or "html"
+        callback = ""
+        if fmt == "jsonp":
+            try:
+                callback = autoindex.callback_name(state.lookup("arg_callback"))
+            except autoindex.CallbackError:
+                await self._send_error(ex, state, 400, run)
+                return
+            if not callback:
+                fmt = "json"
         try:
             names = [n for n in os.listdir(directory) if not n.startswith(".")]
         except OSError:
@@ -842,6 +852,31 @@ class Engine:
             is_dir = os.path.isdir(os.path.join(directory, name))
             entries.append((not is_dir, name.encode("utf-8", "surrogateescape"), is_dir, st))
         entries.sort(key=lambda e: (e[0], e[1]))
+        if fmt in autoindex.CONTENT_TYPES:
+            listed = [(raw, is_dir, st) for _, raw, is_dir, st in entries]
+            body = (autoindex.xml_listing(listed) if fmt == "xml"
+                    else autoindex.json_listing(listed, callback))
+            content_type = autoindex.CONTENT_TYPES[fmt]
+        else:
+            body = self._html_listing(state, entries, exact, shift)
+            content_type = b"text/html"
+        headers = self._base_headers(state)
+        headers.append((b"Content-Type", content_type))
+        run.status = 200
+        headers = self._finish_headers(state, 200, headers, run)
+        run.sent_headers = headers
+        if ex.head.method == b"HEAD":
+            ex.send_headers(200, headers, end_stream=True)
+            return
+        ex.send_headers(200, headers)
+        ex.send_data(body)
+        run.body_bytes = len(body)
+        ex.end()
+
+    @staticmethod
+    def _html_listing(state: RequestState,
+                      entries: list[tuple[bool, bytes, bool, os.stat_result]], exact: bool,
+                      shift: int) -> bytes:
         title = _html_escape(state.uri)
         lines = [b"<html>", b"<head><title>Index of " + title + b"</title></head>", b"<body>",
                  b"<h1>Index of " + title + b'</h1><hr><pre><a href="../">../</a>']
@@ -861,19 +896,7 @@ class Engine:
             lines.append(b'<a href="' + href + b'">' + _html_escape(shown) + b"</a>" + pad
                          + when + size)
         lines += [b"</pre><hr></body>", b"</html>", b""]
-        body = b"\r\n".join(lines)
-        headers = self._base_headers(state)
-        headers.append((b"Content-Type", b"text/html"))
-        run.status = 200
-        headers = self._finish_headers(state, 200, headers, run)
-        run.sent_headers = headers
-        if ex.head.method == b"HEAD":
-            ex.send_headers(200, headers, end_stream=True)
-            return
-        ex.send_headers(200, headers)
-        ex.send_data(body)
-        run.body_bytes = len(body)
-        ex.end()
+        return b"\r\n".join(lines)
 
     async def _send_file(self, ex: Exchange, state: RequestState, path: str, run: _Run,
                          override: int | None) -> None:
@@ -1697,8 +1720,9 @@ def _uri_component(raw: bytes) -> bytes:
 
 
 def _html_escape(text: str) -> bytes:
+    # ngx_escape_html: the four characters, quote included
     return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .encode("utf-8", "surrogateescape"))
+            .replace('"', "&quot;").encode("utf-8", "surrogateescape"))
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:

@@ -65,6 +65,7 @@ def errors(a: Analysis) -> list[Diagnostic]:
         (in_server("listen 99999;"), 4, "bad-value", 'invalid port in "99999"'),
         (in_server("listen 80 bogus;"), 4, "bad-value", 'invalid parameter "bogus"'),
         (in_location("expires xyz;"), 5, "bad-value", "invalid value"),
+        (in_location("autoindex_format yaml;"), 5, "bad-value", 'invalid value "yaml"'),
         (in_location("allow 1.2.3.300;"), 5, "bad-value", 'invalid parameter "1.2.3.300"'),
         (in_location("deny 10.0.0.0/33;"), 5, "bad-value", 'invalid parameter "10.0.0.0/33"'),
         (in_location("error_page 200 /x;"), 5, "bad-value",

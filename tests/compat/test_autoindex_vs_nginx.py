@@ -1,5 +1,6 @@
-"""autoindex listings: Tern's HTML equals nginx's byte for byte (names needing escapes, a name
-over 50 characters, directories first, sizes, HEAD)."""
+"""autoindex listings: Tern's equal nginx's byte for byte (names needing escapes, a name
+over 50 characters, directories first, sizes, HEAD), in every autoindex_format: html, json,
+jsonp (with and without a callback, and a refused one) and xml."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (www / "with space & <b>.txt").write_text("q\n")
     (www / ("a" * 64 + ".txt")).write_text("z\n")
     (www / ".hidden").write_text("no\n")
+    (www / 'quote " back\\ tab\t.txt').write_text("e\n")
     stamp = 1_700_000_000
     for p in (www, *www.iterdir()):
         os.utime(p, (stamp, stamp))
@@ -41,7 +43,11 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _conf(root: Path, port: int) -> str:
     return ("events {}\nhttp {\n access_log off;\n server {\n"
             f"  listen 127.0.0.1:{port};\n  root {root}/www;\n"
-            "  location / { autoindex on; }\n }\n}\n")
+            "  location / { autoindex on; }\n"
+            f"  location /j/ {{ alias {root}/www/sub/; autoindex on; autoindex_format json; }}\n"
+            f"  location /p/ {{ alias {root}/www/sub/; autoindex on; autoindex_format jsonp; }}\n"
+            f"  location /x/ {{ alias {root}/www/sub/; autoindex on; autoindex_format xml; }}\n"
+            " }\n}\n")
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +87,29 @@ def test_listing_matches_nginx(ports: tuple[int, int], target: str) -> None:
     b = http_get(tport, target, host="t")
     assert a.status == 200 and b"Index of" in a.body
     assert (b.status, b.body) == (a.status, a.body)
+
+
+@pytest.mark.parametrize(
+    ("target", "status", "content_type"),
+    [("/j/", 200, "application/json"), ("/j/dir2/", 200, "application/json"),
+     ("/x/", 200, "text/xml; charset=utf-8"), ("/x/dir2/", 200, "text/xml; charset=utf-8"),
+     ("/p/?callback=cb", 200, "application/javascript"),
+     ("/p/?callback=a.b_C9", 200, "application/javascript"),
+     ("/p/", 200, "application/json"), ("/p/?callback=", 200, "application/json"),
+     ("/p/?callback=a%20b", 400, "text/html"), ("/p/?callback=" + "c" * 129, 400, "text/html"),
+     ("/p/?callback=" + "c" * 128, 200, "application/javascript")],
+    ids=["json", "json-empty-dir", "xml", "xml-empty-dir", "jsonp", "jsonp-dots",
+         "jsonp-no-callback", "jsonp-empty-callback", "jsonp-bad-callback",
+         "jsonp-long-callback", "jsonp-128"],
+)
+def test_formats_match_nginx(ports: tuple[int, int], target: str, status: int,
+                             content_type: str) -> None:
+    """json, jsonp and xml listings: status, Content-Type and body identical to nginx's."""
+    nport, tport = ports
+    a = http_get(nport, target, host="t")
+    b = http_get(tport, target, host="t")
+    assert (a.status, a.headers.get("content-type")) == (status, content_type)
+    assert (b.status, b.headers.get("content-type")) == (a.status, a.headers.get("content-type"))
+    if status == 200:
+        assert b"a.txt" in a.body or target.endswith("dir2/")
+        assert b.body == a.body
