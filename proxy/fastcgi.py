@@ -466,6 +466,8 @@ class FastcgiHandler:
                 continue
             if low in (b"server", b"date"):
                 headers = [h for h in headers if h[0].lower() != low]
+            if low == b"content-type" and not value.strip():
+                continue  # an empty type is no type, as for proxied answers
             passed.append((name, value))
         headers.extend(passed)
         headers = eng._finish_headers(state, status, headers, run)

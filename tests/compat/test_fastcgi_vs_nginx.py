@@ -351,6 +351,8 @@ ANSWERS = {
     "/hdr/big": Answer(stdout=b"X-Big: " + b"b" * 5000 + b"\r\n\r\nbody"),
     "/hdr/nothing": Answer(stdout=b"", stderr=b"PHP Fatal error: x"),
     "/hdr/nobody": Answer(stdout=b"Content-Type: text/plain\r\n"),
+    "/hdr/emptytype": Answer(stdout=b"Content-Type: \r\nX-A: 1\r\n\r\nuntyped"),
+    "/hdr/notype": Answer(stdout=b"X-A: 1\r\n\r\nno type at all"),
     "/slow/": Answer(delay=2.5),
 }
 
@@ -396,7 +398,7 @@ class TestDirectives:
         "/split/x.php/path/info", "/split/x.php", "/split/dir/", "/split/a.php/b.php/c",
         "/inherit/x.php", "/noheaders/x", "/hdr/server", "/hdr/lf", "/hdr/length",
         "/hdr/stream", "/hdr/stderr", "/status/404", "/status/201", "/loc/rel", "/loc/abs",
-        "/loc/301", "/hide/x", "/srvparams/x.php", "/?" + "long=" + "a" * 300,
+        "/loc/301", "/hide/x", "/srvparams/x.php", "/hdr/emptytype", "/hdr/notype", "/?" + "long=" + "a" * 300,
     ])
     def test_get(self, env: tuple[Pair, FcgiEcho], url: str) -> None:
         self.ask(env, url, headers=(("X-Dup", "1"), ("X-Dup", "2"), ("X-Over", "client"),
