@@ -553,6 +553,26 @@ def _default_type(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> 
     _set_once(acc.static, "default_type", st.args[0], st)
 
 
+@_handles("charset", "source_charset")
+def _charset(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> None:
+    value = st.args[0]
+    if value == "off" and st.name == "source_charset":
+        raise BadValue('invalid value "off"')
+    if value != "off" and not value.startswith("$"):
+        az.charset_names.append(value.lower())
+    _set_once(acc.static, st.name, value, st)
+
+
+@_handles("override_charset")
+def _override_charset(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> None:
+    _set_once(acc.static, st.name, parse_flag(st.name, st.args[0]), st)
+
+
+@_handles("charset_types")
+def _charset_types(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> None:
+    _set_once(acc.static, st.name, tuple(a.lower() for a in st.args), st)
+
+
 @_handles("internal")
 def _internal(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> None:
     acc.static["internal"] = True
@@ -793,6 +813,8 @@ class Analyzer:
         self.diagnostics: list[Diagnostic] = list(tree.diagnostics)
         self.census: list[CensusEntry] = []
         self.zone_refs: list[tuple[str, str, m.SourceSpan]] = []
+        self.charset_names: list[str] = []
+        self.charset_maps: list[tuple[str, str]] = []
         self.format_refs: list[tuple[str, m.SourceSpan]] = []
         self.upstream_refs: list[tuple[str, m.SourceSpan]] = []
         for inc in tree.includes:
@@ -1049,6 +1071,11 @@ class Analyzer:
                     req_zones.append(self.build_limit_req_zone(child))
                 elif child.name == "limit_conn_zone":
                     conn_zones.append(self.build_limit_conn_zone(child))
+                elif child.name == "charset_map":
+                    pair = (child.args[0].lower(), child.args[1].lower())
+                    self.charset_names.extend(pair)
+                    self.charset_maps.append(pair)
+                    self.scope_stmt(child, spec, acc)
                 else:
                     self.scope_stmt(child, spec, acc)
             except BadValue as exc:
@@ -1056,6 +1083,8 @@ class Analyzer:
         return m.Http(scope=acc.freeze(), servers=tuple(servers), upstreams=tuple(upstreams),
                       maps=tuple(maps), log_formats=tuple(formats),
                       limit_req_zones=tuple(req_zones), limit_conn_zones=tuple(conn_zones),
+                      charsets=tuple(dict.fromkeys(self.charset_names)),
+                      charset_maps=tuple(dict.fromkeys(self.charset_maps)),
                       source=self.span(st))
 
     def build_server(self, st: Stmt) -> m.Server:

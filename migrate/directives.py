@@ -134,7 +134,7 @@ _GUNZIP = "gunzip decompression is not implemented: gzipped upstream bodies are 
 _SSI = "server-side includes are not implemented: SSI commands reach clients unprocessed"
 _SUB = "response body substitution is not implemented: bodies are sent unchanged"
 _ADDITION = "body addition is not implemented: the extra before/after content is not added"
-_CHARSET = "charset handling is not implemented: bodies and Content-Type charset are unchanged"
+_CHARSET = "charset recoding is not implemented: bodies are sent in their source charset"
 _USERID = "userid cookies are not implemented: no uid cookie is set or read"
 _SECLINK = "secure_link is not implemented: $secure_link is never set, links are not validated"
 _IMG = "image filtering is not implemented: images are sent unmodified"
@@ -606,10 +606,12 @@ _f("random_index", "ngx_http_random_index_module", "L", NO,
 
 # --- body filters: charset, sub, addition, ssi ------------------------------------------------
 CS = "ngx_http_charset_module"
-_d("charset", CS, "H S L LIF", 1, 1, NO, _CHARSET)
-_d("source_charset", CS, "H S L LIF", 1, 1, NO, _CHARSET)
-_f("override_charset", CS, "H S L LIF", NO, _CHARSET)
-_d("charset_types", CS, "H S L", 1, N, NO, _CHARSET)
+_d("charset", CS, "H S L LIF", 1, 1, OK)
+_d("source_charset", CS, "H S L LIF", 1, 1, PART,
+   "no recoding: a source charset different from the destination leaves the answer as it is "
+   "(nginx recodes it when a charset_map exists)")
+_f("override_charset", CS, "H S L LIF", OK)
+_d("charset_types", CS, "H S L", 1, N, OK)
 _d("charset_map", CS, "H", 2, 2, NO, _CHARSET, block=True)
 SF = "ngx_http_sub_filter_module"
 _d("sub_filter", SF, "H S L", 2, 2, NO, _SUB)

@@ -41,7 +41,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import accesslog, autoindex, gzipfilter, ranges, responses
+from . import accesslog, autoindex, charset, gzipfilter, ranges, responses
 from .interp import Interpreter, RequestState, RouteRequest, RouteResult
 from .io import upstream_tls
 from .io.upstream import UpstreamConnection, UpstreamError, UpstreamPool, UpstreamResponse
@@ -254,6 +254,9 @@ class Engine:
         self._fastcgi: FastcgiHandler | None = None
         self.req_zones = {z.name: ReqZone(z) for z in (http.limit_req_zones if http else ())}
         self.conn_zones = {z.name: ConnZone(z) for z in (http.limit_conn_zones if http else ())}
+        self.charset_known = frozenset(http.charsets if http else ())
+        self.charset_maps = frozenset(http.charset_maps if http else ())
+        self._charset_confs: dict[tuple[int, ...], charset.CharsetConf | None] = {}
         self.interp.preaccess_hook = self._preaccess
         self.log_sink: Callable[[Exchange, RouteResult | None, _Run], None] | None = None
         self.reject_log_sink: Callable[[object, object, int, int], None] | None = None
@@ -724,13 +727,41 @@ class Engine:
         dt = state.effective(lambda s: s.static.default_type)
         return (dt if isinstance(dt, str) else "text/plain").encode()
 
+    def _charset_conf(self, state: RequestState) -> charset.CharsetConf | None:
+        """The charset settings of the request's chain (cached per chain); None: none set."""
+        key = state.chain_key
+        try:
+            return self._charset_confs[key]
+        except KeyError:
+            pass
+        cs = state.effective(lambda s: s.static.charset)
+        conf = None
+        if cs is not None and cs != "off":
+            types = state.effective(lambda s: s.static.charset_types)
+            conf = charset.CharsetConf(
+                charset=cs, source=state.effective(lambda s: s.static.source_charset),
+                override=bool(state.effective(lambda s: s.static.override_charset)),
+                types=frozenset(types) if types is not None else None,
+                known=self.charset_known, maps=self.charset_maps)
+        elif self.charset_known:  # X-Accel-Charset may still name a known charset
+            conf = charset.CharsetConf(charset=None, source=None, override=False, types=None,
+                                       known=self.charset_known, maps=self.charset_maps)
+        if len(self._charset_confs) < 4096:
+            self._charset_confs[key] = conf
+        return conf
+
     def _finish_headers(self, state: RequestState | None, status: int,
-                        headers: list[tuple[bytes, bytes]], run: _Run
+                        headers: list[tuple[bytes, bytes]], run: _Run,
+                        accel_charset: bytes | None = None
                         ) -> list[tuple[bytes, bytes]]:
-        """Header filter: expires and add_header (``$status`` is the status being sent)."""
+        """Header filter: expires and add_header (``$status`` is the status being sent), then
+        the charset filter (``accel_charset``: an upstream's X-Accel-Charset)."""
         run.status = responses.wire_status(status)
         if state is None:
             return headers
+        csconf = self._charset_conf(state)
+        if csconf is not None:
+            charset.apply(csconf, status, headers, state.lookup, accel_charset)
         if status in ADD_HEADER_STATUSES:
             exp = state.effective(lambda s: s.expires)
             if isinstance(exp, Expires):
@@ -1473,7 +1504,8 @@ class Engine:
         if is_upgrade:
             headers.append((b"Upgrade", _header(resp.headers, b"upgrade") or b"websocket"))
             headers.append((b"Connection", b"upgrade"))
-        headers = self._finish_headers(state, status, headers, run)
+        headers = self._finish_headers(state, status, headers, run,
+                                       _accel_charset(state, resp.headers, "proxy"))
         run.status = status
         run.sent_headers = headers
         reason = resp.reason if status == resp.status else None
@@ -1684,6 +1716,18 @@ def _raw_args(state: RequestState, name: str) -> tuple[str, ...]:
             if d.name == name:
                 return d.args
     return ()
+
+
+def _accel_charset(state: RequestState, headers: list[tuple[bytes, bytes]] | tuple[
+        tuple[bytes, bytes], ...], module: str) -> bytes | None:
+    """An upstream's X-Accel-Charset, unless ``proxy_ignore_headers`` (``fastcgi_...``)
+    names it."""
+    value = _header(list(headers), b"x-accel-charset")
+    if value is None:
+        return None
+    if "x-accel-charset" in (a.lower() for a in _raw_args(state, module + "_ignore_headers")):
+        return None
+    return value
 
 
 def _human_size(length: int) -> bytes:

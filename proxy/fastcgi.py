@@ -456,6 +456,8 @@ class FastcgiHandler:
                      conn: FastcgiConnection, head: fcgi.CgiHead, first: bytes,
                      eff: FastcgiEff, run: _Run) -> bool:
         """Send the answer; True when it ended cleanly (the connection may be kept)."""
+        from .engine import _accel_charset as accel_charset
+
         eng = self.engine
         status = result.override_status or head.status
         headers = eng._base_headers(state)
@@ -470,7 +472,8 @@ class FastcgiHandler:
                 continue  # an empty type is no type, as for proxied answers
             passed.append((name, value))
         headers.extend(passed)
-        headers = eng._finish_headers(state, status, headers, run)
+        headers = eng._finish_headers(state, status, headers, run,
+                                      accel_charset(state, head.headers, "fastcgi"))
         run.status = status
         run.sent_headers = headers
         reason: bytes | None = None

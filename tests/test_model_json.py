@@ -140,7 +140,8 @@ def _full_scope(line: int) -> m.Scope:
                                  source=src),
             autoindex=True, default_type="text/plain",
             types=(("text/html", ("html", "htm")), ("image/png", ("png",))),
-            internal=True, log_not_found=False, etag=False),
+            internal=True, log_not_found=False, etag=False, charset="utf-8",
+            source_charset="$src", override_charset=True, charset_types=("text/css",)),
         access=m.AccessConf(
             rules=(m.AccessRule(action=m.AccessAction.ALLOW, address="10.0.0.0/8", source=src),
                    m.AccessRule(action=m.AccessAction.DENY, address="all", source=src)),
@@ -250,6 +251,7 @@ def build_full_config() -> m.Config:
                                         rate_per_second=5 / 60, source=src),),
         limit_conn_zones=(m.LimitConnZone(key=tpl("$binary_remote_addr"), name="c", size="1m",
                                           source=src),),
+        charsets=("utf-8", "koi8-r"), charset_maps=(("koi8-r", "utf-8"),),
         source=span(5))
     return m.Config(
         main_file="/etc/nginx/nginx.conf", prefix="/etc/nginx/",

@@ -443,6 +443,14 @@ class StaticConf:
     """``log_not_found``."""
     etag: bool | None = None
     """``etag``."""
+    charset: str | None = None
+    """``charset`` as written: ``off``, a charset name or ``$variable``."""
+    source_charset: str | None = None
+    """``source_charset`` as written: a charset name or ``$variable``."""
+    override_charset: bool | None = None
+    """``override_charset``."""
+    charset_types: tuple[str, ...] | None = None
+    """``charset_types``, lower-cased (``*``: any type)."""
 
 
 class AccessAction(enum.Enum):
@@ -949,6 +957,11 @@ class Http:
     """``limit_req_zone`` definitions."""
     limit_conn_zones: tuple[LimitConnZone, ...] = ()
     """``limit_conn_zone`` definitions."""
+    charsets: tuple[str, ...] = ()
+    """Charset names the configuration mentions (``charset``, ``source_charset``,
+    ``charset_map``), lower-cased: nginx's table of known charsets."""
+    charset_maps: tuple[tuple[str, str], ...] = ()
+    """``charset_map`` (source, destination) pairs, lower-cased (recoding is not done)."""
     source: SourceSpan
 
 
