@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from . import gzipfilter
+from . import gzipfilter, subfilter
 from .engine import ProxyResume, _ProxyPlan, _Run, _head_size
 from .interp import RouteResult
 from .io.upstream import UpstreamConnection, UpstreamError
@@ -65,6 +65,19 @@ ENABLED = os.environ.get("TERN_FASTPATH", "on") != "off"
 """``TERN_FASTPATH=off`` in the environment: every request takes the general path (to compare)."""
 
 
+class Counts:
+    """Requests the fast path answered itself and requests it handed over, in this process
+    (tests read them to prove which road a request took)."""
+
+    served = 0
+    handed_over = 0
+
+
+def _hand_over(host: Host, ex: Exchange, resume: ProxyResume) -> None:
+    Counts.handed_over += 1
+    host.resume_general(ex, resume)
+
+
 def start(engine: Engine, host: Host, ex: Exchange) -> bool:
     """Serve ``ex`` on the fast path; False when it is not a candidate at all (the caller
     starts the general path).  True: the request is served, being served, or handed over."""
@@ -76,16 +89,17 @@ def start(engine: Engine, host: Host, ex: Exchange) -> bool:
         req = engine._route_request(ex, run)
         result = engine.interp.route(req)
     except Exception as exc:  # the general path's handler answers (500) and logs
-        host.resume_general(ex, ProxyResume(None, run, None, raised=exc))
+        _hand_over(host, ex, ProxyResume(None, run, None, raised=exc))
         return True
     state = result.state
     if result.kind != "proxy" or state is None or state.limit_delay > 0 or \
-            gzipfilter.enabled(state):  # gzip on: the general path runs the gzip filter
-        host.resume_general(ex, ProxyResume(result, run, None))
+            gzipfilter.enabled(state) or subfilter.conf_of(state) is not None:
+        # gzip on or sub_filter: the general path runs those body filters
+        _hand_over(host, ex, ProxyResume(result, run, None))
         return True
     target = engine._proxy_target(result, state, run)
     if isinstance(target, RouteResult):
-        host.resume_general(ex, ProxyResume(target, run, None))
+        _hand_over(host, ex, ProxyResume(target, run, None))
         return True
     pp, pconf, group, hostport = target
     method = state.method
@@ -100,20 +114,20 @@ def start(engine: Engine, host: Host, ex: Exchange) -> bool:
     peer = plan.attempt.next(time.monotonic())
     t0 = time.monotonic()
     if peer is None or not plan.reuse:
-        host.resume_general(ex, ProxyResume(result, run, plan, peer, t0))
+        _hand_over(host, ex, ProxyResume(result, run, plan, peer, t0))
         return True
     # an https upstream's pooled connections are keyed apart: the general path takes them
     conn = engine.pool.take_idle(peer.host, peer.port) if pp.scheme != "https" else None
     if conn is None:
-        host.resume_general(ex, ProxyResume(result, run, plan, peer, t0))
+        _hand_over(host, ex, ProxyResume(result, run, plan, peer, t0))
         return True
     try:
         conn.send_request(plan.head_bytes, body, head_method=method == "HEAD")
     except UpstreamError as exc:
-        host.resume_general(ex, ProxyResume(result, run, plan, peer, t0, conn, exc))
+        _hand_over(host, ex, ProxyResume(result, run, plan, peer, t0, conn, exc))
         return True
     if not conn._writable:
-        host.resume_general(ex, ProxyResume(result, run, plan, peer, t0, conn, None,
+        _hand_over(host, ex, ProxyResume(result, run, plan, peer, t0, conn, None,
                                             pconf.read_timeout))
         return True
     _Waiting(engine, host, ex, result, run, plan, peer, t0, conn)
@@ -143,7 +157,7 @@ class _Waiting:
     def _hand_over(self, read_timeout: float) -> None:
         self.conn.watcher = None
         self.host.fast_timer_cancel()
-        self.host.resume_general(self.ex, ProxyResume(
+        _hand_over(self.host, self.ex, ProxyResume(
             self.result, self.run, self.plan, self.peer, self.t0, self.conn, None,
             read_timeout))
 
@@ -188,10 +202,11 @@ class _Waiting:
             run.body_bytes += len(data)
             engine.pool.release(conn, plan.keepalive)
             ex.send_response(status, headers, data, reason=reason)
+            Counts.served += 1
         except Exception as exc:  # an engine bug must cost one request, not the worker
             plan.attempt.success(time.monotonic())
             if run.status == 0:  # the general path's handler logs it and answers 500
-                self.host.resume_general(ex, ProxyResume(None, run, None, raised=exc))
+                _hand_over(self.host, ex, ProxyResume(None, run, None, raised=exc))
                 return
             logging.getLogger("tern").exception("internal error")
             ex.abort()

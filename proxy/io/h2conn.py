@@ -2,9 +2,12 @@
 
 Rules:
 
-1. ``data_received`` feeds ``H2Server``; its events start one engine task per stream
-   (``H2Exchange``); every write goes through ``flush`` (one ``transport.write`` per batch,
-   deferred to the end of the loop iteration while engine tasks are producing).
+1. ``data_received`` feeds ``H2Server``; each request starts on the fast path
+   (``proxy/fastpath.py``: no task while a bodyless proxied request is served from callbacks,
+   the stream's ``H2Exchange`` is its host) or in one engine task per stream, which is also
+   where the fast path hands a request over; every write goes through ``flush`` (one
+   ``transport.write`` per batch, deferred to the end of the loop iteration while streams are
+   producing).
 2. Request bodies: pieces wait in the exchange until the engine takes them; only then are they
    given back to the client's windows (``H2Server.consumed``), so a slow upstream holds the
    client by flow control, never by an unbounded buffer.
@@ -26,7 +29,8 @@ import asyncio
 import collections
 from collections.abc import AsyncIterator, Callable
 
-from ..engine import ClientBodyInvalid, ClientBodyTimeout, Exchange
+from .. import fastpath
+from ..engine import ClientBodyInvalid, ClientBodyTimeout, Exchange, ProxyResume
 from ..protocol.events import (
     RequestData,
     RequestEnd,
@@ -68,10 +72,13 @@ def _expire(fut: asyncio.Future[None]) -> None:
 
 
 class H2Exchange(Exchange):
-    """One request on an HTTP/2 connection (one stream)."""
+    """One request on an HTTP/2 connection (one stream), and the fast path's host for it
+    (``fastpath.Host``: an HTTP/2 connection serves many requests at once, each has its own
+    hand-over, drain and read timer)."""
 
     def __init__(self, conn: H2Connection, head: RequestHeaders) -> None:
         self.conn = conn
+        self.loop = conn.loop
         self.head = head
         self.stream_id = head.stream_id
         self.scheme = conn.settings.scheme
@@ -86,6 +93,53 @@ class H2Exchange(Exchange):
         self.reset = False
         self.finished = False
         self.task: asyncio.Task[None] | None = None
+        self._fast_cb: Callable[[], None] | None = None
+        self._fast_at = 0.0
+
+    @property
+    def closed(self) -> bool:
+        return self.conn.closed
+
+    # the fast path's host (proxy/fastpath.py) -----------------------------------------------
+
+    def resume_general(self, ex: Exchange, resume: ProxyResume) -> None:
+        """The fast path hands its request over: the general path continues it in a task."""
+        self.conn.start_task(self, resume)
+
+    def fast_done(self, ex: Exchange) -> None:
+        """The fast path is done with the request (what the task's end does)."""
+        self.conn.stream_done(self)
+
+    def fast_drain(self, finish: Callable[[bool], None]) -> None:
+        """``drain`` for the fast path: ``finish(failed)`` at once unless the stream or the
+        transport is over its high mark; then a task waits."""
+        conn = self.conn
+        if self.reset or conn.closed:
+            finish(True)
+        elif conn.write_ok and conn.adapter.buffered(self.stream_id) <= STREAM_HIGH_WATER:
+            conn.defer_flush()
+            finish(False)
+        else:
+            self.task = conn.loop.create_task(self._fast_drain(finish))
+
+    async def _fast_drain(self, finish: Callable[[bool], None]) -> None:
+        try:
+            await self.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            finish(True)
+        else:
+            finish(False)
+
+    def fast_timer(self, seconds: float, callback: Callable[[], None]) -> None:
+        """proxy_read_timeout of a fast request: ``callback()`` in ``seconds`` unless
+        ``fast_timer_cancel`` comes first (on the connection's shared timer)."""
+        self._fast_cb = callback
+        self.conn.fast_timer(self, seconds)
+
+    def fast_timer_cancel(self) -> None:
+        if self._fast_cb is not None:
+            self._fast_cb = None
+            self.conn.fast_waiting.pop(self, None)
 
     # body ----------------------------------------------------------------------------------
 
@@ -232,6 +286,10 @@ class H2Connection(asyncio.Protocol):
         self._stalled: dict[int, int] = {}
         """Streams waiting on a zero window at the last look, with the bytes they had queued."""
         self._read_paused = False
+        self.fast_waiting: dict[H2Exchange, None] = {}
+        """Fast-path streams waiting for their upstream, each with its read deadline."""
+        self._fast_handle: asyncio.TimerHandle | None = None
+        self._fast_handle_at = 0.0
         self.local: tuple[str, int] = ("127.0.0.1", 0)
         self.remote: tuple[str, int] = ("127.0.0.1", 0)
 
@@ -297,8 +355,8 @@ class H2Connection(asyncio.Protocol):
                 self.requests += 1
                 ex = H2Exchange(self, ev)
                 self.streams[ev.stream_id] = ex
-                task = ex.task = self.loop.create_task(self.engine_ref.engine.handle(ex))
-                task.add_done_callback(ex.done)
+                if not fastpath.start(self.engine_ref.engine, ex, ex):
+                    self.start_task(ex, None)
             elif isinstance(ev, RequestData):
                 target = self.streams.get(ev.stream_id)
                 if target is not None:
@@ -330,8 +388,44 @@ class H2Connection(asyncio.Protocol):
                 raise RuntimeError(f"Unexpected event {ev!r}")
         self._wake()
 
+    def start_task(self, ex: H2Exchange, resume: ProxyResume | None) -> None:
+        """The general path for a stream: one engine task (from the start, or from where the
+        fast path handed over)."""
+        task = ex.task = self.loop.create_task(self.engine_ref.engine.handle(ex, resume))
+        task.add_done_callback(ex.done)
+
+    def fast_timer(self, ex: H2Exchange, seconds: float) -> None:
+        """Arm ``ex``'s read deadline; one loop timer serves all the connection's fast streams
+        (it survives the client: a request waiting upstream keeps its timeout)."""
+        deadline = self.loop.time() + seconds
+        ex._fast_at = deadline
+        self.fast_waiting[ex] = None
+        handle = self._fast_handle
+        if handle is not None:
+            if self._fast_handle_at <= deadline:
+                return
+            handle.cancel()
+        self._fast_handle_at = deadline
+        self._fast_handle = self.loop.call_at(deadline, self._on_fast_timer)
+
+    def _on_fast_timer(self) -> None:
+        self._fast_handle = None
+        now = self.loop.time()
+        waiting = self.fast_waiting
+        for ex in [ex for ex in waiting if ex._fast_at <= now]:
+            del waiting[ex]
+            callback = ex._fast_cb
+            ex._fast_cb = None
+            if callback is not None:
+                callback()
+        if waiting and self._fast_handle is None:
+            later = min(ex._fast_at for ex in waiting)
+            self._fast_handle_at = later
+            self._fast_handle = self.loop.call_at(later, self._on_fast_timer)
+
     def stream_done(self, ex: H2Exchange) -> None:
-        """The engine task of a stream has ended (normally, cancelled or failed)."""
+        """The engine is done with a stream (its task ended, normally, cancelled or failed, or
+        the fast path finished)."""
         self.streams.pop(ex.stream_id, None)
         if not ex.finished and not ex.reset:
             ex.abort()
