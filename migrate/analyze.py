@@ -573,6 +573,27 @@ def _charset_types(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) ->
     _set_once(acc.static, st.name, tuple(a.lower() for a in st.args), st)
 
 
+@_handles("sub_filter")
+def _sub_filter(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> None:
+    if not st.args[0]:
+        raise BadValue("empty search pattern")
+    match = _tpl(st.args[0])
+    if match.is_static:
+        match = _tpl(st.args[0].lower())
+    acc.append(acc.static, "sub_filters",
+               m.SubFilter(match=match, replacement=_tpl(st.args[1]), source=src))
+
+
+@_handles("sub_filter_once", "sub_filter_last_modified")
+def _sub_filter_flag(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> None:
+    _set_once(acc.static, st.name, parse_flag(st.name, st.args[0]), st)
+
+
+@_handles("sub_filter_types")
+def _sub_filter_types(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> None:
+    _set_once(acc.static, st.name, tuple(a.lower() for a in st.args), st)
+
+
 @_handles("internal")
 def _internal(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> None:
     acc.static["internal"] = True

@@ -132,7 +132,6 @@ _GZBUF = ("gzip output buffering; the compressed bytes are the same, only how th
           "into writes differs")
 _GUNZIP = "gunzip decompression is not implemented: gzipped upstream bodies are sent as they are"
 _SSI = "server-side includes are not implemented: SSI commands reach clients unprocessed"
-_SUB = "response body substitution is not implemented: bodies are sent unchanged"
 _ADDITION = "body addition is not implemented: the extra before/after content is not added"
 _CHARSET = "charset recoding is not implemented: bodies are sent in their source charset"
 _USERID = "userid cookies are not implemented: no uid cookie is set or read"
@@ -614,10 +613,10 @@ _f("override_charset", CS, "H S L LIF", OK)
 _d("charset_types", CS, "H S L", 1, N, OK)
 _d("charset_map", CS, "H", 2, 2, NO, _CHARSET, block=True)
 SF = "ngx_http_sub_filter_module"
-_d("sub_filter", SF, "H S L", 2, 2, NO, _SUB)
-_d("sub_filter_types", SF, "H S L", 1, N, NO, _SUB)
-_f("sub_filter_once", SF, "H S L", NO, _SUB)
-_f("sub_filter_last_modified", SF, "H S L", NO, _SUB)
+_d("sub_filter", SF, "H S L", 2, 2, OK)
+_d("sub_filter_types", SF, "H S L", 1, N, OK)
+_f("sub_filter_once", SF, "H S L", OK)
+_f("sub_filter_last_modified", SF, "H S L", OK)
 AD = "ngx_http_addition_filter_module"
 _d("add_before_body", AD, "H S L", 1, 1, NO, _ADDITION)
 _d("add_after_body", AD, "H S L", 1, 1, NO, _ADDITION)

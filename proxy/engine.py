@@ -41,7 +41,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import accesslog, autoindex, charset, gzipfilter, ranges, responses
+from . import accesslog, autoindex, charset, gzipfilter, ranges, responses, subfilter
 from .interp import Interpreter, RequestState, RouteRequest, RouteResult
 from .io import upstream_tls
 from .io.upstream import UpstreamConnection, UpstreamError, UpstreamPool, UpstreamResponse
@@ -659,6 +659,7 @@ class Engine:
             kind = result.kind
             state = result.state
             ex = gzipfilter.wrap(client, state, run, kind)  # gzip on: nginx's gzip filter
+            ex = subfilter.wrap(ex, state, run)  # sub_filter: before gzip, as in nginx
             if kind == "proxy":
                 assert state is not None
                 again = await self._proxy(ex, result, state, run, resume if resume is not None
@@ -968,8 +969,9 @@ class Engine:
             headers = self._finish_headers(state, status, headers, run)
             # the range filter runs after add_header/expires, on a 200 only
             max_ranges = _raw_size(state, "max_ranges", -1)
-            spans = None if status != 200 or max_ranges == 0 or gzipfilter.compresses(
-                ex, status, headers) else ranges.byte_ranges(
+            spans = None if status != 200 or max_ranges == 0 or subfilter.filters(
+                ex, status, headers) or gzipfilter.compresses(
+                subfilter.inner_of(ex), status, headers) else ranges.byte_ranges(
                 state.req.headers.get("range"), state.req.headers.get("if-range"),
                 etag if etag_on is not False else None, int(st.st_mtime), st.st_size,
                 None if max_ranges < 0 else max_ranges)

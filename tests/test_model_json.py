@@ -141,7 +141,9 @@ def _full_scope(line: int) -> m.Scope:
             autoindex=True, default_type="text/plain",
             types=(("text/html", ("html", "htm")), ("image/png", ("png",))),
             internal=True, log_not_found=False, etag=False, charset="utf-8",
-            source_charset="$src", override_charset=True, charset_types=("text/css",)),
+            source_charset="$src", override_charset=True, charset_types=("text/css",),
+            sub_filters=(m.SubFilter(match=tpl("a"), replacement=tpl("$host"), source=src),),
+            sub_filter_once=False, sub_filter_types=("*",), sub_filter_last_modified=True),
         access=m.AccessConf(
             rules=(m.AccessRule(action=m.AccessAction.ALLOW, address="10.0.0.0/8", source=src),
                    m.AccessRule(action=m.AccessAction.DENY, address="all", source=src)),

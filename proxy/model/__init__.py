@@ -58,6 +58,7 @@ from .nodes import (
     ServerNameKind,
     SetVar,
     StaticConf,
+    SubFilter,
     Support,
     Template,
     TlsCertificate,
@@ -77,6 +78,6 @@ __all__ = [
     "MainConf", "Map", "MapEntry", "MapKeyKind", "ModelDecodeError", "ModelError", "ProxyConf",
     "ProxyPass", "ProxyRedirect", "RawDirective", "RealIpConf", "Return", "Rewrite",
     "RewriteFlag", "RewriteStmt", "Scope", "Server", "ServerName", "ServerNameKind", "SetVar",
-    "SourceSpan", "StaticConf", "Support", "Template", "TlsCertificate", "TlsConf", "TryFiles",
+    "SourceSpan", "StaticConf", "SubFilter", "Support", "Template", "TlsCertificate", "TlsConf", "TryFiles",
     "Upstream", "UpstreamServer", "Var", "from_dict", "from_json", "to_dict", "to_json",
 ]

@@ -422,6 +422,16 @@ class DocumentRoot:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SubFilter:
+    """One ``sub_filter STRING REPLACEMENT``."""
+
+    match: Template
+    """The string searched for (a static one lower-cased, as nginx keeps it)."""
+    replacement: Template
+    source: SourceSpan
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StaticConf:
     """Static file serving settings written at one level."""
 
@@ -451,6 +461,14 @@ class StaticConf:
     """``override_charset``."""
     charset_types: tuple[str, ...] | None = None
     """``charset_types``, lower-cased (``*``: any type)."""
+    sub_filters: tuple[SubFilter, ...] | None = None
+    """``sub_filter`` pairs (array: inherited only when none written here)."""
+    sub_filter_once: bool | None = None
+    """``sub_filter_once``."""
+    sub_filter_types: tuple[str, ...] | None = None
+    """``sub_filter_types``, lower-cased (``*``: any type; text/html always)."""
+    sub_filter_last_modified: bool | None = None
+    """``sub_filter_last_modified``."""
 
 
 class AccessAction(enum.Enum):
