@@ -166,6 +166,7 @@ def _handles(*names: str) -> Callable[[Handler], Handler]:
 
 _ENUM_VALUES: dict[str, tuple[str, ...]] = {
     "autoindex_format": ("html", "xml", "json", "jsonp"),
+    "gzip_static": ("on", "off", "always"),
 }
 """Directives kept as written (``Scope.other``) whose one argument nginx checks against a list
 (ignoring case, as ngx_conf_set_enum_slot does); anything else is nginx's 'invalid value'."""

@@ -576,8 +576,7 @@ _d("gzip_window", GZ, "H S L", 1, 1, OK)
 _d("gzip_hash", GZ, "H S L", 1, 1, OK)
 _d("postpone_gzipping", GZ, "H S L", 1, 1, IGN, _GZBUF)
 _f("gzip_no_buffer", GZ, "H S L", IGN, _GZBUF)
-_d("gzip_static", "ngx_http_gzip_static_module", "H S L", 1, 1, NO,
-   "serving precompressed .gz files is not implemented: the uncompressed file is sent")
+_d("gzip_static", "ngx_http_gzip_static_module", "H S L", 1, 1, OK)
 _f("gunzip", "ngx_http_gunzip_filter_module", "H S L", NO, _GUNZIP)
 _d("gunzip_buffers", "ngx_http_gunzip_filter_module", "H S L", 2, 2, NO, _GUNZIP)
 

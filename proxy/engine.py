@@ -932,6 +932,17 @@ class Engine:
 
     async def _send_file(self, ex: Exchange, state: RequestState, path: str, run: _Run,
                          override: int | None) -> None:
+        mode = "".join(_raw_args(state, "gzip_static")[:1]).lower()
+        variant = gzipfilter.static_variant(
+            mode, state, path, ex.head.raw_headers, ex.head.http_version) if mode else None
+        if isinstance(variant, int):
+            await self._send_error(ex, state, variant, run)
+            return
+        gz = False
+        if variant is not None:
+            path, gz, vary = variant
+            if vary:  # gzip_vary: on the wire only, as the gzip filter writes it
+                ex = gzipfilter.with_vary(ex, subfilter.inner_of(ex))
         try:
             fh = open(path, "rb")
         except OSError as exc:
@@ -952,6 +963,9 @@ class Engine:
             etag = f'"{int(st.st_mtime):x}-{st.st_size:x}"'.encode()
             if etag_on is not False:
                 headers.append((b"ETag", etag))
+            if gz:
+                # gzip_static: the .gz file as it is; no ranges (nginx does not allow them)
+                headers.append((b"Content-Encoding", b"gzip"))
             cond = 200 if status != 200 else ranges.conditional(
                 state.req.headers, etag if etag_on is not False else None, int(st.st_mtime),
                 "".join(_raw_args(state, "if_modified_since")[:1]).lower() or "exact")
@@ -959,9 +973,11 @@ class Engine:
                 await self._send_error(ex, state, 412, run)
                 return
             if cond == 304:
-                # ngx_http_not_modified_filter: no body, no Content-Type
+                # ngx_http_not_modified_filter: no body, no Content-Type (nor gzip_static's
+                # Content-Encoding)
                 headers = [h for h in headers if h[0] not in (b"Content-Length",
-                                                              b"Content-Type")]
+                                                              b"Content-Type",
+                                                              b"Content-Encoding")]
                 headers = self._finish_headers(state, 304, headers, run)
                 await self._emit(ex, state, 304, headers, b"", run)
                 return
@@ -969,7 +985,7 @@ class Engine:
             headers = self._finish_headers(state, status, headers, run)
             # the range filter runs after add_header/expires, on a 200 only
             max_ranges = _raw_size(state, "max_ranges", -1)
-            spans = None if status != 200 or max_ranges == 0 or subfilter.filters(
+            spans = None if status != 200 or max_ranges == 0 or gz or subfilter.filters(
                 ex, status, headers) or gzipfilter.compresses(
                 subfilter.inner_of(ex), status, headers) else ranges.byte_ranges(
                 state.req.headers.get("range"), state.req.headers.get("if-range"),
@@ -984,7 +1000,7 @@ class Engine:
                 await self._send_error(ex, state, 416, run, extra=extra)
                 return
             if spans is None:
-                if status == 200 and max_ranges != 0:
+                if status == 200 and max_ranges != 0 and not gz:
                     headers.append((b"Accept-Ranges", b"bytes"))
             elif len(spans) == 1:
                 status = 206

@@ -29,7 +29,9 @@ applies to the request's configuration; the wrapper is the header and body filte
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import stat
 import time
 import zlib
 from collections.abc import Callable
@@ -429,6 +431,8 @@ class GzipExchange:
         self.sent = 0
         self.chunked = False
         self.held = b""
+        self.static_vary = False
+        """gzip_static found a .gz file: Vary goes out even for an answer not compressed."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -438,7 +442,7 @@ class GzipExchange:
         """Apply the header filter to ``headers`` in place; the headers to send."""
         conf = self.conf
         if not candidate(conf, status, headers):
-            return headers
+            return [(b"Vary", b"Accept-Encoding")] + headers if self.static_vary else headers
         wire = [(b"Vary", b"Accept-Encoding")] if conf.vary else []
         head = self.inner.head
         if not gzip_ok(conf, head.raw_headers, head.http_version, headers, time.time,
@@ -519,6 +523,65 @@ class GzipExchange:
         # one piece (one chunk), as nginx sends a body that is all in memory
         self.inner.send_response(status, wire, self._finish(comp.feed(body)), reason=reason,
                                  close=close)
+
+
+def static_variant(mode: str, state: RequestState, path: str,
+                   req_headers: tuple[tuple[bytes, bytes], ...], http_version: str
+                   ) -> tuple[str, bool, bool] | int | None:
+    """``gzip_static on|always`` (ngx_http_gzip_static_module) for the file at ``path``.
+
+    None: not used (off, a URI ending in ``/``, no ``path.gz`` or it is a directory, or
+    ``on`` with neither gzip_ok nor gzip_vary).  An int: the status to answer (a ``.gz``
+    that is not a regular file: 404).  Else (file to send, it is the ``.gz``, add ``Vary``):
+    with ``on`` a ``.gz`` that exists sets gzip_vary even when the client does not get it.
+    """
+    if mode not in ("on", "always") or path.endswith("/"):
+        return None
+    conf = conf_of(state)
+    ok = mode == "always" or gzip_ok(conf, req_headers, http_version, [], time.time,
+                                     lm_header=False)
+    if not conf.vary and not ok:
+        return None
+    gz = path + ".gz"
+    try:
+        st = os.stat(gz)
+    except OSError:
+        return None
+    vary = mode == "on" and conf.vary
+    if not ok:
+        return (path, False, True) if vary else None
+    if stat.S_ISDIR(st.st_mode):
+        return (path, False, True) if vary else None
+    if not stat.S_ISREG(st.st_mode):
+        return 404
+    return gz, True, vary
+
+
+class _VaryExchange:
+    """An exchange that writes ``Vary: Accept-Encoding`` on the wire (gzip_static's
+    gzip_vary when no gzip filter is there to write it)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def send_headers(self, status: int, headers: list[tuple[bytes, bytes]], **kw: Any) -> None:
+        self.inner.send_headers(status, [(b"Vary", b"Accept-Encoding")] + headers, **kw)
+
+    def send_response(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
+                      **kw: Any) -> None:
+        self.inner.send_response(status, [(b"Vary", b"Accept-Encoding")] + headers, body, **kw)
+
+
+def with_vary(ex: Any, gzip_ex: Any) -> Any:
+    """``ex`` sending ``Vary: Accept-Encoding`` once: through the gzip filter when ``gzip_ex``
+    is one (it writes Vary itself for a compressed answer), else by a thin wrapper."""
+    if isinstance(gzip_ex, GzipExchange):
+        gzip_ex.static_vary = True
+        return ex
+    return _VaryExchange(ex)
 
 
 def enabled(state: RequestState | None) -> bool:

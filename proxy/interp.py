@@ -436,6 +436,16 @@ class RequestState:
         return self.document_root().rstrip("/") + uri
 
 
+def _raw_arg(ctx: RequestState, name: str) -> str:
+    """The first argument of a directive kept as written, lower-cased, from the innermost
+    level that has it ("" when none does)."""
+    for scope in reversed(ctx.scope_chain):
+        for d in scope.other:
+            if d.name == name:
+                return d.args[0].lower() if d.args else ""
+    return ""
+
+
 def _try_file(path: str, test_dir: bool) -> bool:
     """One try_files candidate: it opens (as nginx opens it: read-only, non-blocking) and is a
     directory exactly when the candidate ended with "/" (nginx 1.22: of.is_dir != test_dir)."""
@@ -1177,6 +1187,21 @@ class Interpreter:
             ctx.result.steps.append(Step("static", "directory index is forbidden", uri, loc))
             raise _Finish(403)
         path = ctx.filename(uri)
+        if ctx.method in ("GET", "HEAD"):
+            # gzip_static runs first in the content phase: a .gz may stand alone
+            mode = _raw_arg(ctx, "gzip_static")
+            if mode in ("on", "always"):
+                from .gzipfilter import static_variant
+
+                got = static_variant(mode, ctx, path, ctx.req.raw_headers, ctx.req.http_version)
+                if isinstance(got, int):
+                    raise _Finish(got)
+                if got is not None and got[1]:
+                    ctx.result.steps.append(Step("static", f"file {got[0]}", uri, loc))
+                    ctx.result.status = 200
+                    ctx.result.kind = "static"
+                    ctx.result.file_path = path
+                    raise _Done()
         if os.path.isdir(path):
             # ngx_http_static_handler: the URI escaped (NGX_ESCAPE_URI) with "/" added, and the
             # arguments kept
