@@ -203,13 +203,7 @@ class H2Exchange(Exchange):
                       reason: bytes | None = None, close: bool = False) -> None:
         if self.reset:
             return
-        adapter = self.conn.adapter
-        sid = self.stream_id
-        adapter.send(ResponseHeaders(stream_id=sid, status=status, headers=tuple(headers),
-                                     end_stream=not body))
-        if body:
-            adapter.send(ResponseData(stream_id=sid, data=body))
-            adapter.send(ResponseEnd(stream_id=sid))
+        self.conn.adapter.send_response(self.stream_id, status, headers, body)
         self.finished = True
         self.conn.defer_flush()
 

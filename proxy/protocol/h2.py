@@ -99,7 +99,15 @@ Rules:
     stops sending) and checks nginx's header sizes while the HPACK block is at hand.  Response
     HEADERS and DATA frames are written by the adapter (``_write_headers``, ``_write_data``),
     which keeps h2's stream states, HPACK context and windows in step: h2's per-frame objects
-    were a fifth of the cost of a request.
+    were a fifth of the cost of a request.  So are the frames a client repeats (``_receive_common``):
+    a HEADERS frame opening a stream with its whole block (no padding, no priority) and a
+    connection WINDOW_UPDATE are read by the adapter, from the first byte of a read while h2
+    holds no partial frame; anything else, and everything after it in that read, goes to h2.
+    A connection error in a later frame of the same read resets the requests of the common
+    frames before it (nginx handles frames in order too; h2 alone would have raised before
+    passing them on).  ``send_response`` writes a whole small answer (HEADERS, then DATA with
+    END_STREAM) at once; a response head that encoded without changing the dynamic table is
+    reused while the table stays unchanged.
 """
 
 from __future__ import annotations
@@ -114,7 +122,13 @@ from itertools import chain
 from typing import Final, assert_never
 
 from h2.config import H2Configuration
-from h2.connection import AllowedStreamIDs, ConnectionInputs, ConnectionState, H2Connection
+from h2.connection import (
+    AllowedStreamIDs,
+    ConnectionInputs,
+    ConnectionState,
+    H2Connection,
+    _decode_headers,
+)
 from h2.events import (
     DataReceived,
     Event,
@@ -129,7 +143,8 @@ from h2.events import StreamReset as H2StreamReset
 from h2.exceptions import DenialOfServiceError, H2Error, ProtocolError
 from h2.frame_buffer import FrameBuffer
 from h2.settings import SettingCodes, Settings
-from h2.stream import H2Stream, StreamInputs
+from h2.stream import H2Stream, StreamClosedBy, StreamInputs, StreamState
+from h2.utilities import is_informational_response
 from hpack import Decoder, HeaderTuple
 from hpack.table import HeaderTable
 from hyperframe.frame import ContinuationFrame, Frame, HeadersFrame
@@ -425,8 +440,13 @@ def _goaway_frame(last_stream_id: int, error_code: int) -> bytes:
 
 _FRAME_HEAD: Final = struct.Struct(">BHBBL")
 """A frame header: length (24 bits, as 8 + 16), type, flags, stream id."""
+_FRAME_HEAD_IN: Final = struct.Struct(">IBL")
+"""A frame header read in one go: length << 8 | type, flags, stream id (with its reserved
+bit)."""
+_U32: Final = struct.Struct(">L")
 _DATA: Final = 0x0
 _HEADERS: Final = 0x1
+_WINDOW_UPDATE: Final = 0x8
 _CONTINUATION: Final = 0x9
 _END_STREAM: Final = 0x1
 _END_HEADERS: Final = 0x4
@@ -696,6 +716,8 @@ class H2Server:
         self._table = conn.encoder.header_table = _Table()
         self._encoded: dict[tuple[tuple[bytes, bytes], ...], tuple[int, bytes]] = {}
         """Response header lists encoded without changing the table, by table generation."""
+        self._heads: dict[tuple[int, tuple[tuple[bytes, bytes], ...]], tuple[int, bytes]] = {}
+        """The same, by the engine's status and header list (before rule 7's order)."""
         conn.decoder.max_header_list_size = 8 * number * size
         # as if acknowledged already: h2 applies them to every stream from the start
         conn.local_settings = Settings(
@@ -785,7 +807,8 @@ class H2Server:
         self._in_bytes += len(data)
         try:
             try:
-                h2_events = self._conn.receive_data(data)
+                rest = self._receive_common(data, events)
+                h2_events = self._conn.receive_data(rest) if rest else []
             except H2Error as exc:  # h2 has queued GOAWAY with the code, unless it failed early
                 code = getattr(exc, "error_code", None)
                 self._die(events, PROTOCOL_ERROR if code is None else int(code), goaway=True)
@@ -843,7 +866,7 @@ class H2Server:
                     if sid not in self._blocked:
                         self._dirty[sid] = stream
             elif isinstance(event, ResponseHeaders):
-                self._send_head(stream, event)
+                self._send_head(stream, event.status, event.headers, event.end_stream)
             elif isinstance(event, ResponseEnd):
                 drain = stream.out is _Out.DRAIN
                 self._step(stream, _Send.END)
@@ -858,6 +881,40 @@ class H2Server:
                 assert_never(event)
         except H2Error as exc:  # pragma: no cover - the adapter keeps h2's rules
             raise LocalProtocolError(f"stream {sid}: h2 refused {event!r}: {exc}") from exc
+
+    def send_response(
+        self, stream_id: int, status: int, headers: Iterable[tuple[bytes, bytes]], body: bytes
+    ) -> None:
+        """A whole final response: ``ResponseHeaders``, ``ResponseData`` (when ``body``) and
+        ``ResponseEnd``, without the event objects.  A body the windows and frame size take
+        whole goes out with its head at once (HEADERS, then DATA with END_STREAM); anything
+        else is sent as the three events are."""
+        stream = self._streams.get(stream_id)
+        if (
+            stream is not None
+            and body
+            and stream.out is _Out.WAIT
+            and status >= 200
+            and not stream.is_head
+            and status not in _NO_BODY_STATUS
+            and not self._dead
+        ):
+            conn = self._conn
+            n = len(body)
+            if n <= conn.max_outbound_frame_size and n <= conn.outbound_flow_control_window \
+                    and n <= stream.h2.outbound_flow_control_window:
+                self._step(stream, _Send.HEAD)
+                self._write_headers(stream, self._head_block(status, headers), False, False)
+                self._engine_done(stream)
+                self._write_data(stream, body, True)
+                self._finish(stream)
+                return
+        headers = tuple(headers)
+        self.send(ResponseHeaders(stream_id=stream_id, status=status, headers=headers,
+                                  end_stream=not body))
+        if body:
+            self.send(ResponseData(stream_id=stream_id, data=body))
+            self.send(ResponseEnd(stream_id=stream_id))
 
     def data_to_send(self) -> bytes:
         """Frame what waits, within the flow-control windows, and drain the output."""
@@ -952,6 +1009,80 @@ class H2Server:
     # -----------------------------------------------------------------------------------------
     # request side
 
+    def _receive_common(self, data: bytes, events: list[RequestEvent]) -> bytes:
+        """Take the frames a client sends over and over itself, without h2's frame objects and
+        events (rule 10): a HEADERS frame opening a stream with the whole header block (no
+        padding, no priority) and a connection WINDOW_UPDATE.  They leave h2's state as h2
+        would (stream state and table, highest stream id, HPACK context, windows).  Returns
+        the data from the first other frame on (h2 takes it), all of it when h2 holds a part
+        of a frame, a header block or the preface."""
+        conn = self._conn
+        buf = conn.incoming_buffer
+        machine = conn.state_machine
+        if buf._data or buf._preamble_len or buf._headers_buffer:
+            return data
+        if machine.state is not ConnectionState.SERVER_OPEN:
+            if machine.state is not ConnectionState.IDLE:
+                return data
+            # the first request: h2's RECV_HEADERS in IDLE opens the connection
+            if len(data) < 9 or data[3] != _HEADERS:
+                return data
+            machine.process_input(ConnectionInputs.RECV_HEADERS)
+        pos = 0
+        n = len(data)
+        max_frame = conn.max_inbound_frame_size
+        try:
+            while n - pos >= 9:
+                head, flags, sid = _FRAME_HEAD_IN.unpack_from(data, pos)
+                length = head >> 8
+                kind = head & 0xFF
+                end = pos + 9 + length
+                if end > n or length > max_frame:
+                    break
+                sid &= 0x7FFFFFFF
+                if kind == _HEADERS:
+                    if (flags != _END_HEADERS and flags != _END_HEADERS | _END_STREAM) or not (
+                        sid & 1 and sid > conn.highest_inbound_stream_id
+                    ):
+                        break
+                    self._open_stream(sid, data[pos + 9 : end], flags & _END_STREAM == 1, events)
+                elif kind == _WINDOW_UPDATE and sid == 0 and length == 4:
+                    increment = _U32.unpack_from(data, pos + 9)[0] & 0x7FFFFFFF
+                    window = conn.outbound_flow_control_window + increment
+                    if not increment or window > _MAX_WINDOW:
+                        break  # h2 answers it (a connection error)
+                    conn.outbound_flow_control_window = window
+                    self._on_window(0)
+                else:
+                    break
+                pos = end
+        except ProtocolError as exc:  # as h2's receive_data: GOAWAY with the code
+            conn._terminate_connection(exc.error_code)
+            raise
+        return data[pos:] if pos else data
+
+    def _open_stream(
+        self, sid: int, block: bytes, end_stream: bool, events: list[RequestEvent]
+    ) -> None:
+        """A HEADERS frame opening stream ``sid``: what h2's ``_receive_headers_frame`` and
+        ``H2Stream.receive_headers`` do for a request, then the adapter's judgement."""
+        conn = self._conn
+        headers = list(_decode_headers(conn.decoder, block))
+        h2stream = conn._begin_new_stream(sid, AllowedStreamIDs.ODD)
+        if headers and is_informational_response(headers):
+            h2stream.receive_headers(headers, end_stream, None)  # h2's own error
+        machine = h2stream.state_machine
+        machine.client = False
+        machine.headers_received = True
+        if end_stream:
+            machine.state = StreamState.HALF_CLOSED_REMOTE
+            machine.stream_closed_by = StreamClosedBy.RECV_END_STREAM
+        else:
+            machine.state = StreamState.OPEN
+        conn._check_size(block, headers)
+        self._flush_data(events)
+        self._on_request(sid, headers, end_stream, events)
+
     def _dispatch(self, h2_events: list[Event], events: list[RequestEvent]) -> None:
         headers_priority: Event | None = None
         for ev in h2_events:
@@ -963,7 +1094,8 @@ class H2Server:
                 assert isinstance(ev, RequestReceived)
                 self._flush_data(events)
                 headers_priority = ev.priority_updated
-                self._on_request(ev, events)
+                self._on_request(ev.stream_id or 0, ev.headers or [], ev.stream_ended is not None,
+                                 events)
             elif t is StreamEnded:
                 assert isinstance(ev, StreamEnded)
                 self._on_end(ev.stream_id, events)
@@ -986,9 +1118,10 @@ class H2Server:
                 self._on_window(0)  # INITIAL_WINDOW_SIZE or MAX_FRAME_SIZE may have grown
             # PingReceived, SettingsAcknowledged...: h2 has answered what needs an answer
 
-    def _on_request(self, ev: RequestReceived, events: list[RequestEvent]) -> None:
-        sid = ev.stream_id or 0
-        headers: list[tuple[bytes, bytes]] = ev.headers or []
+    def _on_request(
+        self, sid: int, headers: list[tuple[bytes, bytes]], end_stream: bool,
+        events: list[RequestEvent],
+    ) -> None:
         self._last_sid = sid
         self._empty = 0
         limits = self._limits
@@ -1004,7 +1137,6 @@ class H2Server:
             return
         self._requests += 1
         self._priority_budget += limits.max_concurrent_streams
-        end_stream = ev.stream_ended is not None
         result = self._request_headers(sid, headers, end_stream)
         h2stream = self._conn.streams[sid]
         if isinstance(result, _Reject) and result.status == 0:
@@ -1268,23 +1400,44 @@ class H2Server:
             )
         stream.out = nxt
 
-    def _send_head(self, stream: _Stream, event: ResponseHeaders) -> None:
-        status = event.status
+    def _send_head(
+        self,
+        stream: _Stream,
+        status: int,
+        headers: Iterable[tuple[bytes, bytes]],
+        end_stream: bool,
+    ) -> None:
         sid = stream.sid
         if status < 200:
             if status == 101:
                 raise LocalProtocolError(f"stream {sid}: HTTP/2 has no 101 (RFC 9113 §8.6)")
             self._step(stream, _Send.INTERIM)
-            self._write_headers(stream, [(b":status", _STATUS_BYTES[status])], False, True)
+            block = self._encode([(b":status", _STATUS_BYTES[status])])
+            self._write_headers(stream, block, False, True)
             return
         header_only = stream.is_head or status in _NO_BODY_STATUS
-        self._step(stream, _Send.HEAD_END if event.end_stream else _Send.HEAD)
+        self._step(stream, _Send.HEAD_END if end_stream else _Send.HEAD)
         if header_only and stream.out is _Out.BODY:
             stream.out = _Out.DRAIN
+        self._write_headers(stream, self._head_block(status, headers), end_stream or header_only,
+                            False)
+        if stream.out is _Out.DONE:
+            self._engine_done(stream)
+            self._finish(stream)
+
+    def _head_block(self, status: int, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+        """The HPACK block of a final response head (rule 7's order and names).  A head that
+        encoded without changing the dynamic table encodes to the same bytes while the table
+        stays unchanged: such blocks are reused (a repeated answer, within a second's Date)."""
+        key = (status, tuple(headers))
+        table = self._table
+        hit = self._heads.get(key)
+        if hit is not None and hit[0] == table.generation and not self._sized():
+            return hit[1]
         fixed: list[tuple[int, bytes, bytes]] = []
         rest: list[tuple[bytes, bytes]] = []
         listed = False
-        for name, value in event.headers:
+        for name, value in key[1]:
             low, rank = _lower(name)
             if rank < 0:
                 rest.append((low, value))
@@ -1300,21 +1453,27 @@ class H2Server:
         fields = [(b":status", _STATUS_BYTES.get(status) or b"%d" % status)]
         fields += [(low, value) for _, low, value in fixed]
         fields += rest
-        self._write_headers(stream, fields, event.end_stream or header_only, False)
-        if stream.out is _Out.DONE:
-            self._engine_done(stream)
-            self._finish(stream)
+        before = table.generation
+        sized = self._sized()
+        block = self._encode(fields)
+        if table.generation == before and not sized:
+            if len(self._heads) >= 64:
+                self._heads.clear()
+            self._heads[key] = (before, block)
+        return block
 
-    def _write_headers(
-        self, stream: _Stream, fields: list[tuple[bytes, bytes]], end: bool, interim: bool
-    ) -> None:
+    def _sized(self) -> bool:
+        """A dynamic table size update is owed (the next block starts with it)."""
+        return bool(self._conn.encoder.table_size_changes)
+
+    def _write_headers(self, stream: _Stream, block: bytes, end: bool, interim: bool) -> None:
         """HEADERS (and CONTINUATION) frames written directly: h2's ``send_headers`` without its
-        header validation, keeping its stream state and HPACK context in step."""
+        header validation, keeping its stream state and HPACK context in step (the block was
+        encoded just before)."""
         machine = stream.h2.state_machine
         machine.process_input(
             StreamInputs.SEND_INFORMATIONAL_HEADERS if interim else StreamInputs.SEND_HEADERS
         )
-        block = self._encode(fields)
         sid = stream.sid
         flags = _END_STREAM if end else 0
         if end:
