@@ -2,6 +2,7 @@
 
 Usage:
     python bench/proxy_h1.py [--rounds 5] [--duration 5] [--connections 50] [--workers 1 2]
+                             [--access-log] [--env TERN_LANE=off]
 
 What it does, in one run:
   1. starts a backend (Debian's nginx, 2 workers, `return 200` of a 612-byte body) on 127.0.0.1;
@@ -66,11 +67,13 @@ def start_nginx(conf_text: str, run: Path) -> subprocess.Popen[bytes]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def start_tern(conf_text: str, run: Path, workers: int) -> subprocess.Popen[bytes]:
+def start_tern(conf_text: str, run: Path, workers: int,
+               extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     run.mkdir(parents=True, exist_ok=True)
+    (run / "logs").mkdir(exist_ok=True)
     conf = run / "nginx.conf"
     conf.write_text(conf_text)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(extra_env or {})}
     return subprocess.Popen([sys.executable, "-m", "migrate.cli", "serve", str(conf), "-p",
                              str(run), "--workers", str(workers)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -86,11 +89,12 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(5)
 
 
-def proxy_conf(port: int, backend: int, workers: int) -> str:
+def proxy_conf(port: int, backend: int, workers: int, *, access_log: bool = False) -> str:
+    log = "access_log logs/access.log combined;" if access_log else "access_log off;"
     return f"""worker_processes {workers};
 events {{ worker_connections 4096; }}
 http {{
-    access_log off;
+    {log}
     upstream backend {{
         server 127.0.0.1:{backend};
         keepalive 64;
@@ -191,6 +195,10 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--access-log", action="store_true",
+                    help="both proxies log every request (combined) instead of access_log off")
+    ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                    help="environment for Tern (e.g. TERN_LANE=off to compare)")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
@@ -203,9 +211,11 @@ def main() -> int:
         wait_port(backend_port)
         for workers in args.workers:
             nport, tport = free_port(), free_port()
-            ngx = start_nginx(proxy_conf(nport, backend_port, workers), tmp / f"nginx{workers}")
-            tern = start_tern(proxy_conf(tport, backend_port, workers), tmp / f"tern{workers}",
-                              workers)
+            ngx = start_nginx(proxy_conf(nport, backend_port, workers,
+                                         access_log=args.access_log), tmp / f"nginx{workers}")
+            tern = start_tern(proxy_conf(tport, backend_port, workers,
+                                         access_log=args.access_log), tmp / f"tern{workers}",
+                              workers, dict(e.split("=", 1) for e in args.env))
             procs += [ngx, tern]
             wait_port(nport)
             wait_port(tport)

@@ -2,7 +2,7 @@
 
 Usage:
     python bench/proxy_h1_instructions.py [--requests 300 1300] [--connections 10] [--nginx]
-                                          [--general]
+                                          [--general] [--fast] [--access-log]
 
 Throughput on a shared machine moves with whatever else runs; an instruction count does not.
 This runs one Tern worker (bench/proxy_h1.py's configuration: proxy_pass to an upstream group with
@@ -12,8 +12,11 @@ instruction count.  Two runs with different request counts cancel start-up and s
 ``(I2 - I1) / (N2 - N1)`` is the user-space instructions per request (Python interpreter, uvloop,
 httptools; the kernel is not counted).  Compare this figure before and after a change.
 
-``--general`` also counts Tern with its fast path off (``TERN_FASTPATH=off``: every request
-takes the general path), to compare the two in one run.
+``tern`` is the default configuration (the compiled lane, proxy/lane.py).  ``--fast`` also
+counts Tern with the lane off (``TERN_LANE=off``: the callback fast path, proxy/fastpath.py);
+``--general`` with both off (``TERN_LANE=off TERN_FASTPATH=off``: every request takes the
+general path).  ``--access-log`` logs every request in the ``combined`` format (nginx too)
+instead of ``access_log off``.
 
 Bounded: a fixed number of requests on loopback; each run is killed after 300 s.
 """
@@ -79,14 +82,15 @@ def client(port: int, total: int, connections: int) -> None:
         raise RuntimeError(f"client errors: {errors[:3]}")
 
 
-def count(requests: int, connections: int, backend: int, tmp: Path, *, nginx: bool,
-          general: bool = False) -> int:
+def count(requests: int, connections: int, backend: int, tmp: Path, *, name: str,
+          access_log: bool = False) -> int:
+    nginx = name == "nginx"
     port = B.free_port()
-    run = tmp / f"{'nginx' if nginx else 'tern-general' if general else 'tern'}-{requests}"
+    run = tmp / f"{name}-{requests}"
     run.mkdir()
     (run / "logs").mkdir()
     conf = run / "nginx.conf"
-    conf.write_text(B.proxy_conf(port, backend, 1))
+    conf.write_text(B.proxy_conf(port, backend, 1, access_log=access_log))
     out = run / "callgrind.out"
     if nginx:
         # one process that is the worker (no master), in the foreground
@@ -97,7 +101,9 @@ def count(requests: int, connections: int, backend: int, tmp: Path, *, nginx: bo
         script.write_text(WORKER.format(repo=str(REPO), conf=str(conf), prefix=str(run)))
         cmd = [sys.executable, str(script)]
     env = dict(os.environ)
-    if general:
+    if name in ("tern-fast", "tern-general"):
+        env["TERN_LANE"] = "off"
+    if name == "tern-general":
         env["TERN_FASTPATH"] = "off"
     proc = subprocess.Popen(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *cmd],
@@ -124,7 +130,11 @@ def main() -> int:
     ap.add_argument("--nginx", action="store_true",
                     help="also count nginx (one worker process, same configuration)")
     ap.add_argument("--general", action="store_true",
-                    help="also count Tern with its fast path off (TERN_FASTPATH=off)")
+                    help="also count Tern with lane and fast path off (the general path)")
+    ap.add_argument("--fast", action="store_true",
+                    help="also count Tern with the lane off (TERN_LANE=off: the fast path)")
+    ap.add_argument("--access-log", action="store_true",
+                    help="log every request (combined format) instead of access_log off")
     args = ap.parse_args()
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
@@ -136,19 +146,24 @@ def main() -> int:
         B.wait_port(backend_port)
         n1, n2 = args.requests
         figures = {}
-        names = (["nginx"] if args.nginx else []) + (["tern-general"] if args.general else [])
+        names = (["nginx"] if args.nginx else []) + (["tern-general"] if args.general else []) \
+            + (["tern-fast"] if args.fast else [])
         for name in names + ["tern"]:
-            kw = {"nginx": name == "nginx", "general": name == "tern-general"}
-            i1 = count(n1, args.connections, backend_port, tmp, **kw)
-            i2 = count(n2, args.connections, backend_port, tmp, **kw)
+            i1 = count(n1, args.connections, backend_port, tmp, name=name,
+                       access_log=args.access_log)
+            i2 = count(n2, args.connections, backend_port, tmp, name=name,
+                       access_log=args.access_log)
             figures[name] = per = (i2 - i1) / (n2 - n1)
             print(f"{name}: {n1} requests {i1:,} instructions, {n2} requests {i2:,}")
             print(f"{name}: instructions per proxied request (user space, one worker): {per:,.0f}")
         if "nginx" in figures:
             print(f"instructions ratio tern/nginx = {figures['tern'] / figures['nginx']:.1f}")
         if "tern-general" in figures:
-            print(f"instructions ratio fast path/general path = "
+            print(f"instructions ratio lane/general path = "
                   f"{figures['tern'] / figures['tern-general']:.3f}")
+        if "tern-fast" in figures:
+            print(f"instructions ratio lane/fast path = "
+                  f"{figures['tern'] / figures['tern-fast']:.3f}")
     finally:
         B.stop(backend)
         shutil.rmtree(tmp, ignore_errors=True)

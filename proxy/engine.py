@@ -61,6 +61,7 @@ from .protocol.events import RequestHeaders
 
 if TYPE_CHECKING:
     from .fastcgi import FastcgiHandler
+    from .lane import Lane
 from .units import parse_size, parse_time
 from .upstream.balancer import Attempt, Peer, PeerGroup
 
@@ -260,6 +261,8 @@ class Engine:
         self.interp.preaccess_hook = self._preaccess
         self.log_sink: Callable[[Exchange, RouteResult | None, _Run], None] | None = None
         self.reject_log_sink: Callable[[object, object, int, int], None] | None = None
+        self.lane: Lane | None = None
+        """The compiled lane (proxy/lane.py), attached by the worker; None: not used."""
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -679,6 +682,11 @@ class Engine:
                 if again is None:
                     return
                 result = again
+                continue
+            if kind == "auth_request":
+                from . import authrequest
+
+                result = await authrequest.run(self, client, result, run)
                 continue
             if kind == "close":
                 run.status = 444

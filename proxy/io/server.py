@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from .. import fastpath
+from .. import lane as _lane
 from ..engine import ClientBodyInvalid, ClientBodyTimeout, Engine, Exchange, ProxyResume
 from ..protocol.events import (
     RequestData,
@@ -232,6 +233,8 @@ class HttpConnection(asyncio.Protocol):
         self._flush_pending = False
         self._keepalive_wait = False
         self._tunnel_done: asyncio.Future[None] | None = None
+        self.lane_parser: _lane.LaneParser | None = None
+        """The compiled lane's request parser (proxy/lane.py), made on first use."""
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -257,6 +260,10 @@ class HttpConnection(asyncio.Protocol):
             # the next request has started: nginx now times its head with client_header_timeout
             self._keepalive_wait = False
             self._arm(self.settings.client_header_timeout)
+        lane = self.engine_ref.engine.lane
+        if lane is not None and self.task is None and not self.queue and \
+                self.adapter.lane_ready() and _lane.serve(lane, self, data):
+            return
         self._events(self.adapter.receive_data(data))
         self._reading_state()
 
@@ -395,6 +402,40 @@ class HttpConnection(asyncio.Protocol):
             finish(True)
         else:
             finish(False)
+
+    # -- the compiled lane's host (proxy/lane.py) -----------------------------------------------
+
+    def lane_begin(self, req: object) -> None:
+        """A request is on the lane: no other request starts until ``lane_done`` or a
+        hand-over (``lane_exchange`` then ``resume_general``)."""
+        self._cancel_timer()
+        self.task = _FAST  # type: ignore[assignment]
+
+    def lane_write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def lane_done(self) -> None:
+        """The lane's response is written: what ``fast_done`` does, after the drain."""
+        if self.closed or self._write_ready.is_set():
+            self._lane_finished(False)
+        else:
+            self.task = self.loop.create_task(self._fast_drain(self._lane_finished))
+
+    def _lane_finished(self, failed: bool) -> None:
+        if failed:
+            self.close(abort=True)
+        self.task = None
+        self.served += 1
+        self._after_response(False)
+
+    def lane_exchange(self, head: RequestHeaders) -> H1Exchange:
+        """The exchange of a lane request handed over to the general path."""
+        self.adapter.lane_stream(head.stream_id, head.keep_alive)
+        ex = H1Exchange(self, head)
+        self.by_stream[head.stream_id] = ex
+        self.current = ex
+        return ex
 
     async def _reject(self, rej: RequestRejected) -> None:
         try:

@@ -116,6 +116,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._tunnel: tuple[Callable[[bytes], None], Callable[[Exception | None], None]] | None = None
         self.received = 0
         """Bytes received since the last request was written (a bound on its head's size)."""
+        self._lane: Callable[[bytes | None], None] | None = None
+        """The compiled lane reading this response itself (proxy/lane.py): bytes, None at
+        EOF or loss."""
         self.watcher: Callable[[], None] | None = None
         """Called after each batch of received bytes is parsed, at EOF and when the connection
         is lost (the fast path waits for its response this way, without a future)."""
@@ -129,6 +132,13 @@ class UpstreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
         self.received += len(data)
+        lane = self._lane
+        if lane is not None:
+            lane(data)
+            return
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
         if self._tunnel is not None:
             self._tunnel[0](data)
             return
@@ -152,6 +162,9 @@ class UpstreamConnection(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         if self._tunnel is not None:
             return None
+        lane = self._lane
+        if lane is not None:
+            lane(None)  # the lane hands over (``lane_fallback``) before EOF is processed
         self._on_eof()
         if self.watcher is not None:
             self.watcher()
@@ -162,6 +175,9 @@ class UpstreamConnection(asyncio.Protocol):
         if self._tunnel is not None:
             self._tunnel[1](exc)
             return
+        lane = self._lane
+        if lane is not None:
+            lane(None)
         self._on_eof()
         self._wake()
         if self.watcher is not None:
@@ -318,6 +334,38 @@ class UpstreamConnection(asyncio.Protocol):
         if self.closed or transport.is_closing():
             raise UpstreamError("send", "connection closed")
         transport.write(head + body if body else head)
+
+    # -- the compiled lane (proxy/lane.py) ------------------------------------------------------
+
+    def lane_send(self, head: bytes, on_data: Callable[[bytes | None], None]) -> bool:
+        """Write a GET head for the lane, which reads the answer itself (``on_data``);
+        False when the connection is closed (nothing written)."""
+        transport = self.transport
+        if self.closed or transport is None or transport.is_closing():
+            return False
+        self.got_bytes = False
+        self.received = 0
+        self._lane = on_data
+        transport.write(head)
+        return True
+
+    def lane_fallback(self, received: bytes) -> None:
+        """The lane hands over: the connection continues as after ``send_request`` for a GET,
+        its parser given the bytes the lane had received."""
+        self._lane = None
+        self._head_method = False
+        self._complete = False
+        self._response = None
+        self._error = None
+        self._body.clear()
+        self._parser_cb = _Parser(self)
+        self._parser = httptools.HttpResponseParser(self._parser_cb)
+        if received:
+            self._feed(received)
+
+    def lane_end(self) -> None:
+        """The lane read its whole answer."""
+        self._lane = None
 
     async def finish_request(self, *, send_timeout: float, read_timeout: float
                              ) -> UpstreamResponse:
@@ -486,6 +534,22 @@ class UpstreamPool:
             idle.conns.append(conn)
             return
         conn.abort()
+
+    def lane_release(self, conn: UpstreamConnection, keepalive: int) -> None:
+        """``release`` for a connection whose answer the lane read whole (keep-alive both
+        ways, checked by the lane)."""
+        conn._lane = None
+        if conn.closed or conn.transport is None or conn.transport.is_closing():
+            conn.abort()
+            return
+        idle = self._idle.get(conn.key)
+        if idle is None:
+            idle = self._idle[conn.key] = _Idle()
+        conns = idle.conns
+        if len(conns) >= keepalive:
+            conns.popleft().abort()  # nginx closes the least recently used one
+        conn._parser = None
+        conns.append(conn)
 
     def close_all(self) -> None:
         """Close every cached connection (shutdown, reload)."""

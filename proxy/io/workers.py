@@ -220,6 +220,9 @@ async def _worker(config: Config, prefix: str, sockets: dict[BindKey, socket.soc
         logger.write(logs, get)  # type: ignore[arg-type]
 
     engine.reject_log_sink = reject_log_sink
+    from .. import lane
+
+    engine.lane = lane.attach(engine, logger)
     if setup is not None:
         setup(engine)
     ref = EngineRef(engine)

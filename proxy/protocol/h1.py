@@ -1131,6 +1131,34 @@ class H1Server:
         )
 
     # -----------------------------------------------------------------------------------------
+    # the compiled lane (proxy/lane.py): a request parsed and answered outside the adapter
+
+    def lane_ready(self) -> bool:
+        """Nothing buffered, no request in progress: the next bytes start a new head."""
+        return (not self._buf and not self._queue and self._reading is _Reading.HEAD
+                and self._slow is None and not self._lead and self._hold is None
+                and not self._eof and not self._must_close)
+
+    def lane_begin(self, close: bool) -> int:
+        """Take the next stream id for a request the lane reads itself; ``close``: it said
+        ``Connection: close``, nothing after it is read (as ``_request_done``)."""
+        sid = self._next_sid
+        self._next_sid = sid + 1
+        if close:
+            self._stop()
+        return sid
+
+    def lane_end(self, sid: int) -> None:
+        """The lane answered stream ``sid`` (its response went out without the adapter)."""
+        if sid > self._answered:
+            self._answered = sid
+
+    def lane_stream(self, sid: int, keep_alive: bool) -> None:
+        """A lane request handed to the general path: the adapter answers stream ``sid``
+        (an HTTP/1.1 GET without body), before any request parsed after it."""
+        self._queue.appendleft(_Stream(sid, 1001, False, keep_alive, False))
+
+    # -----------------------------------------------------------------------------------------
     # request side
 
     def _goto(self, inp: _Input) -> None:

@@ -1,0 +1,967 @@
+"""The compiled lane: the common proxied HTTP/1.1 request, served from prepared bytes.
+
+The fast path (``proxy.fastpath``) still builds every general-path object per request
+(RouteRequest, RequestState, RouteResult, _Run, an Exchange, a _ProxyPlan).  The lane does not:
+what a location does to a plain GET is compiled once per engine (so once per reload) into byte
+templates, and a request that fits is parsed by a slim httptools adapter, written upstream on a
+pooled keep-alive connection, and its answer is read by a lean head reader
+(``proxy.protocol.h1lane``) and written back with one ``write``, then access-logged.
+
+Rules:
+
+1. Same answer as the general path.  Every value the lane sends or logs is computed from the
+   same configuration with the same rules (``Engine._upstream_headers``, ``_relay_head``,
+   ``H1Server._send_head``, ``Engine.log_values``); ``tests/compat/test_lane_vs_nginx.py``
+   compares it with nginx and with Tern's own ``TERN_LANE=off`` answer.
+2. Early hand-over: a request the lane is not sure of goes to the general adapter
+   (``H1Server``) with the same bytes, before anything is sent anywhere.  Late hand-over: once a
+   peer is chosen or the request is written upstream, the lane builds the general path's
+   objects for that point (the fast path's ``ProxyResume``) and the general path continues,
+   reading the upstream answer from the bytes the lane had (they are fed to its parser).
+3. Compiled per (listen socket, Host, path): the route is found once by the interpreter
+   (a probe, with limits not counted) and kept when routing cached it as a plain proxy
+   (``Interpreter._remember``: no captures, no server rewrites, no internal redirects, a location
+   without rewrite, realip, allow/deny, auth_basic, try_files or internal).  ``TERN_LANE=off``
+   turns the lane off.
+
+Eligible location (checked at compile time; else every request there takes the old paths):
+
+- ``proxy_pass http://<upstream group>`` without variables, URI mapping by prefix/exact
+  location (or no URI part), the group has ``keepalive`` and no ``hash`` key,
+  ``proxy_http_version 1.1``, a constant ``proxy_set_header Connection`` that is not ``close``
+  (``""`` usually); no ``proxy_method``, ``proxy_set_body``; ``proxy_pass_header`` not naming
+  Server or Date;
+- ``proxy_set_header`` values constant or made of ``$host $http_host $remote_addr $remote_port
+  $proxy_add_x_forwarded_for $scheme $proxy_host $request_uri $uri $args $is_args
+  $server_name $server_port $server_addr $request_method $server_protocol $http_<name>``;
+- no ``limit_req``/``limit_conn``, ``gzip on``, ``expires``, ``proxy_intercept_errors``,
+  ``ssl_verify_client``, and none of ``mirror auth_request sub_filter ssi add_before_body
+  add_after_body limit_rate proxy_limit_rate proxy_cache proxy_store slice`` in the chain;
+  ``add_header`` only with constant values and names outside nginx's own header block;
+- access logs: ``off``, or static paths without ``if=``, in formats whose variables are all in
+  ``LOG_VARIABLES`` below (``combined`` is).
+
+Eligible request (else early hand-over): the connection is idle (nothing buffered, no request
+in progress or queued); the bytes read are exactly one whole head with CR LF line ends, no tab,
+no leading empty lines, within ``client_header_buffer_size``; ``GET``, ``HTTP/1.1``,
+origin-form target; one valid Host; every other header an ordinary one (none of
+Content-Length, Transfer-Encoding, Connection, Upgrade, Expect, Authorization,
+If-*, Content-Range, no name with ``_`` or other invalid bytes); not the connection's last
+request (keepalive_requests) nor a draining worker; a live peer.
+
+Late hand-over: no idle pooled connection to the chosen peer (the general path connects), a
+failed or stalled write, proxy_read_timeout, EOF or error from upstream, and an answer that is
+not plain: not ``HTTP/1.1``, 1xx/204/304, a status in ``proxy_next_upstream``, a head of
+``proxy_buffer_size`` or more, no Content-Length or more bytes than it says, Transfer-Encoding,
+a Connection header other than keep-alive/close, Location, Refresh, X-Accel-Redirect, an empty
+Content-Type.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
+
+from . import accesslog, gzipfilter, responses
+from .engine import (
+    ADD_HEADER_STATUSES,
+    DEFAULT_HIDE,
+    HOP_BY_HOP,
+    PROXY_DROP,
+    ProxyResume,
+    _ProxyEff,
+    _proxy_pass_of,
+    _Run,
+)
+from .interp import RouteResult, escape_uri
+from .io.upstream import UpstreamError
+from .model import HeaderValue, LocationModifier, Template, Var
+from .protocol import h1 as _h1
+from .protocol._rules import valid_host
+from .protocol.events import RequestHeaders
+from .protocol.h1lane import read_head
+
+if TYPE_CHECKING:
+    from .engine import Engine
+    from .io.logs import AccessLogger
+    from .io.server import HttpConnection
+    from .io.upstream import UpstreamConnection
+    from .upstream.balancer import Attempt, Peer, PeerGroup
+
+ENABLED = os.environ.get("TERN_LANE", "on") != "off"
+"""``TERN_LANE=off`` in the environment: no request takes the lane (to compare)."""
+
+_TRACE_PATH = os.environ.get("TERN_LANE_TRACE")
+"""For tests: a file that gets one line per lane decision (``served``, ``early <why>``,
+``late <why>``, each with the request target)."""
+
+_log = logging.getLogger("tern")
+
+ROUTES_MAX = 4096
+_WAIT_BODY_MAX = 65536
+"""A body larger than this that is not whole with its head is streamed by the general path."""
+
+# header names the lane reads (ngx_http_headers_in kinds of protocol.h1)
+_K_OTHER = 0
+_K_HOST = 1
+_K_CONN = 4
+
+# upstream header actions
+_A_PASS = 0
+_A_DROP = 1
+_A_LENGTH = 2
+_A_TYPE = 3
+_A_CONN = 5
+_A_HAND = 6
+
+_UNSUPPORTED_DIRECTIVES = frozenset({
+    "mirror", "auth_request", "sub_filter", "ssi", "add_before_body", "add_after_body",
+    "limit_rate", "limit_rate_after", "proxy_limit_rate", "proxy_cache", "proxy_store", "slice",
+})
+HEADER_VARIABLES = frozenset({
+    "host", "http_host", "remote_addr", "remote_port", "proxy_add_x_forwarded_for", "scheme",
+    "proxy_host", "request_uri", "uri", "args", "is_args", "server_name", "server_port",
+    "server_addr", "request_method", "server_protocol",
+})
+"""Variables a lane ``proxy_set_header`` value may use (plus ``$http_<name>``)."""
+LOG_VARIABLES = frozenset({
+    "remote_addr", "remote_user", "time_local", "time_iso8601", "msec", "request", "status",
+    "body_bytes_sent", "request_time", "upstream_addr", "upstream_status",
+    "upstream_response_time", "request_uri", "uri", "args", "is_args", "host", "request_method",
+    "scheme", "server_protocol", "server_name", "server_port", "proxy_host",
+})
+"""Variables a lane access-log format may use (plus ``$http_<name>``)."""
+
+
+class _NotEligible(Exception):
+    """Compile-time: the location (or request) is not for the lane; the message says why."""
+
+
+# ---------------------------------------------------------------------------------------------
+# compiled data
+
+
+class LaneLoc:
+    """One proxy location's compiled lane (per location chain)."""
+
+    __slots__ = ("group", "keepalive", "max_tries", "ops", "drop", "pass_headers", "actions",
+                 "hide", "next_statuses", "read_timeout", "buffer_size", "server_line",
+                 "add_listed", "add_other", "logs", "mapped", "hostport", "proxy_port",
+                 "server_name")
+
+    def __init__(self) -> None:
+        self.group: PeerGroup
+        self.keepalive = 0
+        self.max_tries = 0
+        self.ops: tuple[tuple[bytes, Any], ...] = ()
+        """proxy_set_header lines in order: (whole line, None) or (``name: ``, value parts)."""
+        self.drop: frozenset[str] = frozenset()
+        self.pass_headers = True
+        self.actions: dict[bytes, int] = {}
+        self.hide: frozenset[bytes] = frozenset()
+        self.next_statuses: frozenset[int] = frozenset()
+        self.read_timeout = 60.0
+        self.buffer_size = 4096
+        self.server_line = b""
+        self.add_listed = b""
+        self.add_other = b""
+        self.logs: tuple[tuple[str, Any], ...] = ()
+        self.mapped = False
+        self.hostport = ""
+        self.proxy_port = ""
+        self.server_name = ""
+
+
+class LaneRoute:
+    """One (socket, Host, path): its location's lane and the per-path values."""
+
+    __slots__ = ("loc", "prefix", "host_var", "uri", "uri_b")
+
+    def __init__(self, loc: LaneLoc, prefix: bytes | None, host_var: bytes, uri: str) -> None:
+        self.loc = loc
+        self.prefix = prefix
+        """Upstream request-target before the arguments (a URI-mapping proxy_pass), or None:
+        the client's target as sent."""
+        self.host_var = host_var
+        self.uri = uri
+        self.uri_b = uri.encode("latin-1", errors="replace")
+
+
+# ---------------------------------------------------------------------------------------------
+# variables (bytes in, as the general path's ``state.eval`` gives them encoded latin-1)
+
+
+def _header(r: _Request, low: str) -> bytes | None:
+    """``$http_<low>`` as ``RequestState.lookup`` has it: first value; Cookie joined with
+    ``; ``, X-Forwarded-For with ``, ``."""
+    found: bytes | None = None
+    names = _LOWER
+    sep = b"; " if low == "cookie" else b", " if low == "x-forwarded-for" else None
+    for name, value in r.headers:
+        if names.get(name) == low:
+            if found is None:
+                found = value
+                if sep is None:
+                    return found
+            else:
+                found += sep + value
+    return found
+
+
+def _var_fn(name: str) -> Callable[[_Request], bytes | None]:
+    if name == "host":
+        return lambda r: r.route.host_var
+    if name == "http_host":
+        return lambda r: r.host
+    if name == "remote_addr":
+        return lambda r: r.conn.remote[0].encode("latin-1")
+    if name == "remote_port":
+        return lambda r: str(r.conn.remote[1]).encode() if r.conn.remote[1] else b""
+    if name == "proxy_add_x_forwarded_for":
+        def xff(r: _Request) -> bytes:
+            remote = r.conn.remote[0].encode("latin-1")
+            got = _header(r, "x-forwarded-for")
+            return got + b", " + remote if got else remote
+        return xff
+    if name == "scheme":
+        return lambda r: b"http"
+    if name == "request_uri":
+        return lambda r: r.target
+    if name == "uri":
+        return lambda r: r.route.uri_b
+    if name == "args":
+        return lambda r: r.args
+    if name == "is_args":
+        return lambda r: b"?" if r.args else b""
+    if name == "server_port":
+        return lambda r: str(r.conn.local[1]).encode()
+    if name == "server_addr":
+        return lambda r: r.conn.local[0].encode("latin-1")
+    if name == "request_method":
+        return lambda r: b"GET"
+    if name == "server_protocol":
+        return lambda r: b"HTTP/1.1"
+    if name.startswith("http_"):
+        low = name[5:].replace("_", "-")
+        return lambda r: _header(r, low)
+    raise _NotEligible(f"variable ${name}")
+
+
+_LOWER: dict[bytes, str] = {}
+"""Client header names as received -> lower-case str (what the general path compares)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# the per-engine table
+
+
+class Lane:
+    """The lane of one engine: compiled routes, the access logger, counters."""
+
+    def __init__(self, engine: Engine, logger: AccessLogger | None) -> None:
+        self.engine = engine
+        self.logger = logger
+        self.routes: dict[tuple[object, ...], LaneRoute | None] = {}
+        self.locs: dict[tuple[int, ...], LaneLoc | str] = {}
+        self.served = 0
+        self.handed: dict[str, int] = {}
+        self._trace_fd: int | None = None
+        http = engine.config.http
+        self.templates: dict[str, Template] = {"combined": accesslog.COMBINED.format}
+        for f in (http.log_formats if http else ()):
+            self.templates[f.name] = f.format
+
+    # -- counters and trace ---------------------------------------------------------------
+
+    def count(self, why: str, target: bytes) -> None:
+        self.handed[why] = self.handed.get(why, 0) + 1
+        if _TRACE_PATH:
+            self.trace(f"{why} {target.decode('latin-1')}")
+
+    def trace(self, line: str) -> None:
+        if self._trace_fd is None:
+            self._trace_fd = os.open(_TRACE_PATH, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)  # type: ignore[arg-type]
+        os.write(self._trace_fd, f"{os.getpid()} {line}\n".encode())
+
+    # -- compile -----------------------------------------------------------------------------
+
+    def route_for(self, conn: HttpConnection, host: bytes, target: bytes, path: bytes,
+                  headers: list[tuple[bytes, bytes]]) -> LaneRoute | None:
+        """The compiled route of a request the table does not know yet (a probe)."""
+        key = (conn.local, host, path)
+        try:
+            route = self._probe(conn, host, target, headers)
+        except _NotEligible as exc:
+            if _TRACE_PATH:
+                self.trace(f"compile-no {target.decode('latin-1')}: {exc}")
+            route = None
+        except Exception:  # a compile bug must cost the lane, not the request
+            _log.exception("lane: compile failed")
+            route = None
+        if len(self.routes) >= ROUTES_MAX:
+            self.routes.clear()
+        self.routes[key] = route
+        return route
+
+    def _probe(self, conn: HttpConnection, host: bytes, target: bytes,
+               headers: list[tuple[bytes, bytes]]) -> LaneRoute:
+        from .io.server import H1Exchange
+
+        engine = self.engine
+        interp = engine.interp
+        if conn.settings.scheme != "http":
+            raise _NotEligible("TLS")
+        head = RequestHeaders(stream_id=0, method=b"GET", target=target, http_version="1.1",
+                              raw_headers=tuple(headers), host=host, end_stream=True)
+        ex = H1Exchange(conn, head)
+        run = _Run(time.time())
+        req = engine._route_request(ex, run)
+        hook = interp.preaccess_hook
+        interp.preaccess_hook = None  # limits are not counted for a probe (none in a lane)
+        try:
+            result = interp.route(req)
+        finally:
+            interp.preaccess_hook = hook
+        state = result.state
+        rkey = (req.local_addr, req.local_port, req.http_version, req.host,
+                req.target.partition("?")[0])
+        if result.kind != "proxy" or state is None or rkey not in interp._routes:
+            raise _NotEligible(f"route: {result.kind or 'none'}, not a cached plain proxy")
+        if result.override_status is not None or result.upstream_uri is None:
+            raise _NotEligible("error_page override or no upstream URI")
+        chain = state.chain_key
+        loc = self.locs.get(chain)
+        if loc is None:
+            try:
+                loc = self._compile_loc(state, result)
+            except _NotEligible as exc:
+                loc = str(exc)
+            self.locs[chain] = loc
+        if isinstance(loc, str):
+            raise _NotEligible(loc)
+        pp = _proxy_pass_of(state)
+        assert pp is not None
+        prefix: bytes | None = None
+        if pp.uri is not None:
+            location = state.location
+            assert location is not None
+            uri = state.uri
+            tail = uri[len(location.pattern):] if uri.startswith(location.pattern) else uri
+            try:
+                prefix = (pp.uri + escape_uri(tail)).encode("latin-1")
+            except UnicodeEncodeError:
+                raise _NotEligible("proxy_pass URI not latin-1") from None
+        host_var = state.var("host").encode("latin-1", errors="replace")
+        return LaneRoute(loc, prefix, host_var, state.uri)
+
+    def _compile_loc(self, state: Any, result: RouteResult) -> LaneLoc:
+        engine = self.engine
+        chain = state.scope_chain
+        for scope in chain:
+            for d in scope.other:
+                if d.name in _UNSUPPORTED_DIRECTIVES:
+                    raise _NotEligible(f"directive {d.name}")
+        if gzipfilter.enabled(state):
+            raise _NotEligible("gzip on")
+        if state.effective(lambda s: s.access.limit_req) or \
+                state.effective(lambda s: s.access.limit_conn):
+            raise _NotEligible("limit_req/limit_conn")
+        if state.effective(lambda s: s.expires) is not None:
+            raise _NotEligible("expires")
+        if state.carried_headers:
+            raise _NotEligible("carried headers")
+        pp = _proxy_pass_of(state)
+        assert pp is not None
+        if pp.has_variables or pp.scheme != "http" or pp.unix_socket is not None:
+            raise _NotEligible("proxy_pass with variables, https or unix socket")
+        if pp.port is not None or pp.host not in engine.upstreams:
+            raise _NotEligible("proxy_pass to a literal address, not an upstream group")
+        up = engine.upstreams[pp.host]
+        if not up.keepalive:
+            raise _NotEligible("upstream without keepalive")
+        if up.hash_key is not None:
+            raise _NotEligible("hash balancing")
+        if pp.uri is not None:
+            location = state.location
+            if location is None or location.modifier not in (
+                    LocationModifier.PREFIX, LocationModifier.PREFIX_NO_REGEX,
+                    LocationModifier.EXACT):
+                raise _NotEligible("URI mapping in a regex location")
+        pconf = _ProxyEff.of(state)
+        if pconf.http_version != "1.1":
+            raise _NotEligible("proxy_http_version 1.0")
+        if pconf.method is not None or pconf.set_body is not None:
+            raise _NotEligible("proxy_method / proxy_set_body")
+        if pconf.intercept_errors:
+            raise _NotEligible("proxy_intercept_errors")
+        if pconf.pass_ & {b"server", b"date"}:
+            raise _NotEligible("proxy_pass_header Server/Date")
+        lane = LaneLoc()
+        lane.group = engine.groups[pp.host]
+        lane.keepalive = up.keepalive
+        lane.max_tries = pconf.next_upstream_tries
+        hostport = pp.host
+        lane.hostport = hostport
+        lane.proxy_port = "80"
+        lane.server_name = state.server_name()
+        # the upstream request head (Engine._upstream_headers)
+        ops: list[tuple[bytes, Any]] = []
+        conn_ok = False
+        for low, name, tpl, const in pconf.set_plan:
+            if const is None:
+                if low == "connection":
+                    raise _NotEligible("Connection set from variables")
+                ops.append((name + b": ", _template_fns(tpl, lane)))
+            elif const:
+                if low == "connection" and const.lower() == b"close":
+                    raise _NotEligible("Connection: close upstream")
+                ops.append((name + b": " + const + b"\r\n", None))
+            if low == "connection":
+                conn_ok = True
+        if "connection" not in pconf.overridden or not conn_ok:
+            raise _NotEligible("no proxy_set_header Connection (nginx sends close)")
+        if "host" not in pconf.overridden:
+            ops.append((b"Host: " + hostport.encode("latin-1") + b"\r\n", None))
+        lane.ops = _merge_consts(ops)
+        lane.drop = pconf.overridden | PROXY_DROP
+        lane.pass_headers = pconf.pass_request_headers
+        lane.hide = pconf.hide_all
+        lane.next_statuses = pconf.next_statuses
+        lane.read_timeout = pconf.read_timeout
+        lane.buffer_size = pconf.buffer_size
+        lane.actions = {}
+        lane.mapped = pp.uri is not None
+        # the response head (Engine._relay_head, _finish_headers)
+        tokens = engine._server_tokens(state)
+        lane.server_line = b"Server: " + responses.server_header(
+            tokens, engine.product, engine.version) + b"\r\n"
+        adds = state.effective(lambda s: s.add_headers) or ()
+        listed: list[bytes] = []
+        other: list[bytes] = []
+        for h in adds:
+            assert isinstance(h, HeaderValue)
+            if any(isinstance(p, Var) for p in h.value.parts):
+                raise _NotEligible("add_header with variables")
+            if _h1._rank(h.name.encode("latin-1")) >= 0:
+                raise _NotEligible(f"add_header {h.name}")
+            value = state.eval(h.value)
+            if not value:
+                continue
+            line = h.name.encode("latin-1") + b": " + value.encode(
+                "latin-1", errors="replace") + b"\r\n"
+            listed.append(line)
+            if h.always:
+                other.append(line)
+        lane.add_listed = b"".join(listed)
+        lane.add_other = b"".join(other)
+        lane.logs = self._compile_logs(state)
+        return lane
+
+    def _compile_logs(self, state: Any) -> tuple[tuple[str, Any], ...]:
+        logger = self.logger
+        if logger is None:
+            raise _NotEligible("no access logger")
+        entries = state.effective(lambda s: s.logging.access_logs)
+        if entries is None:
+            entries = logger.default
+        out: list[tuple[str, Any]] = []
+        for entry in entries:
+            if entry.path is None:
+                break  # access_log off
+            if not entry.path.is_static or entry.condition is not None:
+                raise _NotEligible("access_log with variables or if=")
+            fmt = logger.formats.get(entry.format)
+            if fmt is None:
+                continue
+            tpl = self.templates.get(entry.format)
+            if tpl is None:
+                raise _NotEligible(f"log format {entry.format}")
+            for part in tpl.parts:
+                if isinstance(part, Var):
+                    name = part.name.lower()
+                    if name not in LOG_VARIABLES and not name.startswith("http_"):
+                        raise _NotEligible(f"log variable ${name}")
+            out.append((entry.path.raw, fmt))
+        return tuple(out)
+
+
+def _template_fns(tpl: Template, lane: LaneLoc) -> tuple[Any, ...]:
+    parts: list[Any] = []
+    for p in tpl.parts:
+        if isinstance(p, Var):
+            name = p.name
+            if name == "proxy_host":
+                parts.append(lane.hostport.encode("latin-1"))
+            elif name == "server_name":
+                parts.append(lane.server_name.encode("latin-1", errors="replace"))
+            elif name in HEADER_VARIABLES or name.startswith("http_"):
+                parts.append(_var_fn(name))
+            else:
+                raise _NotEligible(f"proxy_set_header variable ${name}")
+        else:
+            parts.append(p.text.encode("latin-1", errors="replace"))
+    return tuple(parts)
+
+
+def _merge_consts(ops: list[tuple[bytes, Any]]) -> tuple[tuple[bytes, Any], ...]:
+    out: list[tuple[bytes, Any]] = []
+    for line, fns in ops:
+        if fns is None and out and out[-1][1] is None:
+            out[-1] = (out[-1][0] + line, None)
+        else:
+            out.append((line, fns))
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# per connection: the slim request parser
+
+
+class LaneParser:
+    """httptools callbacks for the lane (one per client connection, reused)."""
+
+    __slots__ = ("parser", "url", "headers", "complete")
+
+    def __init__(self) -> None:
+        self.parser = HttpRequestParser(self)
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.complete = False
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if value[-1:] == b" ":  # llhttp keeps trailing spaces, nginx does not
+            value = value.rstrip(b" ")
+        self.headers.append((name, value))
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+_NAME_INFO = _h1._NAME_INFO
+_name_info = _h1._name_info
+
+
+def _early(lane: Lane, why: str, data: bytes) -> bool:
+    """Count an early hand-over (and trace it for tests); False: not taken."""
+    lane.handed[why] = lane.handed.get(why, 0) + 1
+    if _TRACE_PATH:
+        words = data.split(b"\r\n", 1)[0].split(b" ")
+        target = words[1] if len(words) > 1 else words[0]
+        lane.trace(f"{why} {target.decode('latin-1')}")
+    return False
+
+
+def serve(lane: Lane, conn: HttpConnection, data: bytes) -> bool:
+    """Serve ``data`` (one whole request head) on the lane; False: not taken, nothing done
+    (the caller gives the bytes to the general adapter)."""
+    n = len(data)
+    if n > conn.settings.limits.client_header_buffer_size or data[-4:] != b"\r\n\r\n" \
+            or data.find(b"\r\n\r\n") != n - 4 or data.find(b"\t") >= 0 or data[0] in b"\r\n":
+        return _early(lane, "early bytes", data)
+    lp = conn.lane_parser
+    if lp is None:
+        lp = conn.lane_parser = LaneParser()
+    lp.url = b""
+    headers = lp.headers = []
+    lp.complete = False
+    parser = lp.parser
+    try:
+        parser.feed_data(data)
+    except (HttpParserError, HttpParserUpgrade):
+        conn.lane_parser = None
+        return _early(lane, "early parser", data)
+    if not lp.complete:
+        conn.lane_parser = None  # llhttp waits for a body this module does not read
+        return _early(lane, "early body", data)
+    if not parser.should_keep_alive():
+        conn.lane_parser = None  # llhttp takes no further message after this one
+    target = lp.url
+    if parser.get_method() != b"GET":
+        return _early(lane, "early method", data)
+    if parser.get_http_version() != "1.1" or target[:1] != b"/":
+        return _early(lane, "early version-or-target", data)
+    host: bytes | None = None
+    close = False
+    info = _NAME_INFO
+    lower = _LOWER
+    for name, value in headers:
+        kind = info.get(name)
+        if kind is None:
+            kind = _name_info(name)
+        if name not in lower:
+            if len(lower) >= 4096:
+                return _early(lane, "early names-cache-full", data)
+            lower[name] = name.decode("latin-1").lower()
+        if kind == _K_OTHER:
+            continue
+        if kind == _K_CONN:  # as protocol.h1._Head.add: the last one that says something
+            low = value.lower()
+            if b"close" in low:
+                close = True
+            elif b"keep-alive" in low:
+                close = False
+            continue
+        if kind != _K_HOST:
+            return _early(lane, "early header " + lower[name], data)
+        if host is not None or not valid_host(value):
+            return _early(lane, "early host", data)
+        host = value
+    if host is None:
+        return _early(lane, "early host", data)
+    if conn.served + 1 >= conn.settings.keepalive_requests or conn.engine_ref.draining:
+        return _early(lane, "early last-request", data)
+    q = target.find(b"?")
+    path = target if q < 0 else target[:q]
+    route = lane.routes.get((conn.local, host, path), False)
+    if route is False:
+        route = lane.route_for(conn, host, target, path, headers)
+    if route is None:
+        return _early(lane, "early not-eligible", data)
+    return _Request(lane, conn, route, target, q, host, headers, close).start()
+
+
+class _Request:
+    """One request on the lane, from its head to its log line."""
+
+    __slots__ = ("lane", "conn", "route", "target", "args", "host", "headers", "close",
+                 "start_time", "sid", "attempt", "peer", "t0", "up", "buf")
+
+    def __init__(self, lane: Lane, conn: HttpConnection, route: LaneRoute, target: bytes,
+                 q: int, host: bytes, headers: list[tuple[bytes, bytes]], close: bool) -> None:
+        self.close = close
+        """The client said ``Connection: close``: the answer says so and the connection ends."""
+        self.lane = lane
+        self.conn = conn
+        self.route = route
+        self.target = target
+        self.args = target[q + 1:] if q >= 0 else b""
+        self.host = host
+        self.headers = headers
+        self.buf = b""
+        self.up: UpstreamConnection | None = None
+
+    def start(self) -> bool:
+        lane, conn, loc = self.lane, self.conn, self.route.loc
+        self.start_time = time.time()
+        attempt = loc.group.begin(client_addr=conn.remote[0], max_tries=loc.max_tries)
+        now = time.monotonic()
+        peer = attempt.next(now)
+        if peer is None:
+            # "no live upstreams": the general path answers it (nothing changed in the group)
+            lane.count("early no-live-peer", self.target)
+            return False
+        self.attempt = attempt
+        self.peer = peer
+        self.t0 = now
+        conn.lane_begin(self)
+        self.sid = conn.adapter.lane_begin(self.close)
+        up = lane.engine.pool.take_idle(peer.host, peer.port)
+        if up is None:
+            self._hand_over("late no-idle-connection", None, None, 0.0)
+            return True
+        self.up = up
+        if not up.lane_send(self._head_bytes(), self.on_upstream):
+            self._hand_over("late send-failed", up,
+                            UpstreamError("send", "connection closed"), 0.0)
+            return True
+        if not up._writable:
+            self._hand_over("late write-stalled", up, None, loc.read_timeout)
+            return True
+        conn.fast_timer(loc.read_timeout, self.on_timeout)
+        return True
+
+    def _head_bytes(self) -> bytes:
+        route = self.route
+        loc = route.loc
+        if route.prefix is None:
+            parts = [b"GET ", self.target, b" HTTP/1.1\r\n"]
+        elif self.args:
+            parts = [b"GET ", route.prefix, b"?", self.args, b" HTTP/1.1\r\n"]
+        else:
+            parts = [b"GET ", route.prefix, b" HTTP/1.1\r\n"]
+        for line, fns in loc.ops:
+            if fns is None:
+                parts.append(line)
+                continue
+            value = b"".join([p if p.__class__ is bytes else (p(self) or b"") for p in fns])
+            if value:
+                parts += (line, value, b"\r\n")
+        if loc.pass_headers:
+            drop = loc.drop
+            lower = _LOWER
+            for name, value in self.headers:
+                if lower[name] not in drop:
+                    parts += (name, b": ", value, b"\r\n")
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+    # -- the upstream answer ----------------------------------------------------------------
+
+    def on_timeout(self) -> None:
+        self._hand_over("late read-timeout", self.up, None, 0.0)
+
+    def on_upstream(self, data: bytes | None) -> None:
+        """Bytes from upstream; None: EOF or the connection is lost."""
+        if data is None:
+            self.conn.fast_timer_cancel()
+            self._hand_over("late upstream-eof", self.up, None, self.route.loc.read_timeout)
+            return
+        buf = self.buf = self.buf + data if self.buf else data
+        loc = self.route.loc
+        got = read_head(buf)
+        if got is None:
+            if len(buf) >= loc.buffer_size:
+                self._late("late head-too-big")
+            return
+        if got is False:
+            self._late("late not-plain-head")
+            return
+        status, reason, uheaders, head_end = got  # type: ignore[misc]
+        if head_end >= loc.buffer_size or status < 200 or status == 204 or status == 304 \
+                or status in loc.next_statuses:
+            self._late(f"late status-or-size {status}")
+            return
+        actions = loc.actions
+        fixed: list[tuple[int, bytes, bytes]] | None = None
+        rest: list[bytes] = []
+        length = -1
+        up_close = False
+        for item in uheaders:
+            name, value = item
+            act = actions.get(name)
+            if act is None:
+                act = _action(loc, name)
+            if act == _A_PASS:
+                rest += (name, b": ", value, b"\r\n")
+            elif act == _A_DROP:
+                continue
+            elif act == _A_LENGTH:
+                if length >= 0 or not value.isdigit():
+                    self._late("late content-length")
+                    return
+                length = int(value)
+                if fixed is None:
+                    fixed = []
+                fixed.append((3, name, value))
+            elif act == _A_TYPE:
+                if not value.strip():
+                    self._late("late empty-content-type")
+                    return
+                if fixed is None:
+                    fixed = []
+                fixed.append((2, name, value))
+            elif act == _A_CONN:
+                low = value.lower()
+                if low == b"close":
+                    up_close = True
+                elif low != b"keep-alive":
+                    self._late("late upstream-connection")
+                    return
+            else:
+                self._late(f"late header {name.decode('latin-1')}")
+                return
+        if length < 0:
+            self._late("late no-content-length")
+            return
+        have = len(buf) - head_end
+        if have < length:
+            if length > _WAIT_BODY_MAX:
+                self._late("late body-not-whole")  # the general path streams it
+            return  # a small rest of the body is on its way
+        if have > length:
+            self._late("late extra-bytes")
+            return
+        conn = self.conn
+        conn.fast_timer_cancel()
+        up = self.up
+        assert up is not None
+        body = buf[head_end:]
+        # the client's response (H1Server._send_head's order)
+        if reason:
+            parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+        else:
+            parts = [b"HTTP/1.1 %03d\r\n" % status]
+        parts += (loc.server_line, b"Date: ", responses.http_date(self.start_time), b"\r\n")
+        if fixed is not None:
+            if len(fixed) > 1:
+                fixed.sort(key=_rank_key)
+            for _, name, value in fixed:
+                parts += (name, b": ", value, b"\r\n")
+        parts.append(b"Connection: close\r\n" if self.close else b"Connection: keep-alive\r\n")
+        parts += rest
+        parts.append(loc.add_listed if status in ADD_HEADER_STATUSES else loc.add_other)
+        parts.append(b"\r\n")
+        parts.append(body)
+        lane = self.lane
+        engine = lane.engine
+        up_time = time.monotonic() - self.t0
+        if up_close:
+            up.lane_end()
+            up.abort()
+        else:
+            engine.pool.lane_release(up, loc.keepalive)
+        conn.adapter.lane_end(self.sid)
+        lane.served += 1
+        if _TRACE_PATH:
+            lane.trace(f"served {self.target.decode('latin-1')}")
+        conn.lane_write(b"".join(parts))
+        self.attempt.success(time.monotonic())
+        if loc.logs:
+            try:
+                self._log(status, len(body), up_time)
+            except Exception:
+                _log.exception("lane: access log failed")
+        conn.lane_done()
+
+    def _late(self, why: str) -> None:
+        self.conn.fast_timer_cancel()
+        self._hand_over(why, self.up, None, self.route.loc.read_timeout)
+
+    def _hand_over(self, why: str, up: UpstreamConnection | None, error: UpstreamError | None,
+                   read_timeout: float) -> None:
+        """The general path continues: its objects for this point (what the fast path would
+        have), the upstream bytes read so far given back to the connection's parser."""
+        lane, conn = self.lane, self.conn
+        lane.count(why, self.target)
+        if up is not None:
+            up.lane_fallback(self.buf)
+        engine = lane.engine
+        head = RequestHeaders(stream_id=self.sid, method=b"GET", target=self.target,
+                              http_version="1.1", raw_headers=tuple(self.headers),
+                              host=self.host, end_stream=True, keep_alive=not self.close)
+        ex = conn.lane_exchange(head)
+        run = _Run(self.start_time)
+        try:
+            req = engine._route_request(ex, run)
+            result = engine.interp.route(req)
+            state = result.state
+            assert state is not None and result.kind == "proxy"
+            target = engine._proxy_target(result, state, run)
+            assert not isinstance(target, RouteResult)
+            pp, pconf, group, hostport = target
+            body = engine._body_now(ex, state, pconf)
+            plan = engine._proxy_plan(ex, state, pp, pconf, group, hostport, "GET",
+                                      pconf.http_version, body, None, None, False)
+        except Exception as exc:  # the general path's handler answers (500) and logs
+            self.attempt.success(time.monotonic())
+            if up is not None:
+                up.abort()
+            conn.resume_general(ex, ProxyResume(None, run, None, raised=exc))
+            return
+        plan.attempt = self.attempt
+        conn.resume_general(ex, ProxyResume(result, run, plan, self.peer, self.t0, up, error,
+                                            read_timeout))
+
+    # -- log phase ----------------------------------------------------------------------------
+
+    def _log(self, status: int, body_bytes: int, up_time: float) -> None:
+        lane = self.lane
+        logger = lane.logger
+        assert logger is not None
+        end = time.time()
+        r = self
+
+        def get(name: str) -> str | bytes | None:
+            if name == "remote_addr":
+                return r.conn.remote[0]
+            if name == "time_local":
+                return accesslog.time_local(r.start_time)
+            if name == "request":
+                return b"GET " + r.target + b" HTTP/1.1"
+            if name == "status":
+                return accesslog.log_status(status)
+            if name == "body_bytes_sent":
+                return str(body_bytes)
+            if name.startswith("http_"):
+                want = name[5:].replace("_", "-")
+                for k, v in r.headers:
+                    if _LOWER[k] == want:
+                        return v
+                return None
+            if name == "remote_user":
+                return None
+            if name == "request_time":
+                return accesslog.request_time(r.start_time, end)
+            if name == "msec":
+                return accesslog.msec(end)
+            if name == "time_iso8601":
+                return accesslog.time_iso8601(r.start_time)
+            if name == "upstream_addr":
+                return r.peer.address
+            if name == "upstream_status":
+                return str(status)
+            if name == "upstream_response_time":
+                return f"{up_time:.3f}"
+            if name == "request_uri":
+                return r.target
+            if name == "uri":
+                return r.route.uri
+            if name == "args":
+                if not r.args and b"?" not in r.target:
+                    return None
+                return r.args
+            if name == "is_args":
+                return "?" if r.args else ""
+            if name == "host":
+                return r.route.host_var
+            if name == "request_method":
+                return "GET"
+            if name == "scheme":
+                return "http"
+            if name == "server_protocol":
+                return "HTTP/1.1"
+            if name == "server_name":
+                return r.route.loc.server_name
+            if name == "server_port":
+                return str(r.conn.local[1])
+            if name == "proxy_host":
+                return r.route.loc.hostport
+            return None
+
+        for path, fmt in self.route.loc.logs:
+            fd = logger._fd(path)
+            if fd is None:
+                continue
+            try:
+                os.write(fd, fmt(get))
+            except OSError:
+                logger.dropped += 1
+
+
+def _rank_key(item: tuple[int, bytes, bytes]) -> int:
+    return item[0]
+
+
+def _action(loc: LaneLoc, name: bytes) -> int:
+    """What the lane does with an upstream header (Engine._relay_head's rules)."""
+    low = name.lower()
+    if low == b"connection":
+        act = _A_CONN
+    elif low in (b"transfer-encoding", b"location", b"refresh", b"x-accel-redirect"):
+        act = _A_HAND
+    elif low in HOP_BY_HOP or low in loc.hide:
+        act = _A_DROP
+    elif low == b"content-length":
+        act = _A_LENGTH
+    elif low == b"content-type":
+        act = _A_TYPE
+    elif low in (b"server", b"date") or low in DEFAULT_HIDE:
+        act = _A_HAND
+    else:
+        act = _A_PASS
+    if len(loc.actions) < 1024:
+        loc.actions[name] = act
+    return act
+
+
+def attach(engine: Engine, logger: AccessLogger | None) -> Lane | None:
+    """The lane for ``engine`` (None when ``TERN_LANE=off``)."""
+    return Lane(engine, logger) if ENABLED else None
