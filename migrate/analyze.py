@@ -666,6 +666,20 @@ def _limit_conn(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> No
                m.LimitConnRef(zone=st.args[0], number=_int(st.args[1]), source=src))
 
 
+@_handles("auth_request")
+def _auth_request(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> None:
+    _set_once(acc.access, "auth_request", st.args[0], st)
+
+
+@_handles("auth_request_set")
+def _auth_request_set(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> None:
+    name = st.args[0]
+    if not name.startswith("$"):
+        raise BadValue(f'invalid variable name "{name}"')
+    acc.append(acc.access, "auth_request_set",
+               m.AuthRequestSet(name=name[1:], value=_tpl(st.args[1]), source=src))
+
+
 @_handles("limit_req_status", "limit_conn_status")
 def _limit_status(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> None:
     code = _int(st.args[0])

@@ -147,7 +147,6 @@ _REFERER = "Referer validation is not implemented: $invalid_referer is never set
 _BROWSER = "browser detection is not implemented: $modern_browser/$ancient_browser are unset"
 _MIRROR = "request mirroring is not implemented: no mirror subrequests are sent"
 _SLICE = "slicing is not implemented: upstream requests are not split into byte ranges"
-_AUTHREQ = "subrequest authorization (auth_request) is not implemented: requests are not checked"
 _OCSP = "OCSP checking of client certificates is not implemented: revocation is not checked"
 _STATUS = "status pages are not implemented: the location does not produce a status report"
 _NJS = "njs (JavaScript) is not implemented: the script never runs"
@@ -518,8 +517,8 @@ AB = "ngx_http_auth_basic_module"
 _d("auth_basic", AB, "H S L LE", 1, 1, OK)
 _d("auth_basic_user_file", AB, "H S L LE", 1, 1, OK)
 AR = "ngx_http_auth_request_module"
-_d("auth_request", AR, "H S L", 1, 1, NO, _AUTHREQ)
-_d("auth_request_set", AR, "H S L", 2, 2, NO, _AUTHREQ)
+_d("auth_request", AR, "H S L", 1, 1, OK)
+_d("auth_request_set", AR, "H S L", 2, 2, OK)
 AJ = "ngx_http_auth_jwt_module"
 _d("auth_jwt", AJ, "H S L LE", 1, 2, NO, _JWT)
 _d("auth_jwt_key_file", AJ, "H S L LE", 1, 1, NO, _JWT)

@@ -302,6 +302,20 @@ DIFFERENCES: tuple[Difference, ...] = (
         tern="sends the answer without a charset",
         kind="gap", why="the header filter cannot fail a request yet."),
     Difference(
+        key="auth-request-after-upstream", area="access",
+        nginx="runs auth_request in a location reached after an upstream answered "
+              "(proxy_intercept_errors' error_page, X-Accel-Redirect)",
+        tern="answers 500 there; auth_request met while routing the request itself (including "
+             "try_files and error_page redirects of statuses the config made) works as in nginx",
+        kind="gap", why="the interpreter routes again with the subrequest's answer known; "
+                        "re-entering after an upstream answer is not built yet."),
+    Difference(
+        key="auth-request-limits", area="access",
+        nginx="an auth_request subrequest's location applies its own limit_req/limit_conn when "
+              "the main request met none",
+        tern="subrequests never apply limits",
+        kind="gap", why="rare; subrequests skip the preaccess phase in Tern."),
+    Difference(
         key="end-of-file-line", area="configuration",
         nginx="reports 'unexpected end of file' at the file's last line",
         tern="reports it at the line of the last token",

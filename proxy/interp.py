@@ -112,6 +112,13 @@ class RouteRequest:
     """Declared request body size (checked against client_max_body_size)."""
     var_hook: Callable[[str], str | None] | None = None
     """Variables the caller provides (``$status``, ``$upstream_addr``...); None = not known."""
+    auth_outcomes: list[AuthOutcome] = field(default_factory=list)
+    """Answers of the auth_request subrequests made so far, in the order the walk meets them
+    (the engine routes again with one more each time; see ``_NeedAuth``)."""
+    subrequest: bool = False
+    """An auth_request subrequest: internal, GET, no access phase, no limits."""
+    prior: RequestState | None = None
+    """The walk this one repeats (after a subrequest): limits counted there stay counted."""
 
 
 @dataclass(slots=True)
@@ -152,12 +159,37 @@ class RouteResult:
     override_status: int | None = None
     """``error_page ... =code`` (or the original status) that replaces a proxied answer's."""
     state: RequestState | None = None
+    auth: _NeedAuth | None = None
+    """kind ``auth_request``: the subrequest to make before routing again."""
     """The request's state after routing (variables, scopes), for the content phase."""
 
 
 class _Finish(Exception):
     def __init__(self, status: int) -> None:
         self.status = status
+
+
+@dataclass(slots=True)
+class AuthOutcome:
+    """What an auth_request subrequest answered (``Engine._auth_request``)."""
+
+    status: int
+    www_authenticate: str | None = None
+    """The subrequest's WWW-Authenticate, copied to a 401."""
+    variables: dict[str, str] = field(default_factory=dict)
+    """auth_request_set results."""
+
+
+class _NeedAuth(Exception):
+    """The walk reached an auth_request whose answer is not known yet: the engine makes the
+    subrequest and routes the request again (nginx suspends the access phase instead; a walk
+    has no side effects the second time: limits are carried over, see ``RouteRequest.prior``).
+    """
+
+    def __init__(self, uri: str, sets: tuple[object, ...], ctx: RequestState) -> None:
+        self.uri = uri
+        self.sets = sets
+        self.ctx = ctx
 
 
 class _PlainProxy(NamedTuple):
@@ -221,6 +253,20 @@ class RequestState:
         """(zone, key) counted by limit_conn, released when the request ends."""
         self.limit_delay = 0.0
         """Seconds limit_req asks this request to wait."""
+        self.main: RequestState | None = None
+        """The main request of a subrequest ($request_method is the main one's)."""
+        self.auth_index = 0
+        """auth_request points met so far in this walk (``RouteRequest.auth_outcomes``)."""
+        prior = req.prior
+        if prior is not None:
+            self.limits_done = prior.limits_done
+            self.limit_conn_held = prior.limit_conn_held
+            self.limit_delay = prior.limit_delay
+            for name in ("limit_conn_status", "limit_req_status"):
+                if name in prior.vars:
+                    self.vars[name] = prior.vars[name]
+        if req.subrequest:
+            self.limits_done = True
         self.original_remote_addr = req.remote_addr
         """The connection's address ($realip_remote_addr) whatever realip made of it."""
         self.realip_done = False
@@ -258,7 +304,8 @@ class RequestState:
         simple = {
             "uri": self.uri, "document_uri": self.uri, "request_uri": self.request_uri,
             "args": self.args, "query_string": self.args, "is_args": "?" if self.args else "",
-            "scheme": req.scheme, "request_method": self.method,
+            "scheme": req.scheme,
+            "request_method": self.method if self.main is None else self.main.method,
             "server_port": str(req.local_port), "server_addr": req.local_addr,
             "remote_addr": req.remote_addr, "binary_remote_addr": req.remote_addr,
             "server_protocol": f"HTTP/{req.http_version}",
@@ -436,6 +483,16 @@ class RequestState:
         return self.document_root().rstrip("/") + uri
 
 
+def _carry_extra_headers(ctx: RequestState) -> None:
+    """Headers the access phase set (WWW-Authenticate) stay in nginx's headers_out across an
+    error_page internal redirect: whatever answers in the end sends them."""
+    extra = ctx.result.extra_headers
+    if extra:
+        ctx.carried_headers = [*ctx.carried_headers,
+                               *((k.encode("latin-1"), v.encode("latin-1")) for k, v in extra)]
+        ctx.result.extra_headers = []
+
+
 def _raw_arg(ctx: RequestState, name: str) -> str:
     """The first argument of a directive kept as written, lower-cased, from the innermost
     level that has it ("" when none does)."""
@@ -594,6 +651,36 @@ class Interpreter:
             self._finish(ctx, fin.status)
         except _Done:
             pass
+        except _NeedAuth as need:
+            result.kind = "auth_request"
+            result.auth = need
+        result.uri = ctx.uri
+        result.state = ctx
+        if not result.kind:
+            result.kind = "error" if result.status is not None else "none"
+        return result
+
+    def subrequest(self, req: RouteRequest, parent: RequestState) -> RouteResult:
+        """Route an auth_request subrequest (``req``: GET of the auth URI, ``subrequest``
+        set): internal, in the parent's server, from the server rewrites on; $request_uri
+        stays the parent's."""
+        result = RouteResult()
+        result.server, result.server_reason = parent.server, "the parent request's server"
+        ctx = RequestState(self, req, parent.server, {}, result)
+        ctx.request_uri = parent.request_uri
+        ctx.main = parent
+        ctx.internal = True
+        ctx.uri_changed_ever = True  # no valid unparsed URI: proxy_pass sends $uri$is_args$args
+        try:
+            ctx.uri = normalize_uri(ctx.raw_path, merge_slashes=True)
+            self._run(ctx, first=False)
+        except BadRequest:
+            result.status = 500
+            result.kind = "error"
+        except _Finish as fin:
+            self._finish(ctx, fin.status)
+        except _Done:
+            pass
         result.uri = ctx.uri
         result.state = ctx
         if not result.kind:
@@ -616,10 +703,22 @@ class Interpreter:
             self._finish(ctx, status)
         except _Done:
             pass
+        except _NeedAuth:
+            self._auth_after_upstream(ctx)
         if not result.kind:
             result.kind = "error"
         result.uri = ctx.uri
         return result
+
+    @staticmethod
+    def _auth_after_upstream(ctx: RequestState) -> None:
+        """An auth_request met after an upstream answered (an error page or X-Accel-Redirect
+        into a location with auth_request): not supported, answered 500 (docs/differences.md,
+        ``auth-request-after-upstream``)."""
+        ctx.result.steps.append(Step("access", "auth_request after an upstream answer is not "
+                                               "supported: 500", ctx.uri, ctx.location))
+        ctx.result.status = 500
+        ctx.result.kind = "error"
 
     def accel_redirect(self, result: RouteResult, target: str) -> RouteResult:
         """An upstream's ``X-Accel-Redirect``: internal redirect to a URI (the method becomes
@@ -643,9 +742,14 @@ class Interpreter:
                     ctx.method = "GET"
                 self._internal_redirect(ctx, "x-accel-redirect", target)
         except _Finish as fin:
-            self._finish(ctx, fin.status)
+            try:
+                self._finish(ctx, fin.status)
+            except _NeedAuth:
+                self._auth_after_upstream(ctx)
         except _Done:
             pass
+        except _NeedAuth:
+            self._auth_after_upstream(ctx)
         if not result.kind:
             result.kind = "error" if result.status is not None else "none"
         result.uri = ctx.uri
@@ -767,7 +871,8 @@ class Interpreter:
         if self._realip_settings(chain)[0]:
             return None
         if eff(lambda s: s.access.rules) is not None or \
-                eff(lambda s: s.access.auth_basic) is not None:
+                eff(lambda s: s.access.auth_basic) is not None or \
+                eff(lambda s: s.access.auth_request) not in (None, "off"):
             return None
         if eff(lambda s: s.static.try_files) is not None:
             return None
@@ -878,7 +983,12 @@ class Interpreter:
             ctx.req.remote_addr, ctx.req.remote_port = new
 
     def _access(self, ctx: RequestState) -> None:
-        """Preaccess (limits, via ``preaccess_hook``) and access (allow/deny, auth_basic)."""
+        """Preaccess (limits, via ``preaccess_hook``) and access: allow/deny, auth_basic and
+        auth_request in nginx's order, combined by ``satisfy`` as
+        ngx_http_core_access_phase does (a handler with nothing to check declines; under
+        ``any`` the first that allows ends the phase, a 401 outranks a 403)."""
+        if ctx.req.subrequest:
+            return  # a subrequest skips the access phase (r != r->main)
         self._realip(ctx, ctx.scope_chain)
         if self.preaccess_hook is not None:
             status = self.preaccess_hook(ctx)
@@ -888,48 +998,98 @@ class Interpreter:
                 raise _Finish(status)
         rules = ctx.effective(lambda s: s.access.rules)
         realm_tpl = ctx.effective(lambda s: s.access.auth_basic)
-        if rules is None and realm_tpl is None:
+        auth_uri = ctx.effective(lambda s: s.access.auth_request)
+        if auth_uri == "off":
+            auth_uri = None
+        if rules is None and realm_tpl is None and auth_uri is None:
             return
-        satisfy = ctx.effective(lambda s: s.access.satisfy) or "all"
-        addr_ok = True
-        if rules:
-            compiled = self._rules_cache.get(id(rules))
-            if compiled is None:
-                compiled = self._rules_cache[id(rules)] = (rules, compile_rules(rules))
-            addr_ok = check_rules(compiled[1], ctx.req.remote_addr) is not False
-        auth_needed = False
-        auth_ok = True
-        if realm_tpl is not None:
-            realm = ctx.eval(realm_tpl)
-            user_file = ctx.effective(lambda s: s.access.auth_basic_user_file)
-            if realm != "off" and user_file is not None:
-                auth_needed = True
-                path = ctx.eval(user_file)
-                if not os.path.isabs(path):
-                    path = os.path.join(os.path.dirname(self.config.main_file), path)
-                try:
-                    auth_ok, user = check_basic(ctx.req.headers.get("authorization"), path)
-                except UserFileError:
-                    ctx.result.steps.append(Step("access", f"cannot read {path}", ctx.uri))
-                    raise _Finish(500) from None
-                if user:
-                    ctx.vars["remote_user"] = user
-                if not auth_ok:
-                    ctx.result.extra_headers = [
-                        ("WWW-Authenticate", f'Basic realm="{realm}"')]
-        if satisfy == "any":
-            if addr_ok or (auth_needed and auth_ok):
-                ctx.result.extra_headers = []
-                return
-            denied = 401 if auth_needed else 403
-        else:
-            if addr_ok and auth_ok:
-                return
-            denied = 403 if not addr_ok else 401
-        if denied == 403:
+        any_ = (ctx.effective(lambda s: s.access.satisfy) or "all") == "any"
+        access_code = 0
+        for handler in (self._access_rules, self._access_basic, self._access_request):
+            rc = handler(ctx, rules, realm_tpl, auth_uri)
+            if rc is None:  # declined
+                continue
+            if rc == 0:
+                if any_:
+                    ctx.result.extra_headers = []
+                    return
+                continue
+            if any_ and rc in (401, 403):
+                if access_code != 401:
+                    access_code = rc
+                continue
+            access_code = rc
+            break
+        if not access_code:
+            return
+        if access_code == 403:
             ctx.result.extra_headers = []
-        ctx.result.steps.append(Step("access", f"denied: {denied}", ctx.uri, ctx.location))
-        raise _Finish(denied)
+        ctx.result.steps.append(Step("access", f"denied: {access_code}", ctx.uri, ctx.location))
+        raise _Finish(access_code)
+
+    def _access_rules(self, ctx: RequestState, rules: object, realm_tpl: object,
+                      auth_uri: object) -> int | None:
+        """ngx_http_access_module: 0 (allowed), 403, or None (no rules)."""
+        if not rules:
+            return None
+        compiled = self._rules_cache.get(id(rules))
+        if compiled is None:
+            compiled = self._rules_cache[id(rules)] = (rules, compile_rules(rules))  # type: ignore[arg-type]
+        verdict = check_rules(compiled[1], ctx.req.remote_addr)
+        if verdict is None:
+            return None  # no rule matched: the module declines
+        return 0 if verdict else 403
+
+    def _access_basic(self, ctx: RequestState, rules: object, realm_tpl: object,
+                      auth_uri: object) -> int | None:
+        """ngx_http_auth_basic_module: 0, 401 (with WWW-Authenticate), 500, or None."""
+        if realm_tpl is None:
+            return None
+        realm = ctx.eval(realm_tpl)  # type: ignore[arg-type]
+        user_file = ctx.effective(lambda s: s.access.auth_basic_user_file)
+        if realm == "off" or user_file is None:
+            return None
+        path = ctx.eval(user_file)
+        if not os.path.isabs(path):
+            path = os.path.join(os.path.dirname(self.config.main_file), path)
+        try:
+            auth_ok, user = check_basic(ctx.req.headers.get("authorization"), path)
+        except UserFileError:
+            ctx.result.steps.append(Step("access", f"cannot read {path}", ctx.uri))
+            return 500
+        if user:
+            ctx.vars["remote_user"] = user
+        if auth_ok:
+            return 0
+        ctx.result.extra_headers = [("WWW-Authenticate", f'Basic realm="{realm}"')]
+        return 401
+
+    def _access_request(self, ctx: RequestState, rules: object, realm_tpl: object,
+                        auth_uri: object) -> int | None:
+        """ngx_http_auth_request_module: the subrequest's answer (2xx: 0; 401 with its
+        WWW-Authenticate; 403; anything else 500), or None when not configured."""
+        if auth_uri is None:
+            return None
+        outcomes = ctx.req.auth_outcomes
+        if ctx.auth_index >= len(outcomes):
+            sets = ctx.effective(lambda s: s.access.auth_request_set) or ()
+            ctx.result.steps.append(Step("access", f"auth_request {auth_uri}", ctx.uri,
+                                         ctx.location))
+            raise _NeedAuth(str(auth_uri), tuple(sets), ctx)  # type: ignore[arg-type]
+        got = outcomes[ctx.auth_index]
+        ctx.auth_index += 1
+        ctx.vars.update(got.variables)
+        if got.status == 401:
+            if got.www_authenticate is not None:
+                ctx.result.extra_headers = [("WWW-Authenticate", got.www_authenticate)]
+            return 401
+        if got.status == 403:
+            return 403
+        if 200 <= got.status < 300:
+            return 0
+        ctx.result.steps.append(Step("access", f"auth request unexpected status: "
+                                               f"{got.status}", ctx.uri, ctx.location))
+        return 500
 
     def _uri_changed(self, ctx: RequestState) -> None:
         ctx.uri_changes -= 1
@@ -1266,6 +1426,7 @@ class Interpreter:
                         # ngx_http_send_error_page sets err_status before the named location
                         # too: a proxied answer goes out with the overriding status
                         ctx.result.override_status = new_status
+                    _carry_extra_headers(ctx)
                     try:
                         self._internal_redirect(ctx, "error_page", target, named=loc)
                     except _Finish as fin:
@@ -1288,6 +1449,7 @@ class Interpreter:
                     ctx.result.override_status = new_status
                 if ctx.method != "HEAD":
                     ctx.method = "GET"
+                _carry_extra_headers(ctx)
                 try:
                     self._internal_redirect(ctx, "error_page", target)
                 except _Finish as fin:

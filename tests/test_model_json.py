@@ -151,7 +151,10 @@ def _full_scope(line: int) -> m.Scope:
             limit_req=(m.LimitReqRef(zone="z", burst=5, nodelay=True, delay=2, source=src),),
             limit_req_status=429,
             limit_conn=(m.LimitConnRef(zone="c", number=10, source=src),),
-            limit_conn_status=503, limit_req_dry_run=True, limit_conn_dry_run=False),
+            limit_conn_status=503, limit_req_dry_run=True, limit_conn_dry_run=False,
+            auth_request="/auth",
+            auth_request_set=(m.AuthRequestSet(name="user", value=tpl("$upstream_http_x_user"),
+                                               source=src),)),
         limits=m.LimitsConf(
             client_max_body_size=1048576, client_body_timeout=15.0, client_header_timeout=10.0,
             client_header_buffer_size=1024, large_client_header_buffers=(4, 8192),

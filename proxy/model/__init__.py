@@ -9,6 +9,7 @@ from __future__ import annotations
 from ._base import NOWHERE, ModelError, SourceSpan
 from .codec import ModelDecodeError, from_dict, from_json, to_dict, to_json
 from .nodes import (
+    AuthRequestSet,
     SCHEMA_VERSION,
     AccessAction,
     AccessConf,
@@ -70,6 +71,7 @@ from .nodes import (
 )
 
 __all__ = [
+    "AuthRequestSet",
     "NOWHERE", "SCHEMA_VERSION", "AccessAction", "AccessConf", "AccessLog", "AccessRule",
     "Balancer", "Break", "CondOp", "Condition", "Config", "DocumentRoot", "ErrorPage", "Expires",
     "FastcgiConf", "FastcgiParam", "FastcgiPass", "HeaderValue", "Http", "If", "LimitConnRef",

@@ -505,6 +505,16 @@ class LimitReqRef:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AuthRequestSet:
+    """``auth_request_set $variable value``: evaluated in the subrequest once it is done."""
+
+    name: str
+    """The variable's name, without ``$``."""
+    value: Template
+    source: SourceSpan
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LimitConnRef:
     """``limit_conn zone number``."""
 
@@ -539,6 +549,10 @@ class AccessConf:
     """``limit_req_dry_run``: count and report, never delay or refuse."""
     limit_conn_dry_run: bool | None = None
     """``limit_conn_dry_run``: count and report, never refuse."""
+    auth_request: str | None = None
+    """``auth_request`` URI, or ``off``."""
+    auth_request_set: tuple[AuthRequestSet, ...] | None = None
+    """``auth_request_set`` entries (array: inherited only when none written here)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
