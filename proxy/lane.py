@@ -67,7 +67,7 @@ from typing import TYPE_CHECKING, Any
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
-from . import accesslog, gzipfilter, responses
+from . import accesslog, gzipfilter, responses, subfilter
 from .engine import (
     ADD_HEADER_STATUSES,
     DEFAULT_HIDE,
@@ -368,6 +368,10 @@ class Lane:
                     raise _NotEligible(f"directive {d.name}")
         if gzipfilter.enabled(state):
             raise _NotEligible("gzip on")
+        if subfilter.conf_of(state) is not None:
+            raise _NotEligible("sub_filter")
+        if engine._charset_conf(state) is not None:
+            raise _NotEligible("charset")  # the charset filter rewrites Content-Type
         if state.effective(lambda s: s.access.limit_req) or \
                 state.effective(lambda s: s.access.limit_conn):
             raise _NotEligible("limit_req/limit_conn")
