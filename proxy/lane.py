@@ -370,8 +370,11 @@ class Lane:
             raise _NotEligible("gzip on")
         if subfilter.conf_of(state) is not None:
             raise _NotEligible("sub_filter")
-        if engine._charset_conf(state) is not None:
-            raise _NotEligible("charset")  # the charset filter rewrites Content-Type
+        csconf = engine._charset_conf(state)
+        if csconf is not None and csconf.charset is not None:
+            # the charset filter rewrites Content-Type (an upstream's X-Accel-Charset, the
+            # other way in, is an X-Accel-* header: the answer is handed over)
+            raise _NotEligible("charset")
         if state.effective(lambda s: s.access.limit_req) or \
                 state.effective(lambda s: s.access.limit_conn):
             raise _NotEligible("limit_req/limit_conn")
