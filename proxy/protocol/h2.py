@@ -99,15 +99,16 @@ Rules:
     stops sending) and checks nginx's header sizes while the HPACK block is at hand.  Response
     HEADERS and DATA frames are written by the adapter (``_write_headers``, ``_write_data``),
     which keeps h2's stream states, HPACK context and windows in step: h2's per-frame objects
-    were a fifth of the cost of a request.  So are the frames a client repeats (``_receive_common``):
-    a HEADERS frame opening a stream with its whole block (no padding, no priority) and a
-    connection WINDOW_UPDATE are read by the adapter, from the first byte of a read while h2
-    holds no partial frame; anything else, and everything after it in that read, goes to h2.
-    A connection error in a later frame of the same read resets the requests of the common
-    frames before it (nginx handles frames in order too; h2 alone would have raised before
-    passing them on).  ``send_response`` writes a whole small answer (HEADERS, then DATA with
-    END_STREAM) at once; a response head that encoded without changing the dynamic table is
-    reused while the table stays unchanged.
+    were a fifth of the cost of a request.  So are the frames a client repeats
+    (``_receive_common``): a HEADERS frame opening a stream with its whole block (no padding,
+    no priority) and a connection WINDOW_UPDATE are read by the adapter, from the first byte of
+    a read while h2 holds no partial frame; anything else, and everything after it in that
+    read, goes to h2.  A connection error in a later frame of the same read resets the requests
+    of the common frames before it (nginx handles frames in order too; h2 alone would have
+    raised before passing them on).  An indexed-only block seen before, with the HPACK table
+    unchanged since, is not decoded or judged again.  ``send_response`` writes a whole small
+    answer (HEADERS, then DATA with END_STREAM) at once; a response head that encoded without
+    changing the dynamic table is reused while the table stays unchanged.
 """
 
 from __future__ import annotations
@@ -291,7 +292,19 @@ class _Connection(H2Connection):
         return 0
 
     def _begin_new_stream(self, stream_id: int, allowed_ids: AllowedStreamIDs) -> H2Stream:
-        stream = super()._begin_new_stream(stream_id, allowed_ids)
+        if stream_id & 1 and stream_id > self.highest_inbound_stream_id:
+            # a client stream: h2's steps, without its debug logging
+            stream = H2Stream(
+                stream_id,
+                config=self.config,
+                inbound_window_size=self.local_settings.initial_window_size,
+                outbound_window_size=self.remote_settings.initial_window_size,
+            )
+            stream.max_outbound_frame_size = self.max_outbound_frame_size
+            self.streams[stream_id] = stream
+            self.highest_inbound_stream_id = stream_id
+        else:  # h2 raises
+            stream = super()._begin_new_stream(stream_id, allowed_ids)
         # a Content-Length mismatch is a 400 on the stream (nginx), not h2's connection error
         stream._initialize_content_length = _no_content_length  # type: ignore[method-assign]
         stream._track_content_length = _no_length_tracking  # type: ignore[method-assign]
@@ -378,6 +391,9 @@ class _Decoder(Decoder):
     def __init__(self) -> None:
         super().__init__()
         self._cache: dict[bytes, list[HeaderTuple]] = {}
+        self.generation = 0
+        """Counts the times the cache was emptied: a block cached under one generation decodes
+        to the same list while the generation stays."""
 
     def decode(self, data: bytes | memoryview, raw: bool = False) -> Iterable[HeaderTuple]:
         block = bytes(data)
@@ -390,7 +406,9 @@ class _Decoder(Decoder):
                 self._cache.clear()
             self._cache[block] = headers
             return list(headers)
-        self._cache.clear()
+        if self._cache:
+            self._cache.clear()
+        self.generation += 1
         return super().decode(block, raw=raw)
 
 
@@ -712,12 +730,15 @@ class H2Server:
         conn = _Connection(size, number * size)
         conn.incoming_buffer = _FrameBuffer(limits.max_continuations, 2 * number * size)
         # HPACK's bound while decoding (the bomb); the exact nginx bound is checked after
-        conn.decoder = _Decoder()
+        self._decoder = conn.decoder = _Decoder()
         self._table = conn.encoder.header_table = _Table()
         self._encoded: dict[tuple[tuple[bytes, bytes], ...], tuple[int, bytes]] = {}
         """Response header lists encoded without changing the table, by table generation."""
         self._heads: dict[tuple[int, tuple[tuple[bytes, bytes], ...]], tuple[int, bytes]] = {}
         """The same, by the engine's status and header list (before rule 7's order)."""
+        self._judged: dict[tuple[bytes, bool], tuple[int, int, RequestHeaders | _Reject]] = {}
+        """Indexed-only request blocks already judged, by decoder generation: the bytes their
+        fields count (names plus values) and the judgement (rules 2-4 give the same again)."""
         conn.decoder.max_header_list_size = 8 * number * size
         # as if acknowledged already: h2 applies them to every stream from the start
         conn.local_settings = Settings(
@@ -1067,7 +1088,39 @@ class H2Server:
         """A HEADERS frame opening stream ``sid``: what h2's ``_receive_headers_frame`` and
         ``H2Stream.receive_headers`` do for a request, then the adapter's judgement."""
         conn = self._conn
-        headers = list(_decode_headers(conn.decoder, block))
+        decoder = self._decoder
+        hit = self._judged.get((block, end_stream))
+        if hit is not None and hit[0] == decoder.generation:
+            # the same indexed-only block as before, the table unchanged: same fields, same
+            # sizes, same judgement (rules 2-4)
+            _, total, judged = hit
+            h2stream = conn._begin_new_stream(sid, AllowedStreamIDs.ODD)
+            machine = h2stream.state_machine
+            machine.client = False
+            machine.headers_received = True
+            if end_stream:
+                machine.state = StreamState.HALF_CLOSED_REMOTE
+                machine.stream_closed_by = StreamClosedBy.RECV_END_STREAM
+            else:
+                machine.state = StreamState.OPEN
+            conn.header_bytes += total
+            if self._data_parts:
+                self._flush_data(events)
+            if isinstance(judged, RequestHeaders):
+                judged = RequestHeaders(
+                    stream_id=sid,
+                    method=judged.method,
+                    target=judged.target,
+                    http_version="2.0",
+                    raw_headers=judged.raw_headers,
+                    host=judged.host,
+                    content_length=judged.content_length,
+                    chunked=judged.chunked,
+                    end_stream=end_stream,
+                )
+            self._on_request(sid, [], end_stream, events, judged)
+            return
+        headers = list(_decode_headers(decoder, block))
         h2stream = conn._begin_new_stream(sid, AllowedStreamIDs.ODD)
         if headers and is_informational_response(headers):
             h2stream.receive_headers(headers, end_stream, None)  # h2's own error
@@ -1079,9 +1132,15 @@ class H2Server:
             machine.stream_closed_by = StreamClosedBy.RECV_END_STREAM
         else:
             machine.state = StreamState.OPEN
+        before = conn.header_bytes
+        generation = decoder.generation
         conn._check_size(block, headers)
         self._flush_data(events)
-        self._on_request(sid, headers, end_stream, events)
+        result = self._on_request(sid, headers, end_stream, events)
+        if result is not None and block in decoder._cache and generation == decoder.generation:
+            if len(self._judged) >= 64:
+                self._judged.clear()
+            self._judged[block, end_stream] = (generation, conn.header_bytes - before, result)
 
     def _dispatch(self, h2_events: list[Event], events: list[RequestEvent]) -> None:
         headers_priority: Event | None = None
@@ -1119,25 +1178,34 @@ class H2Server:
             # PingReceived, SettingsAcknowledged...: h2 has answered what needs an answer
 
     def _on_request(
-        self, sid: int, headers: list[tuple[bytes, bytes]], end_stream: bool,
+        self,
+        sid: int,
+        headers: list[tuple[bytes, bytes]],
+        end_stream: bool,
         events: list[RequestEvent],
-    ) -> None:
+        judged: RequestHeaders | _Reject | None = None,
+    ) -> RequestHeaders | _Reject | None:
+        """A stream's request: refused (limits), or judged (``judged``: already, from the same
+        block) and passed on.  Returns the judgement, None when refused."""
         self._last_sid = sid
         self._empty = 0
         limits = self._limits
         if self._goaway is not None and sid > self._goaway:
             self._refuse(sid)  # nginx skips streams after its GOAWAY
-            return
+            return None
         self._new_streams += 1
         if (
             self._active >= limits.max_concurrent_streams
             or self._new_streams > 2 * limits.max_concurrent_streams
         ):
             self._refuse(sid)
-            return
+            return None
         self._requests += 1
         self._priority_budget += limits.max_concurrent_streams
-        result = self._request_headers(sid, headers, end_stream)
+        if judged is not None:
+            result = judged
+        else:
+            result = self._request_headers(sid, headers, end_stream)
         h2stream = self._conn.streams[sid]
         if isinstance(result, _Reject) and result.status == 0:
             if not h2stream.closed:
@@ -1163,6 +1231,7 @@ class H2Server:
                 events.append(result)
         if self._requests >= limits.max_requests:
             self._send_goaway(sid)  # ngx_http_v2_state_headers: keepalive_requests reached
+        return result
 
     def _request_headers(
         self, sid: int, headers: list[tuple[bytes, bytes]], end_stream: bool

@@ -100,6 +100,18 @@ def run(conv: Conversation, limits: H2Limits, common: bool = True, respond: str 
 
 AUTH = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/x"), (b":authority", b"b")]
 
+def raw_headers(sid: int, block: bytes, end: bool = True) -> HeadersFrame:
+    return HeadersFrame(sid, data=block, flags=["END_HEADERS"] + (["END_STREAM"] if end else []))
+
+
+# HPACK by hand (RFC 7541): 0x82 :method GET, 0x86 :scheme http, 0x84 :path /; 0x41 a literal
+# :authority added to the dynamic table at 62 (0xbe), the older entry moving to 63 (0xbf)
+BLOCK_A = b"\x82\x86\x84\x41\x01a"
+BLOCK_B = b"\x82\x86\x84\x41\x01b"
+INDEXED = b"\x82\x86\x84\xbe"
+INDEXED_63 = b"\x82\x86\x84\xbf"
+NO_PATH = b"\x82\x86\xbe"
+
 CONVERSATIONS: dict[str, tuple[Conversation, H2Limits]] = {
     "gets-and-window-updates": (lambda e: [headers(e, 1, GET), headers(e, 3, AUTH),
                                            window(0, 1000), headers(e, 5, GET),
@@ -132,6 +144,11 @@ CONVERSATIONS: dict[str, tuple[Conversation, H2Limits]] = {
                                       PriorityFrame(3, depends_on=1),
                                       headers(e, 5, POST, end=False), RstStreamFrame(5),
                                       headers(e, 7, GET)], H2Limits()),
+    "repeated-blocks": (lambda e: [raw_headers(1, BLOCK_A), raw_headers(3, INDEXED),
+                                   raw_headers(5, INDEXED, end=False), raw_headers(7, BLOCK_B),
+                                   raw_headers(9, INDEXED), raw_headers(11, INDEXED_63),
+                                   raw_headers(13, NO_PATH), raw_headers(15, NO_PATH),
+                                   raw_headers(17, INDEXED)], H2Limits()),
     "reserved-bit": (lambda e: [b"\x00\x00\x0e\x01\x05\x80\x00\x00\x01" + bytes(
         Encoder().encode(GET, huffman=False))[:14]], H2Limits()),
 }
@@ -216,3 +233,27 @@ def test_send_response_for_head_and_no_body_statuses() -> None:
                 server.send(ResponseEnd(stream_id=1))
             outs.append(server.data_to_send())
         assert outs[0] == outs[1], (method, status)
+
+
+def test_repeated_blocks_are_judged_once_per_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An indexed-only block seen before is not judged again while the table is unchanged;
+    a literal changes the table, and the same bytes then mean another field."""
+    calls = [0]
+    original = H2Server._request_headers
+
+    def counted(self: H2Server, *args: object) -> object:
+        calls[0] += 1
+        return original(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(H2Server, "_request_headers", counted)
+    conv, limits = CONVERSATIONS["repeated-blocks"]
+    events, _ = run(conv, limits)
+    hosts = [(e.stream_id, e.host) for e in events  # type: ignore[attr-defined]
+             if type(e).__name__ == "RequestHeaders"]
+    assert hosts == [(1, b"a"), (3, b"a"), (5, b"a"), (7, b"b"), (9, b"b"), (11, b"a"),
+                     (17, b"b")]
+    rejected = [e.stream_id for e in events  # type: ignore[attr-defined]
+                if type(e).__name__ == "RequestRejected"]
+    assert rejected == [13, 15]
+    # judged: 1, 3, 5 (END_STREAM differs), 7, 9, 11, 13; 15 and 17 are repeats
+    assert calls[0] == 7
