@@ -144,7 +144,7 @@ from h2.events import StreamReset as H2StreamReset
 from h2.exceptions import DenialOfServiceError, H2Error, ProtocolError
 from h2.frame_buffer import FrameBuffer
 from h2.settings import SettingCodes, Settings
-from h2.stream import H2Stream, StreamClosedBy, StreamInputs, StreamState
+from h2.stream import H2Stream, H2StreamStateMachine, StreamClosedBy, StreamInputs, StreamState
 from h2.utilities import is_informational_response
 from hpack import Decoder, HeaderTuple
 from hpack.table import HeaderTable
@@ -703,6 +703,16 @@ def _lower(name: bytes) -> tuple[bytes, int]:
         if len(_LOWER) < _NAME_CACHE_MAX:
             _LOWER[name] = entry
     return entry
+
+
+def _send_end_stream(machine: H2StreamStateMachine) -> None:
+    """h2's SEND_END_STREAM input; from HALF_CLOSED_REMOTE (a request that has ended: the
+    usual case) without its transition machinery."""
+    if machine.state is StreamState.HALF_CLOSED_REMOTE:
+        machine.state = StreamState.CLOSED
+        machine.stream_closed_by = StreamClosedBy.SEND_END_STREAM
+    else:
+        machine.process_input(StreamInputs.SEND_END_STREAM)
 
 
 def _rank_key(item: tuple[int, bytes, bytes]) -> int:
@@ -1540,13 +1550,21 @@ class H2Server:
         header validation, keeping its stream state and HPACK context in step (the block was
         encoded just before)."""
         machine = stream.h2.state_machine
-        machine.process_input(
-            StreamInputs.SEND_INFORMATIONAL_HEADERS if interim else StreamInputs.SEND_HEADERS
-        )
+        if (
+            machine.state is StreamState.HALF_CLOSED_REMOTE
+            and not interim
+            and machine.client is False
+            and not machine.headers_sent
+        ):
+            machine.headers_sent = True  # h2's response_sent, the state unchanged
+        else:
+            machine.process_input(
+                StreamInputs.SEND_INFORMATIONAL_HEADERS if interim else StreamInputs.SEND_HEADERS
+            )
         sid = stream.sid
         flags = _END_STREAM if end else 0
         if end:
-            machine.process_input(StreamInputs.SEND_END_STREAM)
+            _send_end_stream(machine)
         size = self._conn.max_outbound_frame_size
         out = self._out
         if len(block) <= size:
@@ -1588,7 +1606,7 @@ class H2Server:
             stream.h2.outbound_flow_control_window -= n
             self._conn.outbound_flow_control_window -= n
         if end:
-            stream.h2.state_machine.process_input(StreamInputs.SEND_END_STREAM)
+            _send_end_stream(stream.h2.state_machine)
         self._out += _frame_head(n, _DATA, _END_STREAM if end else 0, stream.sid)
         self._out += chunk
 
