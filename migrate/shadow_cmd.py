@@ -151,6 +151,10 @@ def _run_loop() -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
 
 
+_SECONDS = click.FloatRange(0.0, min_open=True)
+"""A timeout: seconds, above 0."""
+
+
 @click.command("shadow")
 @click.option("--listen", required=True, help="HOST:PORT to accept clients on.")
 @click.option("--primary", required=True, help="Origin URL that answers clients.")
@@ -181,13 +185,29 @@ def _run_loop() -> asyncio.AbstractEventLoop:
               help="https:// primary/candidate: do not verify their certificates.")
 @click.option("--upstream-ca", help="CA file (PEM) to verify https:// primary/candidate with "
               "(default: the system's trust store).")
+@click.option("--keepalive-timeout", type=_SECONDS, default=75.0, show_default=True,
+              help="Seconds an idle client connection stays open after its last answer "
+              "(nginx's keepalive_timeout; HTTP/2 too).")
+@click.option("--client-header-timeout", type=_SECONDS, default=60.0, show_default=True,
+              help="HTTP/1.x: seconds for a request head to arrive whole (nginx's "
+              "client_header_timeout).")
+@click.option("--client-body-timeout", type=_SECONDS, default=60.0, show_default=True,
+              help="HTTP/1.x: seconds between two reads of a request body (nginx's "
+              "client_body_timeout).")
+@click.option("--send-timeout", type=_SECONDS, default=60.0, show_default=True,
+              help="Seconds a client may take no byte of its answer before it and its primary "
+              "connection are closed (HTTP/2: the stream is reset) (nginx's send_timeout).")
+@click.option("--tunnel-idle-timeout", type=_SECONDS, default=3600.0, show_default=True,
+              help="Seconds an upgraded (WebSocket) connection may pass no byte either way.")
 def shadow_cmd(listen: str, primary: str, candidate: str, secondary: str | None,
                store_path: str, sample: float, mirror_unsafe: bool, learn_noise: bool,
                config_path: str | None, rules_path: str | None, concurrency: int,
                queue_size: int, candidate_timeout: float, duration: float | None,
                no_mirror: bool, tls_cert: str | None, tls_key: str | None, quic: bool,
                h2c: bool,
-               insecure_upstream: bool, upstream_ca: str | None) -> None:
+               insecure_upstream: bool, upstream_ca: str | None, keepalive_timeout: float,
+               client_header_timeout: float, client_body_timeout: float, send_timeout: float,
+               tunnel_idle_timeout: float) -> None:
     """Answer clients from the primary and mirror their requests to the candidate."""
     host, port = _split_listen(listen)
     listen_tls = None
@@ -218,7 +238,11 @@ def shadow_cmd(listen: str, primary: str, candidate: str, secondary: str | None,
                     "brotli": "decoded" if BROTLI else "not decoded (no brotli module)"})
     options = ShadowOptions(sample=sample, mirror_unsafe=mirror_unsafe, learn_noise=learn_noise,
                             concurrency=concurrency, queue_size=queue_size,
-                            candidate_timeout=candidate_timeout)
+                            candidate_timeout=candidate_timeout,
+                            client_idle_timeout=keepalive_timeout,
+                            client_header_timeout=client_header_timeout,
+                            client_body_timeout=client_body_timeout, send_timeout=send_timeout,
+                            tunnel_idle_timeout=tunnel_idle_timeout)
     seed = store.noise_seed()
     store.close()  # the analysis process opens its own connection (none may cross a fork)
 

@@ -31,8 +31,12 @@ Rules (the invariants of :mod:`shadow.mirror` hold per stream):
    ``ShadowOptions.client_idle_timeout`` gets GOAWAY NO_ERROR and is closed (nginx's
    ``keepalive_timeout``).
 
-Not done: nginx's ``send_timeout`` on a zero window (a client that never opens its window holds
-its primary connection, paused, until it closes).
+7. nginx's ``send_timeout`` (``ShadowOptions.send_timeout``): a stream whose answer waits on a
+   window of zero and has sent nothing since the last look (looks ``send_timeout`` apart: it
+   expires after one to two periods) is reset (RST_STREAM INTERNAL_ERROR) and its primary
+   connection closed; a client whose socket takes no byte for as long (the transport over its
+   high-water mark, its buffer not shrinking) has its connection closed, and every stream's
+   primary connection with it. Counted in ``timeout_send``.
 """
 
 from __future__ import annotations
@@ -62,12 +66,15 @@ from .mirror import (
     _ClientRequest,
     _Front,
     _out_request,
+    _unsent,
 )
 
 if TYPE_CHECKING:
     from .mirror import ShadowProxy
 
 __all__ = ["H2Front", "STREAM_HIGH_WATER", "StreamFront", "dispatcher"]
+
+_INTERNAL_ERROR = 0x2
 
 STREAM_HIGH_WATER = 256 * 1024
 """Response bytes a stream may have waiting for its window before its primary is not read."""
@@ -336,6 +343,12 @@ class H2Front(StreamFront, asyncio.Protocol):
         self._flush_pending = False
         self._read_paused = False
         self._timer: asyncio.TimerHandle | None = None
+        self._stall: asyncio.TimerHandle | None = None
+        """send_timeout's look (rule 7)."""
+        self._stalled: dict[int, int] = {}
+        """Streams waiting on a zero window at the last look, and their bytes waiting then."""
+        self._write_mark: int | None = None
+        """The transport's buffered bytes at the last look while it was over its high mark."""
 
     # asyncio.Protocol -----------------------------------------------------------------------
 
@@ -360,6 +373,9 @@ class H2Front(StreamFront, asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.busy()
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
         self.proxy._fronts.discard(self)
         for s in list(self.streams.values()):
             s.cancel()
@@ -371,6 +387,7 @@ class H2Front(StreamFront, asyncio.Protocol):
         if not self._read_paused and self.transport is not None:
             self._read_paused = True
             self.transport.pause_reading()
+        self._arm_stall()
 
     def resume_writing(self) -> None:
         self.write_ok = True
@@ -430,3 +447,47 @@ class H2Front(StreamFront, asyncio.Protocol):
             t.close()
             for s in list(self.streams.values()):
                 s.cancel()
+            return
+        if self._stall is None and (self.adapter.buffered_bytes or not self.write_ok):
+            self._arm_stall()
+
+    # send_timeout (rule 7) ------------------------------------------------------------------
+
+    def _arm_stall(self) -> None:
+        if self._stall is None and not self.closed:
+            self._stall = self.loop.call_later(self.proxy.options.send_timeout,
+                                               self._check_stall)
+
+    def _check_stall(self) -> None:
+        self._stall = None
+        t = self.transport
+        if self.closed or t is None:
+            return
+        st = self.proxy.stats
+        if not self.write_ok:
+            size = _unsent(t)
+            if self._write_mark is not None and size >= self._write_mark:
+                st.timeout_send += 1  # the client took nothing for a whole period
+                self.closed = True
+                for s in list(self.streams.values()):
+                    s.cancel()
+                t.abort()
+                return
+            self._write_mark = size
+        else:
+            self._write_mark = None
+        adapter = self.adapter
+        stalled = {sid: adapter.buffered(sid) for sid in adapter.stalled_streams()}
+        for sid, waiting in list(stalled.items()):
+            if self._stalled.get(sid) != waiting:
+                continue  # stalled now, but it sent something since the last look
+            del stalled[sid]
+            st.timeout_send += 1
+            s = self.streams.get(sid)
+            if s is not None:
+                s.cancel()  # its primary connection is closed; its task ends the stream
+            adapter.send(StreamReset(stream_id=sid, error_code=_INTERNAL_ERROR))
+        self._stalled = stalled
+        self.flush()
+        if adapter.buffered_bytes or not self.write_ok:
+            self._arm_stall()

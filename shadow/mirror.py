@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import multiprocessing
 import os
 import pickle
@@ -70,6 +71,8 @@ import queue
 import random
 import signal
 import ssl
+import struct
+import termios
 import threading
 import time
 from collections import deque
@@ -294,6 +297,8 @@ class _Pending:
         self.active = False
         """Bytes came since the idle timer was last armed."""
         self.timer: asyncio.TimerHandle | None = None
+        self.spill = bytearray()
+        """After a 101: bytes that came before the tunnel took the connection over."""
         self.fut: asyncio.Future[Fetched] = asyncio.get_running_loop().create_future()
 
     # httptools ------------------------------------------------------------------------------
@@ -338,6 +343,8 @@ class _Pending:
     # feeding --------------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
         if self.done:
+            if self.result.status == 101:
+                self.spill += data  # the tunnel's first bytes (fetch hands them over)
             return
         self.any_byte = self.active = True
         if self.head_only:
@@ -359,7 +366,7 @@ class _Pending:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._finish("", False)  # a 101: the head went to the client, the tunnel is not kept
+            self._finish("", False)  # a 101: what came with it went to the client (tunnel)
         except httptools.HttpParserError:
             self._finish("bad response", False)
 
@@ -413,20 +420,29 @@ class _UConn(asyncio.Protocol):
         self.used = False
         self.stream: BodyStream | None = None
         """The request body being streamed on this connection, told about flow control."""
+        self.tunnel: _Tunnel | None = None
+        """After a 101: the tunnel this connection is one end of (it gets every callback)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses: no isinstance check
         self.transport = cast(asyncio.Transport, transport)
 
     def pause_writing(self) -> None:
-        if self.stream is not None:
+        if self.tunnel is not None:
+            self.tunnel.upstream_full(True)
+        elif self.stream is not None:
             self.stream.set_blocked(True)
 
     def resume_writing(self) -> None:
-        if self.stream is not None:
+        if self.tunnel is not None:
+            self.tunnel.upstream_full(False)
+        elif self.stream is not None:
             self.stream.set_blocked(False)
 
     def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.from_upstream(data)
+            return
         p = self.pending
         if p is None:
             self.abort()  # bytes nobody asked for: the connection is unusable
@@ -434,6 +450,8 @@ class _UConn(asyncio.Protocol):
         p.feed(data)
 
     def eof_received(self) -> bool | None:
+        if self.tunnel is not None:
+            return self.tunnel.upstream_eof()
         if self.pending is not None:
             self.pending.eof("")
         self.closed = True
@@ -441,6 +459,9 @@ class _UConn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.tunnel is not None:
+            self.tunnel.upstream_lost(exc)
+            return
         if self.pending is not None:
             err = ""
             if isinstance(exc, ConnectionResetError):
@@ -601,7 +622,8 @@ class UpstreamClient:
                     on_data: Callable[[bytes], Any] | None = None,
                     stream: BodyStream | None = None,
                     reader: Callable[[asyncio.Transport | None], Any] | None = None,
-                    sink: ResponseSink | None = None) -> Fetched:
+                    sink: ResponseSink | None = None,
+                    upgrade: Callable[[_UConn, bytes], Any] | None = None) -> Fetched:
         """Send ``req`` (plus ``extra`` header lines) and read the response.
 
         Args:
@@ -613,6 +635,9 @@ class UpstreamClient:
                 None when the exchange is over (the caller may pause its reading meanwhile, and
                 must leave it reading when told None: the connection goes back to the pool).
             sink: told the parsed head and body pieces as they arrive (HTTP/2 clients).
+            upgrade: on a ``101`` (the request asked for an upgrade), given the connection and
+                the bytes that followed the head and were not relayed yet, instead of closing
+                it: the caller relays the tunnel from then on (and closes the connection).
 
         Returns:
             The response; failures are in :attr:`Fetched.error`, never raised.
@@ -672,6 +697,12 @@ class UpstreamClient:
             if stream is not None:
                 stream.detach(conn, final=not retry)
             unfinished = stream is not None and not stream.ended  # the answer came early
+            if (upgrade is not None and result.status == 101 and not result.error
+                    and not unfinished and conn.transport is not None
+                    and not conn.transport.is_closing()):
+                upgrade(conn, bytes(pending.spill))
+                result.elapsed_ms = (time.perf_counter() - start) * 1000
+                return result
             if (result.keep_alive and not unfinished and not conn.closed
                     and len(self._idle) < self.max_idle):
                 self._idle.append(conn)
@@ -1127,6 +1158,19 @@ class MirrorStats:
     candidate_errors: int = 0
     secondary_errors: int = 0
     primary_errors: int = 0
+    tunnels: int = 0
+    """Upgrade requests the primary answered with 101 (relayed as tunnels, never mirrored)."""
+    timeout_idle: int = 0
+    """Client connections closed by ``client_idle_timeout`` (HTTP/1.x: ``keepalive_timeout``)."""
+    timeout_header: int = 0
+    """... by ``client_header_timeout`` (a request head, or the first one, did not come)."""
+    timeout_body: int = 0
+    """... by ``client_body_timeout`` (a request body stalled)."""
+    timeout_send: int = 0
+    """... by ``send_timeout`` (the client took no response byte); HTTP/2 counts reset
+    streams too."""
+    timeout_tunnel: int = 0
+    """Tunnels closed by ``tunnel_idle_timeout``."""
 
     @property
     def dropped(self) -> int:
@@ -1182,12 +1226,29 @@ class ShadowOptions:
     drain_timeout: float = 5.0
     """On stop: seconds to let queued jobs finish before they are dropped."""
     client_idle_timeout: float = 75.0
-    """HTTP/2 clients: seconds a connection without a stream in progress stays open (nginx's
-    ``keepalive_timeout``; also until the first stream); then GOAWAY and close."""
+    """Seconds a client connection without a request in progress stays open after its last
+    response (nginx's ``keepalive_timeout``); HTTP/2: also until the first stream, then GOAWAY
+    and close."""
+    client_header_timeout: float = 60.0
+    """HTTP/1.x: seconds for a request head to arrive whole, from its first byte (the first
+    request of a connection: from the accept), nginx's ``client_header_timeout``."""
+    client_body_timeout: float = 60.0
+    """HTTP/1.x: seconds between two reads of a request body (while the proxy wants to read
+    it), nginx's ``client_body_timeout``; then the client and the primary connection close."""
+    send_timeout: float = 60.0
+    """Seconds the client may take no response byte (its socket full, or an HTTP/2 window of
+    zero) before its connection (HTTP/2: the stream) and the primary's are closed, nginx's
+    ``send_timeout``."""
+    tunnel_idle_timeout: float = 3600.0
+    """Seconds an upgraded connection (WebSocket) may pass no byte either way."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sample <= 1.0:
             raise ValueError(f"sample must be between 0 and 1: {self.sample}")
+        for name in ("client_idle_timeout", "client_header_timeout", "client_body_timeout",
+                     "send_timeout", "tunnel_idle_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be above 0: {getattr(self, name)}")
         if self.queue_size < 1 or self.concurrency < 1:
             raise ValueError("queue_size and concurrency must be at least 1")
 
@@ -1242,20 +1303,49 @@ class _Front(asyncio.Protocol):
         self.upstream: asyncio.Transport | None = None
         """The primary connection answering now (its reading is paused while client_blocked)."""
         self.upstream_paused = False
+        self.tunnel: _Tunnel | None = None
+        """After a 101: the tunnel (every callback goes there)."""
+        self._upgraded: tuple[_UConn, bytes] | None = None
+        # client timeouts (rule 7 of the module docstring): one timer, re-armed lazily
+        self.loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._due = 0.0
+        self._read_at = self._head_at = self._idle_at = self._send_at = self.loop.time()
+        self._send_mark = 0
+        self._served = False
+        self._partial = False
+        """Bytes of a request head are buffered (no request in progress)."""
+        self.timed_out = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         self.proxy._fronts.add(self)
+        self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.proxy._fronts.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.tunnel is not None:
+            self.tunnel.client_lost(exc)
+            return
         self.resume_writing()  # nobody reads now: let the primary's answer run out
         self._unanswered()
 
     def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.from_client(data)
+            return
+        now = self.loop.time()
+        if self.task is None and not self.requests and not self._partial:
+            self._head_at = now  # the first byte of a request head
+        self._read_at = now
         self._events(self.h1.receive_data(data))
 
     def eof_received(self) -> bool:
+        if self.tunnel is not None:
+            return self.tunnel.client_eof()
         self._events(self.h1.receive_data(b""))
         return True
 
@@ -1310,17 +1400,103 @@ class _Front(asyncio.Protocol):
         self._update_reading()
         if self.task is None and self.requests and _ready(self.requests[0]):
             self.task = asyncio.ensure_future(self._serve())
+        if self.task is None and not self.requests:
+            self._partial = self.h1.partial_request() is not None
+        self._arm()
+
+    # client timeouts --------------------------------------------------------------------------
+
+    def _deadline(self) -> tuple[str, float] | None:
+        """The timeout that applies now and when it expires (None: none; the primary's idle
+        timeout covers a request waiting for its answer)."""
+        o = self.proxy.options
+        if self.tunnel is not None:
+            return None
+        if self.client_blocked:
+            return "send", self._send_at + o.send_timeout
+        cur = self.cur
+        if cur is not None and not cur.complete and cur.stream is not None:
+            if self.reading_paused:
+                return None  # not read on purpose (back-pressure): not the client's fault
+            return "body", self._read_at + o.client_body_timeout
+        if self.task is not None or self.requests:
+            return None
+        if self._partial or not self._served:
+            return "header", self._head_at + o.client_header_timeout
+        return "idle", self._idle_at + o.client_idle_timeout
+
+    def _arm(self) -> None:
+        """Have the timer fire no later than the deadline that applies now (it re-checks when
+        it fires: a later deadline only re-arms it then, so the hot path rarely touches it)."""
+        d = self._deadline()
+        if d is None or self.transport is None:
+            return
+        when = d[1]
+        if self._timer is not None:
+            if self._due <= when:
+                return
+            self._timer.cancel()
+        self._due = when
+        self._timer = self.loop.call_at(when, self._expired)
+
+    def _expired(self) -> None:
+        self._timer = None
+        t = self.transport
+        d = self._deadline()
+        if d is None or t is None or t.is_closing():
+            return
+        kind, when = d
+        now = self.loop.time()
+        if kind == "send":
+            size = _unsent(t)
+            if size < self._send_mark:  # the client took some bytes: progress
+                self._send_mark = size
+                self._send_at = now
+                when = now + self.proxy.options.send_timeout
+        if now < when:
+            self._arm()
+            return
+        st = self.proxy.stats
+        if kind == "send":
+            st.timeout_send += 1
+        elif kind == "body":
+            st.timeout_body += 1
+        elif kind == "header":
+            st.timeout_header += 1
+        else:
+            st.timeout_idle += 1
+        # nginx closes without an answer (a 408 is only logged); the primary's connection of
+        # the request in progress is closed too (a partial body must not look whole to it)
+        self.timed_out = True
+        up = self.upstream
+        cur = self.cur
+        if cur is not None and cur.stream is not None and cur.stream.conn is not None:
+            cur.stream.detached = True
+            cur.stream.conn.abort()
+        if up is not None and kind in ("send", "body"):
+            up.abort()
+        t.abort()
 
     # response direction: a slow client pauses the primary's connection ---------------------
 
     def pause_writing(self) -> None:
+        if self.tunnel is not None:
+            self.tunnel.client_full(True)
+            return
         self.client_blocked = True
+        if self.transport is not None:
+            self._send_at = self.loop.time()
+            self._send_mark = _unsent(self.transport)
+            self._arm()
         t = self.upstream
         if t is not None and not self.upstream_paused:
             self.upstream_paused = True
             t.pause_reading()
 
     def resume_writing(self) -> None:
+        if self.tunnel is not None:
+            self.tunnel.client_full(False)
+            return
         self.client_blocked = False
         t = self.upstream
         if t is not None and self.upstream_paused:
@@ -1346,7 +1522,7 @@ class _Front(asyncio.Protocol):
         """Read the client only while the adapter wants bytes, the primary takes the body as
         fast as it comes, and a body not streaming yet (a pipelined request) stays small."""
         t = self.transport
-        if t is None:
+        if t is None or self.tunnel is not None:
             return
         cur = self.cur
         want_pause = (self.h1.paused or self.upstream_blocked or (
@@ -1357,7 +1533,9 @@ class _Front(asyncio.Protocol):
             t.pause_reading()
         elif not want_pause and self.reading_paused:
             self.reading_paused = False
+            self._read_at = self.loop.time()  # the body timeout counts from now
             t.resume_reading()
+            self._arm()
 
     @staticmethod
     def _expects_continue(ev: RequestHeaders) -> bool:
@@ -1382,15 +1560,23 @@ class _Front(asyncio.Protocol):
             while self.requests and _ready(self.requests[0]):
                 r = self.requests.popleft()
                 await self._answer(r)
-                if self.h1.must_close or self.transport is None or self.transport.is_closing():
+                if (self.tunnel is not None or self.h1.must_close or self.transport is None
+                        or self.transport.is_closing()):
                     break
                 self._events(self.h1.next_events())
-            if self.h1.must_close and self.transport is not None:
+            if self.h1.must_close and self.transport is not None and self.tunnel is None:
                 self.transport.close()
         finally:
             self.task = None
+        if self.tunnel is not None:
+            return
         if self.requests and _ready(self.requests[0]) and not self.h1.must_close:
             self.task = asyncio.ensure_future(self._serve())
+        elif not self.requests:  # idle: keepalive_timeout, or a head that has begun
+            self._served = True
+            self._idle_at = self._head_at = self.loop.time()
+            self._partial = self.h1.partial_request() is not None
+            self._arm()
 
     async def _answer(self, r: _ClientRequest) -> None:
         proxy = self.proxy
@@ -1401,11 +1587,17 @@ class _Front(asyncio.Protocol):
             self._reject(r)
             return
         out = _out_request(r, with_body=r.stream is None)
-        fetched = await proxy.primary.fetch(out, on_data=self._write, stream=r.stream,
-                                            reader=self._reader)
+        fetched = await proxy.primary.fetch(
+            out, on_data=self._write, stream=r.stream, reader=self._reader,
+            upgrade=self._take_tunnel if r.head.upgrade is not None else None)
         r.answered = fetched
         if r.mirror:  # the response is written: only now does the mirror cost anything
             proxy._submit(r, out if r.stream is None else None, fetched)
+        if self._upgraded is not None:
+            self._start_tunnel(r)
+            return
+        if self.timed_out:  # closed by a client timeout (counted there), not the primary
+            return
         if r.reject is not None and not fetched.relayed:  # the body broke meanwhile
             self._reject(r)
             return
@@ -1434,6 +1626,35 @@ class _Front(asyncio.Protocol):
         self.h1.send(ResponseEnd(stream_id=r.sid))
         self.h1.data_to_send()
 
+    def _take_tunnel(self, conn: _UConn, spill: bytes) -> None:
+        self._upgraded = (conn, spill)
+
+    def _start_tunnel(self, r: _ClientRequest) -> None:
+        """The primary answered 101 (its head, and what came with it, went to the client): the
+        connection is a tunnel from now on (rule 8)."""
+        assert self._upgraded is not None
+        conn, spill = self._upgraded
+        self._upgraded = None
+        t = self.transport
+        if t is None or t.is_closing():
+            conn.abort()
+            self.proxy.primary._all.discard(conn)
+            return
+        self.proxy.stats.tunnels += 1
+        # the adapter learns of the 101 (its bytes are not written) and hands over what the
+        # client sent past the upgrade request; it reads nothing more
+        self.h1.send(ResponseHeaders(stream_id=r.sid, status=101, headers=()))
+        self.h1.data_to_send()
+        early = self.h1.tunnel_bytes()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.tunnel = _Tunnel(self, t, conn)
+        if self.reading_paused:  # held while the upgrade's answer was awaited
+            self.reading_paused = False
+            t.resume_reading()
+        self.tunnel.start(spill, early, self.client_blocked)
+
     def _reject(self, r: _ClientRequest) -> None:
         """Answer a request the adapter refused (nginx's page for its status)."""
         status = r.reject or 0
@@ -1458,6 +1679,157 @@ class _Front(asyncio.Protocol):
             if r.mirror:
                 self.proxy._submit(r, None, Fetched(error="client gone"))
         self.requests.clear()
+
+
+class _Tunnel:
+    """An upgraded connection (a 101): raw bytes both ways between the client and the primary
+    connection that answered (rule 8 of the module docstring).
+
+    Back-pressure: while one side's transport is over its high-water mark, the other side is
+    not read. Half-close: an EOF from one side is passed on (``write_eof``; a side that cannot
+    half-close, TLS, is closed once its bytes are written); both EOFs, a side lost, or
+    ``tunnel_idle_timeout`` without a byte either way close both.
+    """
+
+    def __init__(self, front: _Front, client: asyncio.Transport, conn: _UConn) -> None:
+        self.front = front
+        self.client = client
+        self.conn = conn
+        assert conn.transport is not None
+        self.up: asyncio.Transport = conn.transport
+        self.eof_from_client = False
+        self.eof_from_up = False
+        self.ended = False
+        self.loop = front.loop
+        self.last = self.loop.time()
+        self.timer: asyncio.TimerHandle | None = None
+        conn.tunnel = self
+
+    def start(self, spill: bytes, early: bytes, client_full: bool) -> None:
+        """``spill``: the primary's bytes not relayed yet; ``early``: the client's bytes read
+        past the upgrade request."""
+        if spill:
+            self.client.write(spill)
+        if early:
+            self.up.write(early)
+        if client_full:  # the client has not taken the 101 yet: the primary waits
+            self.client_full(True)
+        if self.conn.closed:  # the primary closed (or was lost) before the hand-over
+            if self.up.is_closing():
+                self.upstream_lost(None)
+                return
+            self.upstream_eof()
+        self.arm()
+
+    # bytes ------------------------------------------------------------------------------------
+
+    def from_client(self, data: bytes) -> None:
+        self.last = self.loop.time()
+        if not self.up.is_closing():
+            self.up.write(data)
+
+    def from_upstream(self, data: bytes) -> None:
+        self.last = self.loop.time()
+        if not self.client.is_closing():
+            self.client.write(data)
+
+    def upstream_full(self, full: bool) -> None:
+        if self.ended or self.client.is_closing():
+            return
+        if full:
+            self.client.pause_reading()
+        else:
+            self.client.resume_reading()
+
+    def client_full(self, full: bool) -> None:
+        if self.ended or self.up.is_closing():
+            return
+        if full:
+            self.up.pause_reading()
+        else:
+            self.up.resume_reading()
+
+    # ends -------------------------------------------------------------------------------------
+
+    def client_eof(self) -> bool:
+        self.eof_from_client = True
+        self._pass_eof(self.up)
+        if self.eof_from_up:
+            self.close()
+        return True
+
+    def upstream_eof(self) -> bool:
+        self.eof_from_up = True
+        self._pass_eof(self.client)
+        if self.eof_from_client:
+            self.close()
+        return True
+
+    @staticmethod
+    def _pass_eof(t: asyncio.Transport) -> None:
+        if t.is_closing():
+            return
+        if t.can_write_eof():
+            t.write_eof()
+        else:
+            t.close()  # TLS cannot half-close: close once written
+
+    def client_lost(self, exc: Exception | None) -> None:
+        self._lost(self.up, exc)
+
+    def upstream_lost(self, exc: Exception | None) -> None:
+        self._lost(self.client, exc)
+
+    def _lost(self, other: asyncio.Transport, exc: Exception | None) -> None:
+        if exc is not None:
+            other.abort()
+        else:
+            other.close()
+        self.close()
+
+    def close(self, abort: bool = False) -> None:
+        """Close both sides (what is buffered is still written, unless ``abort``)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        for t in (self.client, self.up):
+            if abort:
+                t.abort()
+            elif not t.is_closing():
+                t.close()
+        if not self.ended:
+            self.ended = True
+            self.conn.closed = True
+            self.front.proxy.primary._all.discard(self.conn)
+
+    # idle timeout -----------------------------------------------------------------------------
+
+    def arm(self) -> None:
+        self.timer = self.loop.call_at(self.last + self.front.proxy.options.tunnel_idle_timeout,
+                                       self._expired)
+
+    def _expired(self) -> None:
+        self.timer = None
+        if self.ended:
+            return
+        if self.loop.time() < self.last + self.front.proxy.options.tunnel_idle_timeout:
+            self.arm()
+            return
+        self.front.proxy.stats.timeout_tunnel += 1
+        self.close(abort=True)
+
+
+def _unsent(t: asyncio.Transport) -> int:
+    """Bytes written to ``t`` the peer has not taken yet: the transport's buffer plus the
+    kernel's send queue (``SIOCOUTQ``; the kernel takes a few MiB before the transport's
+    buffer moves, so the buffer alone does not show a slow reader's progress)."""
+    size = t.get_write_buffer_size()
+    sock = t.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError, ValueError):
+            size += struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ,
+                                                   b"\0\0\0\0"))[0]
+    return size
 
 
 def _ready(r: _ClientRequest) -> bool:
