@@ -2,7 +2,7 @@
 
 Usage:
     python bench/proxy_h1_instructions.py [--requests 300 1300] [--connections 10] [--nginx]
-                                          [--general] [--fast] [--access-log]
+                                          [--general] [--fast] [--access-log] [--unique]
 
 Throughput on a shared machine moves with whatever else runs; an instruction count does not.
 This runs one Tern worker (bench/proxy_h1.py's configuration: proxy_pass to an upstream group with
@@ -53,17 +53,21 @@ loop.run_until_complete(W._worker(cfg, {prefix!r}, socks, None))
 """
 
 
-def client(port: int, total: int, connections: int) -> None:
-    """``total`` GETs spread over ``connections`` keep-alive connections, one at a time each."""
+def client(port: int, total: int, connections: int, unique: bool = False) -> None:
+    """``total`` GETs spread over ``connections`` keep-alive connections, one at a time each;
+    ``unique``: each with its own query string (no two request heads alike)."""
     per = [total // connections + (1 if i < total % connections else 0)
            for i in range(connections)]
     errors: list[str] = []
 
-    def run(n: int) -> None:
+    def run(n: int, c: int) -> None:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
-                for _ in range(n):
-                    s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+                for i in range(n):
+                    if unique:
+                        s.sendall(b"GET /?c=%d&i=%d HTTP/1.1\r\nHost: bench\r\n\r\n" % (c, i))
+                    else:
+                        s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
                     data = b""
                     while B.BODY.encode() not in data:
                         chunk = s.recv(65536)
@@ -73,7 +77,7 @@ def client(port: int, total: int, connections: int) -> None:
         except OSError as exc:
             errors.append(str(exc))
 
-    threads = [threading.Thread(target=run, args=(n,)) for n in per]
+    threads = [threading.Thread(target=run, args=(n, c)) for c, n in enumerate(per)]
     for t in threads:
         t.start()
     for t in threads:
@@ -83,7 +87,7 @@ def client(port: int, total: int, connections: int) -> None:
 
 
 def count(requests: int, connections: int, backend: int, tmp: Path, *, name: str,
-          access_log: bool = False) -> int:
+          access_log: bool = False, unique: bool = False) -> int:
     nginx = name == "nginx"
     port = B.free_port()
     run = tmp / f"{name}-{requests}"
@@ -110,7 +114,7 @@ def count(requests: int, connections: int, backend: int, tmp: Path, *, name: str
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     try:
         B.wait_port(port, timeout=120)
-        client(port, requests, connections)
+        client(port, requests, connections, unique)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=300)
     finally:
@@ -135,6 +139,9 @@ def main() -> int:
                     help="also count Tern with the lane off (TERN_LANE=off: the fast path)")
     ap.add_argument("--access-log", action="store_true",
                     help="log every request (combined format) instead of access_log off")
+    ap.add_argument("--unique", action="store_true",
+                    help="every request with its own query string (no request head repeats, "
+                         "so the lane reads each one in full)")
     args = ap.parse_args()
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
@@ -150,9 +157,9 @@ def main() -> int:
             + (["tern-fast"] if args.fast else [])
         for name in names + ["tern"]:
             i1 = count(n1, args.connections, backend_port, tmp, name=name,
-                       access_log=args.access_log)
+                       access_log=args.access_log, unique=args.unique)
             i2 = count(n2, args.connections, backend_port, tmp, name=name,
-                       access_log=args.access_log)
+                       access_log=args.access_log, unique=args.unique)
             figures[name] = per = (i2 - i1) / (n2 - n1)
             print(f"{name}: {n1} requests {i1:,} instructions, {n2} requests {i2:,}")
             print(f"{name}: instructions per proxied request (user space, one worker): {per:,.0f}")

@@ -74,8 +74,8 @@ from .engine import (
     HOP_BY_HOP,
     PROXY_DROP,
     ProxyResume,
-    _ProxyEff,
     _proxy_pass_of,
+    _ProxyEff,
     _Run,
 )
 from .interp import RouteResult, escape_uri
@@ -103,6 +103,10 @@ _TRACE_PATH = os.environ.get("TERN_LANE_TRACE")
 _log = logging.getLogger("tern")
 
 ROUTES_MAX = 4096
+ANSWERS_MAX = 512
+"""Upstream response heads remembered per location (``_compile_answer``)."""
+PARSED_MAX = 1024
+"""Request heads remembered per lane (``Lane.parsed``)."""
 _WAIT_BODY_MAX = 65536
 """A body larger than this that is not whole with its head is streamed by the general path."""
 
@@ -119,6 +123,10 @@ _A_TYPE = 3
 _A_CONN = 5
 _A_HAND = 6
 
+Answer = tuple[int, int, bytes, bytes, bytes, bool]
+"""(status, Content-Length, bytes before the Date value, after it with keep-alive, after it
+with close, the upstream closes)."""
+
 _UNSUPPORTED_DIRECTIVES = frozenset({
     "mirror", "auth_request", "sub_filter", "ssi", "add_before_body", "add_after_body",
     "limit_rate", "limit_rate_after", "proxy_limit_rate", "proxy_cache", "proxy_store", "slice",
@@ -129,6 +137,9 @@ HEADER_VARIABLES = frozenset({
     "server_addr", "request_method", "server_protocol",
 })
 """Variables a lane ``proxy_set_header`` value may use (plus ``$http_<name>``)."""
+_CONN_VARIABLES = frozenset({"remote_addr", "remote_port", "proxy_add_x_forwarded_for",
+                             "server_port", "server_addr"})
+"""Variables whose value depends on the connection, not only on the request's bytes."""
 LOG_VARIABLES = frozenset({
     "remote_addr", "remote_user", "time_local", "time_iso8601", "msec", "request", "status",
     "body_bytes_sent", "request_time", "upstream_addr", "upstream_status",
@@ -152,7 +163,7 @@ class LaneLoc:
     __slots__ = ("group", "keepalive", "max_tries", "ops", "drop", "pass_headers", "actions",
                  "hide", "next_statuses", "read_timeout", "buffer_size", "server_line",
                  "add_listed", "add_other", "logs", "mapped", "hostport", "proxy_port",
-                 "server_name")
+                 "server_name", "answers", "conn_vars", "single")
 
     def __init__(self) -> None:
         self.group: PeerGroup
@@ -170,11 +181,18 @@ class LaneLoc:
         self.server_line = b""
         self.add_listed = b""
         self.add_other = b""
-        self.logs: tuple[tuple[str, Any], ...] = ()
+        self.logs: tuple[tuple[str, bytes, Any], ...] = ()
+        """Access logs: (path, head literal, steps) per ``_compile_line``."""
         self.mapped = False
         self.hostport = ""
         self.proxy_port = ""
         self.server_name = ""
+        self.answers: dict[bytes, Answer | str] = {}
+        """Upstream head -> what the lane answers (``_compile_answer``)."""
+        self.conn_vars = False
+        """The upstream head uses a per-connection variable ($remote_addr...)."""
+        self.single: Peer | None = None
+        """The only peer of a one-peer group (no Attempt needed: nginx's single-peer rules)."""
 
 
 class LaneRoute:
@@ -196,7 +214,7 @@ class LaneRoute:
 # variables (bytes in, as the general path's ``state.eval`` gives them encoded latin-1)
 
 
-def _header(r: _Request, low: str) -> bytes | None:
+def _header(r: _Ctx, low: str) -> bytes | None:
     """``$http_<low>`` as ``RequestState.lookup`` has it: first value; Cookie joined with
     ``; ``, X-Forwarded-For with ``, ``."""
     found: bytes | None = None
@@ -213,7 +231,7 @@ def _header(r: _Request, low: str) -> bytes | None:
     return found
 
 
-def _var_fn(name: str) -> Callable[[_Request], bytes | None]:
+def _var_fn(name: str) -> Callable[[_Ctx], bytes | None]:
     if name == "host":
         return lambda r: r.route.host_var
     if name == "http_host":
@@ -223,7 +241,7 @@ def _var_fn(name: str) -> Callable[[_Request], bytes | None]:
     if name == "remote_port":
         return lambda r: str(r.conn.remote[1]).encode() if r.conn.remote[1] else b""
     if name == "proxy_add_x_forwarded_for":
-        def xff(r: _Request) -> bytes:
+        def xff(r: _Ctx) -> bytes:
             remote = r.conn.remote[0].encode("latin-1")
             got = _header(r, "x-forwarded-for")
             return got + b", " + remote if got else remote
@@ -268,13 +286,18 @@ class Lane:
         self.logger = logger
         self.routes: dict[tuple[object, ...], LaneRoute | None] = {}
         self.locs: dict[tuple[int, ...], LaneLoc | str] = {}
+        self.parsed: dict[tuple[object, bytes], _Parsed] = {}
+        """(socket address, request bytes) -> the request as the lane read it; the same bytes
+        on the same socket are read the same way, so they are checked once."""
         self.served = 0
         self.handed: dict[str, int] = {}
         self._trace_fd: int | None = None
         http = engine.config.http
         self.templates: dict[str, Template] = {"combined": accesslog.COMBINED.format}
+        self.escapes: dict[str, str] = {"combined": "default"}
         for f in (http.log_formats if http else ()):
             self.templates[f.name] = f.format
+            self.escapes[f.name] = f.escape
 
     # -- counters and trace ---------------------------------------------------------------
 
@@ -410,6 +433,8 @@ class Lane:
             raise _NotEligible("proxy_pass_header Server/Date")
         lane = LaneLoc()
         lane.group = engine.groups[pp.host]
+        if lane.group.single:
+            lane.single = lane.group.primary.peers[0]
         lane.keepalive = up.keepalive
         lane.max_tries = pconf.next_upstream_tries
         hostport = pp.host
@@ -469,31 +494,26 @@ class Lane:
         lane.logs = self._compile_logs(state)
         return lane
 
-    def _compile_logs(self, state: Any) -> tuple[tuple[str, Any], ...]:
+    def _compile_logs(self, state: Any) -> tuple[tuple[str, bytes, Any], ...]:
         logger = self.logger
         if logger is None:
             raise _NotEligible("no access logger")
         entries = state.effective(lambda s: s.logging.access_logs)
         if entries is None:
             entries = logger.default
-        out: list[tuple[str, Any]] = []
+        out: list[tuple[str, bytes, Any]] = []
         for entry in entries:
             if entry.path is None:
                 break  # access_log off
             if not entry.path.is_static or entry.condition is not None:
                 raise _NotEligible("access_log with variables or if=")
-            fmt = logger.formats.get(entry.format)
-            if fmt is None:
-                continue
+            if entry.format not in logger.formats:
+                continue  # AccessLogger.write skips an unknown format
             tpl = self.templates.get(entry.format)
             if tpl is None:
                 raise _NotEligible(f"log format {entry.format}")
-            for part in tpl.parts:
-                if isinstance(part, Var):
-                    name = part.name.lower()
-                    if name not in LOG_VARIABLES and not name.startswith("http_"):
-                        raise _NotEligible(f"log variable ${name}")
-            out.append((entry.path.raw, fmt))
+            head, steps = _compile_line(tpl, self.escapes.get(entry.format, "default"))
+            out.append((entry.path.raw, head, steps))
         return tuple(out)
 
 
@@ -507,6 +527,8 @@ def _template_fns(tpl: Template, lane: LaneLoc) -> tuple[Any, ...]:
             elif name == "server_name":
                 parts.append(lane.server_name.encode("latin-1", errors="replace"))
             elif name in HEADER_VARIABLES or name.startswith("http_"):
+                if name in _CONN_VARIABLES:
+                    lane.conn_vars = True
                 parts.append(_var_fn(name))
             else:
                 raise _NotEligible(f"proxy_set_header variable ${name}")
@@ -569,6 +591,12 @@ def _early(lane: Lane, why: str, data: bytes) -> bool:
 def serve(lane: Lane, conn: HttpConnection, data: bytes) -> bool:
     """Serve ``data`` (one whole request head) on the lane; False: not taken, nothing done
     (the caller gives the bytes to the general adapter)."""
+    if conn.served + 1 >= conn.settings.keepalive_requests or conn.engine_ref.draining:
+        return _early(lane, "early last-request", data)
+    key = (conn.local, data)
+    hit = lane.parsed.get(key)
+    if hit is not None:
+        return _Request(lane, conn, hit).start()
     n = len(data)
     if n > conn.settings.limits.client_header_buffer_size or data[-4:] != b"\r\n\r\n" \
             or data.find(b"\r\n\r\n") != n - 4 or data.find(b"\t") >= 0 or data[0] in b"\r\n":
@@ -623,8 +651,6 @@ def serve(lane: Lane, conn: HttpConnection, data: bytes) -> bool:
         host = value
     if host is None:
         return _early(lane, "early host", data)
-    if conn.served + 1 >= conn.settings.keepalive_requests or conn.engine_ref.draining:
-        return _early(lane, "early last-request", data)
     q = target.find(b"?")
     path = target if q < 0 else target[:q]
     route = lane.routes.get((conn.local, host, path), False)
@@ -632,40 +658,70 @@ def serve(lane: Lane, conn: HttpConnection, data: bytes) -> bool:
         route = lane.route_for(conn, host, target, path, headers)
     if route is None:
         return _early(lane, "early not-eligible", data)
-    return _Request(lane, conn, route, target, q, host, headers, close).start()
+    parsed = _Parsed(route, target, q, host, headers, close)
+    if not route.loc.conn_vars:
+        parsed.head = _head_bytes(parsed, conn)
+    parsed_all = lane.parsed
+    if len(parsed_all) >= PARSED_MAX:
+        parsed_all.clear()
+    parsed_all[key] = parsed
+    return _Request(lane, conn, parsed).start()
 
 
-class _Request:
-    """One request on the lane, from its head to its log line."""
+class _Parsed:
+    """A request head as the lane read it (``Lane.parsed``)."""
 
-    __slots__ = ("lane", "conn", "route", "target", "args", "host", "headers", "close",
-                 "start_time", "sid", "attempt", "peer", "t0", "up", "buf")
+    __slots__ = ("route", "target", "args", "host", "headers", "close", "head", "logs")
 
-    def __init__(self, lane: Lane, conn: HttpConnection, route: LaneRoute, target: bytes,
-                 q: int, host: bytes, headers: list[tuple[bytes, bytes]], close: bool) -> None:
-        self.close = close
-        """The client said ``Connection: close``: the answer says so and the connection ends."""
-        self.lane = lane
-        self.conn = conn
+    def __init__(self, route: LaneRoute, target: bytes, q: int, host: bytes,
+                 headers: list[tuple[bytes, bytes]], close: bool) -> None:
         self.route = route
         self.target = target
         self.args = target[q + 1:] if q >= 0 else b""
         self.host = host
         self.headers = headers
+        self.close = close
+        """The client said ``Connection: close``: the answer says so and the connection ends."""
+        self.head: bytes | None = None
+        """The upstream request head, when it does not depend on the connection."""
+        self.logs: tuple[tuple[str, tuple[Any, ...]], ...] | None = None
+        """Its access-log lines with the request's own values in (``_log_plans``)."""
+
+
+class _Request:
+    """One request on the lane, from its head to its log line."""
+
+    __slots__ = ("lane", "conn", "route", "p", "target", "start_time", "sid", "attempt",
+                 "peer", "t0", "up", "buf", "close")
+
+    def __init__(self, lane: Lane, conn: HttpConnection, p: _Parsed) -> None:
+        self.lane = lane
+        self.conn = conn
+        self.p = p
+        self.route = p.route
+        self.target = p.target
+        self.close = p.close
         self.buf = b""
         self.up: UpstreamConnection | None = None
 
     def start(self) -> bool:
         lane, conn, loc = self.lane, self.conn, self.route.loc
         self.start_time = time.time()
-        attempt = loc.group.begin(client_addr=conn.remote[0], max_tries=loc.max_tries)
         now = time.monotonic()
-        peer = attempt.next(now)
-        if peer is None:
-            # "no live upstreams": the general path answers it (nothing changed in the group)
-            lane.count("early no-live-peer", self.target)
-            return False
-        self.attempt = attempt
+        peer = loc.single
+        if peer is not None:
+            # Attempt.next for a one-peer group, without the Attempt (made if handed over)
+            if peer.down or (peer.max_conns and peer.conns >= peer.max_conns):
+                return _early(lane, "early no-live-peer", b"x " + self.target)
+            peer.conns += 1
+            self.attempt: Attempt | None = None
+        else:
+            attempt = loc.group.begin(client_addr=conn.remote[0], max_tries=loc.max_tries)
+            peer = attempt.next(now)
+            if peer is None:
+                # "no live upstreams": the general path answers it (nothing changed)
+                return _early(lane, "early no-live-peer", b"x " + self.target)
+            self.attempt = attempt
         self.peer = peer
         self.t0 = now
         conn.lane_begin(self)
@@ -675,7 +731,10 @@ class _Request:
             self._hand_over("late no-idle-connection", None, None, 0.0)
             return True
         self.up = up
-        if not up.lane_send(self._head_bytes(), self.on_upstream):
+        head = self.p.head
+        if head is None:
+            head = _head_bytes(self.p, conn)
+        if not up.lane_send(head, self.on_upstream):
             self._hand_over("late send-failed", up,
                             UpstreamError("send", "connection closed"), 0.0)
             return True
@@ -684,31 +743,6 @@ class _Request:
             return True
         conn.fast_timer(loc.read_timeout, self.on_timeout)
         return True
-
-    def _head_bytes(self) -> bytes:
-        route = self.route
-        loc = route.loc
-        if route.prefix is None:
-            parts = [b"GET ", self.target, b" HTTP/1.1\r\n"]
-        elif self.args:
-            parts = [b"GET ", route.prefix, b"?", self.args, b" HTTP/1.1\r\n"]
-        else:
-            parts = [b"GET ", route.prefix, b" HTTP/1.1\r\n"]
-        for line, fns in loc.ops:
-            if fns is None:
-                parts.append(line)
-                continue
-            value = b"".join([p if p.__class__ is bytes else (p(self) or b"") for p in fns])
-            if value:
-                parts += (line, value, b"\r\n")
-        if loc.pass_headers:
-            drop = loc.drop
-            lower = _LOWER
-            for name, value in self.headers:
-                if lower[name] not in drop:
-                    parts += (name, b": ", value, b"\r\n")
-        parts.append(b"\r\n")
-        return b"".join(parts)
 
     # -- the upstream answer ----------------------------------------------------------------
 
@@ -723,107 +757,54 @@ class _Request:
             return
         buf = self.buf = self.buf + data if self.buf else data
         loc = self.route.loc
-        got = read_head(buf)
-        if got is None:
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
             if len(buf) >= loc.buffer_size:
                 self._late("late head-too-big")
             return
-        if got is False:
-            self._late("late not-plain-head")
+        head_end = end + 4
+        head = buf[:head_end]
+        answer = loc.answers.get(head)
+        if answer is None:
+            answer = _compile_answer(loc, head)
+        if answer.__class__ is str:
+            self._late(answer)  # type: ignore[arg-type]
             return
-        status, reason, uheaders, head_end = got  # type: ignore[misc]
-        if head_end >= loc.buffer_size or status < 200 or status == 204 or status == 304 \
-                or status in loc.next_statuses:
-            self._late(f"late status-or-size {status}")
-            return
-        actions = loc.actions
-        fixed: list[tuple[int, bytes, bytes]] | None = None
-        rest: list[bytes] = []
-        length = -1
-        up_close = False
-        for item in uheaders:
-            name, value = item
-            act = actions.get(name)
-            if act is None:
-                act = _action(loc, name)
-            if act == _A_PASS:
-                rest += (name, b": ", value, b"\r\n")
-            elif act == _A_DROP:
-                continue
-            elif act == _A_LENGTH:
-                if length >= 0 or not value.isdigit():
-                    self._late("late content-length")
-                    return
-                length = int(value)
-                if fixed is None:
-                    fixed = []
-                fixed.append((3, name, value))
-            elif act == _A_TYPE:
-                if not value.strip():
-                    self._late("late empty-content-type")
-                    return
-                if fixed is None:
-                    fixed = []
-                fixed.append((2, name, value))
-            elif act == _A_CONN:
-                low = value.lower()
-                if low == b"close":
-                    up_close = True
-                elif low != b"keep-alive":
-                    self._late("late upstream-connection")
-                    return
-            else:
-                self._late(f"late header {name.decode('latin-1')}")
-                return
-        if length < 0:
-            self._late("late no-content-length")
-            return
+        status, length, before_date, keep, close, up_close = answer  # type: ignore[misc]
         have = len(buf) - head_end
-        if have < length:
-            if length > _WAIT_BODY_MAX:
+        if have != length:
+            if have > length:
+                self._late("late extra-bytes")
+            elif length > _WAIT_BODY_MAX:
                 self._late("late body-not-whole")  # the general path streams it
             return  # a small rest of the body is on its way
-        if have > length:
-            self._late("late extra-bytes")
-            return
         conn = self.conn
         conn.fast_timer_cancel()
         up = self.up
         assert up is not None
-        body = buf[head_end:]
-        # the client's response (H1Server._send_head's order)
-        if reason:
-            parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-        else:
-            parts = [b"HTTP/1.1 %03d\r\n" % status]
-        parts += (loc.server_line, b"Date: ", responses.http_date(self.start_time), b"\r\n")
-        if fixed is not None:
-            if len(fixed) > 1:
-                fixed.sort(key=_rank_key)
-            for _, name, value in fixed:
-                parts += (name, b": ", value, b"\r\n")
-        parts.append(b"Connection: close\r\n" if self.close else b"Connection: keep-alive\r\n")
-        parts += rest
-        parts.append(loc.add_listed if status in ADD_HEADER_STATUSES else loc.add_other)
-        parts.append(b"\r\n")
-        parts.append(body)
         lane = self.lane
-        engine = lane.engine
         up_time = time.monotonic() - self.t0
         if up_close:
             up.lane_end()
             up.abort()
         else:
-            engine.pool.lane_release(up, loc.keepalive)
+            lane.engine.pool.lane_release(up, loc.keepalive)
         conn.adapter.lane_end(self.sid)
         lane.served += 1
         if _TRACE_PATH:
             lane.trace(f"served {self.target.decode('latin-1')}")
-        conn.lane_write(b"".join(parts))
-        self.attempt.success(time.monotonic())
+        # the client's response (the order of H1Server._send_head), head and body in one write
+        conn.lane_write(b"".join((before_date, responses.http_date(time.time()),
+                                  close if self.close else keep, buf[head_end:])))
+        peer = self.peer
+        attempt = self.attempt
+        if attempt is None:
+            peer.conns -= 1  # PeerGroup.success of a single-peer group
+        else:
+            attempt.success(time.monotonic())
         if loc.logs:
             try:
-                self._log(status, len(body), up_time)
+                self._log(status, length, up_time)
             except Exception:
                 _log.exception("lane: access log failed")
         conn.lane_done()
@@ -841,9 +822,17 @@ class _Request:
         if up is not None:
             up.lane_fallback(self.buf)
         engine = lane.engine
+        p = self.p
         head = RequestHeaders(stream_id=self.sid, method=b"GET", target=self.target,
-                              http_version="1.1", raw_headers=tuple(self.headers),
-                              host=self.host, end_stream=True, keep_alive=not self.close)
+                              http_version="1.1", raw_headers=tuple(p.headers),
+                              host=p.host, end_stream=True, keep_alive=not self.close)
+        attempt = self.attempt
+        if attempt is None:  # the one-peer shortcut: the Attempt ``next`` would have left
+            attempt = self.route.loc.group.begin(client_addr=conn.remote[0],
+                                                 max_tries=self.route.loc.max_tries)
+            attempt.current = self.peer
+            attempt.tried.append(self.peer)
+            self.attempt = attempt
         ex = conn.lane_exchange(head)
         run = _Run(self.start_time)
         try:
@@ -858,89 +847,229 @@ class _Request:
             plan = engine._proxy_plan(ex, state, pp, pconf, group, hostport, "GET",
                                       pconf.http_version, body, None, None, False)
         except Exception as exc:  # the general path's handler answers (500) and logs
-            self.attempt.success(time.monotonic())
+            attempt.success(time.monotonic())
             if up is not None:
                 up.abort()
             conn.resume_general(ex, ProxyResume(None, run, None, raised=exc))
             return
-        plan.attempt = self.attempt
+        plan.attempt = attempt
         conn.resume_general(ex, ProxyResume(result, run, plan, self.peer, self.t0, up, error,
                                             read_timeout))
 
     # -- log phase ----------------------------------------------------------------------------
 
     def _log(self, status: int, body_bytes: int, up_time: float) -> None:
-        lane = self.lane
-        logger = lane.logger
+        logger = self.lane.logger
         assert logger is not None
-        end = time.time()
-        r = self
-
-        def get(name: str) -> str | bytes | None:
-            if name == "remote_addr":
-                return r.conn.remote[0]
-            if name == "time_local":
-                return accesslog.time_local(r.start_time)
-            if name == "request":
-                return b"GET " + r.target + b" HTTP/1.1"
-            if name == "status":
-                return accesslog.log_status(status)
-            if name == "body_bytes_sent":
-                return str(body_bytes)
-            if name.startswith("http_"):
-                want = name[5:].replace("_", "-")
-                for k, v in r.headers:
-                    if _LOWER[k] == want:
-                        return v
-                return None
-            if name == "remote_user":
-                return None
-            if name == "request_time":
-                return accesslog.request_time(r.start_time, end)
-            if name == "msec":
-                return accesslog.msec(end)
-            if name == "time_iso8601":
-                return accesslog.time_iso8601(r.start_time)
-            if name == "upstream_addr":
-                return r.peer.address
-            if name == "upstream_status":
-                return str(status)
-            if name == "upstream_response_time":
-                return f"{up_time:.3f}"
-            if name == "request_uri":
-                return r.target
-            if name == "uri":
-                return r.route.uri
-            if name == "args":
-                if not r.args and b"?" not in r.target:
-                    return None
-                return r.args
-            if name == "is_args":
-                return "?" if r.args else ""
-            if name == "host":
-                return r.route.host_var
-            if name == "request_method":
-                return "GET"
-            if name == "scheme":
-                return "http"
-            if name == "server_protocol":
-                return "HTTP/1.1"
-            if name == "server_name":
-                return r.route.loc.server_name
-            if name == "server_port":
-                return str(r.conn.local[1])
-            if name == "proxy_host":
-                return r.route.loc.hostport
-            return None
-
-        for path, fmt in self.route.loc.logs:
+        v = _LogValues(self, status, body_bytes, up_time, time.time())
+        p = self.p
+        plans = p.logs
+        if plans is None:
+            plans = p.logs = _log_plans(self, v)
+        for path, plan in plans:
+            out = [piece if piece.__class__ is bytes else _dynamic(piece, v) for piece in plan]
             fd = logger._fd(path)
             if fd is None:
                 continue
             try:
-                os.write(fd, fmt(get))
+                os.write(fd, b"".join(out))
             except OSError:
                 logger.dropped += 1
+
+
+def _dynamic(step: tuple[Any, ...], v: _LogValues) -> bytes:
+    value = step[0](v)
+    return step[2] if value is None else step[1](value)
+
+
+def _log_plans(r: _Request, v: _LogValues) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    """The request's log lines with what depends only on its bytes filled in (escaped) and
+    merged with the literals; the rest (time, status, sizes, peer...) stays a step."""
+    plans = []
+    for path, head, steps in r.route.loc.logs:
+        plan: list[Any] = [head]
+        for get, esc, missing, lit, static in steps:
+            if static:
+                value = get(v)
+                text = missing if value is None else esc(value)
+                if plan[-1].__class__ is bytes:
+                    plan[-1] += text + lit
+                else:
+                    plan.append(text + lit)
+                continue
+            plan.append((get, esc, missing))
+            plan.append(lit)
+        plans.append((path, tuple(p for p in plan if p != b"")))
+    return tuple(plans)
+
+
+class _LogValues:
+    """One request's values for the log phase (``Engine.log_values``)."""
+
+    __slots__ = ("r", "status", "length", "up_time", "end")
+
+    def __init__(self, r: _Request, status: int, length: int, up_time: float,
+                 end: float) -> None:
+        self.r = r
+        self.status = status
+        self.length = length
+        self.up_time = up_time
+        self.end = end
+
+
+def _log_get(name: str) -> Callable[[_LogValues], bytes | None]:
+    """The value of a log variable as ``Engine.log_values``' getter gives it, as bytes (str
+    values encoded as ``accesslog`` encodes them)."""
+    if name == "remote_addr":
+        return lambda v: v.r.conn.remote[0].encode()
+    if name == "remote_user":
+        return lambda v: None
+    if name == "time_local":
+        return lambda v: _time_local(v.r.start_time)
+    if name == "time_iso8601":
+        return lambda v: accesslog.time_iso8601(v.r.start_time).encode()
+    if name == "msec":
+        return lambda v: accesslog.msec(v.end).encode()
+    if name == "request":
+        return lambda v: b"GET " + v.r.target + b" HTTP/1.1"
+    if name == "status":
+        return lambda v: b"%03d" % v.status
+    if name == "body_bytes_sent":
+        return lambda v: b"%d" % v.length
+    if name == "request_time":
+        return lambda v: accesslog.request_time(v.r.start_time, v.end).encode()
+    if name == "upstream_addr":
+        return lambda v: v.r.peer.address.encode()
+    if name == "upstream_status":
+        return lambda v: b"%d" % v.status
+    if name == "upstream_response_time":
+        return lambda v: b"%.3f" % v.up_time
+    if name == "request_uri":
+        return lambda v: v.r.target
+    if name == "uri":
+        return lambda v: v.r.route.uri.encode("utf-8", "surrogateescape")
+    if name == "args":
+        return lambda v: None if not v.r.p.args and b"?" not in v.r.target else v.r.p.args
+    if name == "is_args":
+        return lambda v: b"?" if v.r.p.args else b""
+    if name == "host":
+        return lambda v: v.r.route.host_var
+    if name == "request_method":
+        return lambda v: b"GET"
+    if name == "scheme":
+        return lambda v: b"http"
+    if name == "server_protocol":
+        return lambda v: b"HTTP/1.1"
+    if name == "server_name":
+        return lambda v: v.r.route.loc.server_name.encode("utf-8", "surrogateescape")
+    if name == "server_port":
+        return lambda v: str(v.r.conn.local[1]).encode()
+    if name == "proxy_host":
+        return lambda v: v.r.route.loc.hostport.encode("utf-8", "surrogateescape")
+    if name.startswith("http_"):
+        want = name[5:].replace("_", "-")
+
+        def header(v: _LogValues) -> bytes | None:
+            for k, value in v.r.p.headers:
+                if _LOWER[k] == want:
+                    return value
+            return None
+        return header
+    raise _NotEligible(f"log variable ${name}")
+
+
+def _compile_line(tpl: Template, escape: str) -> tuple[bytes, tuple[Any, ...]]:
+    """A log format as ``accesslog.compile_template`` compiles it: the head literal, then per
+    variable (getter, escaper, what "not found" writes, the literal after it)."""
+    if escape == "default":
+        esc, missing = accesslog.escape_default, b"-"
+    elif escape == "json":
+        esc, missing = accesslog.escape_json, b""
+    elif escape == "none":
+        esc, missing = _same, b""
+    else:
+        raise _NotEligible(f"log escape={escape}")
+    head = b""
+    steps: list[list[Any]] = []
+    for part in tpl.parts:
+        if isinstance(part, Var):
+            raw = part.name in accesslog.LOG_VARIABLES
+            name = part.name.lower()
+            steps.append([_log_get(name), _same if raw else esc, missing, b"",
+                          name not in _LOG_DYNAMIC])
+        else:
+            text = part.text.encode("utf-8", "surrogateescape")
+            if steps:
+                steps[-1][3] += text
+            else:
+                head += text
+    if steps:
+        steps[-1][3] += b"\n"
+    else:
+        head += b"\n"
+    return head, tuple(tuple(st) for st in steps)
+
+
+_LOG_DYNAMIC = frozenset({"remote_addr", "time_local", "time_iso8601", "msec", "status",
+                          "body_bytes_sent", "request_time", "upstream_addr", "upstream_status",
+                          "upstream_response_time", "server_port"})
+"""Log variables whose value is not a function of the request's bytes and route alone."""
+_TIME_LOCAL: list[Any] = [None, b""]
+
+
+def _time_local(ts: float) -> bytes:
+    """``$time_local`` as bytes, formatted once per second."""
+    sec = int(ts // 1)
+    if _TIME_LOCAL[0] != sec:
+        _TIME_LOCAL[0] = sec
+        _TIME_LOCAL[1] = accesslog.time_local(ts).encode()
+    return _TIME_LOCAL[1]  # type: ignore[no-any-return]
+
+
+def _same(value: bytes) -> bytes:
+    return value
+
+
+def _head_bytes(p: _Parsed, conn: HttpConnection) -> bytes:
+    """The upstream request head (``Engine._proxy_plan`` with ``_upstream_headers``)."""
+    route = p.route
+    loc = route.loc
+    if route.prefix is None:
+        parts = [b"GET ", p.target, b" HTTP/1.1\r\n"]
+    elif p.args:
+        parts = [b"GET ", route.prefix, b"?", p.args, b" HTTP/1.1\r\n"]
+    else:
+        parts = [b"GET ", route.prefix, b" HTTP/1.1\r\n"]
+    ctx = _Ctx(p, conn)
+    for line, fns in loc.ops:
+        if fns is None:
+            parts.append(line)
+            continue
+        value = b"".join([f if f.__class__ is bytes else (f(ctx) or b"") for f in fns])
+        if value:
+            parts += (line, value, b"\r\n")
+    if loc.pass_headers:
+        drop = loc.drop
+        lower = _LOWER
+        for name, value in p.headers:
+            if lower[name] not in drop:
+                parts += (name, b": ", value, b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+class _Ctx:
+    """What a variable of a lane header template reads."""
+
+    __slots__ = ("route", "conn", "headers", "host", "target", "args")
+
+    def __init__(self, p: _Parsed, conn: HttpConnection) -> None:
+        self.route = p.route
+        self.conn = conn
+        self.headers = p.headers
+        self.host = p.host
+        self.target = p.target
+        self.args = p.args
 
 
 def _rank_key(item: tuple[int, bytes, bytes]) -> int:
@@ -951,22 +1080,79 @@ def _action(loc: LaneLoc, name: bytes) -> int:
     """What the lane does with an upstream header (Engine._relay_head's rules)."""
     low = name.lower()
     if low == b"connection":
-        act = _A_CONN
-    elif low in (b"transfer-encoding", b"location", b"refresh", b"x-accel-redirect"):
-        act = _A_HAND
-    elif low in HOP_BY_HOP or low in loc.hide:
-        act = _A_DROP
-    elif low == b"content-length":
-        act = _A_LENGTH
-    elif low == b"content-type":
-        act = _A_TYPE
-    elif low in (b"server", b"date") or low in DEFAULT_HIDE:
-        act = _A_HAND
+        return _A_CONN
+    if low in (b"transfer-encoding", b"location", b"refresh", b"x-accel-redirect"):
+        return _A_HAND
+    if low in HOP_BY_HOP or low in loc.hide:
+        return _A_DROP
+    if low == b"content-length":
+        return _A_LENGTH
+    if low == b"content-type":
+        return _A_TYPE
+    if low in (b"server", b"date") or low in DEFAULT_HIDE:
+        return _A_HAND
+    return _A_PASS
+
+
+def _compile_answer(loc: LaneLoc, head: bytes) -> Answer | str:
+    """What the lane sends for an upstream response head (``Engine._relay_head`` then
+    ``H1Server._send_head``), or why it hands the answer over; remembered per location, as
+    the same head gives the same answer (the Date line is added per response)."""
+    answer = _answer(loc, head)
+    answers = loc.answers
+    if len(answers) >= ANSWERS_MAX:
+        answers.clear()
+    answers[head] = answer
+    return answer
+
+
+def _answer(loc: LaneLoc, head: bytes) -> Answer | str:
+    if len(head) >= loc.buffer_size:
+        return "late head-too-big"
+    got = read_head(head)
+    if not got:
+        return "late not-plain-head"
+    status, reason, uheaders, _ = got  # type: ignore[misc]
+    if status < 200 or status == 204 or status == 304 or status in loc.next_statuses:
+        return f"late status-or-size {status}"
+    fixed: list[tuple[int, bytes, bytes]] = []
+    rest: list[bytes] = []
+    length = -1
+    up_close = False
+    for name, value in uheaders:
+        act = _action(loc, name)
+        if act == _A_PASS:
+            rest += (name, b": ", value, b"\r\n")
+        elif act == _A_LENGTH:
+            if length >= 0 or not value.isdigit():
+                return "late content-length"
+            length = int(value)
+            fixed.append((3, name, value))
+        elif act == _A_TYPE:
+            if not value.strip():
+                return "late empty-content-type"
+            fixed.append((2, name, value))
+        elif act == _A_CONN:
+            low = value.lower()
+            if low == b"close":
+                up_close = True
+            elif low != b"keep-alive":
+                return "late upstream-connection"
+        elif act == _A_HAND:
+            return f"late header {name.decode('latin-1')}"
+    if length < 0:
+        return "late no-content-length"
+    if reason:
+        first = b"HTTP/1.1 %d %s\r\n" % (status, reason)
     else:
-        act = _A_PASS
-    if len(loc.actions) < 1024:
-        loc.actions[name] = act
-    return act
+        first = b"HTTP/1.1 %03d\r\n" % status
+    fixed.sort(key=_rank_key)
+    mid = b"".join(name + b": " + value + b"\r\n" for _, name, value in fixed)
+    tail = b"".join(rest) + (loc.add_listed if status in ADD_HEADER_STATUSES
+                             else loc.add_other) + b"\r\n"
+    return (status, length, first + loc.server_line + b"Date: ",
+            b"\r\n" + mid + b"Connection: keep-alive\r\n" + tail,
+            b"\r\n" + mid + b"Connection: close\r\n" + tail, up_close)
 
 
 def attach(engine: Engine, logger: AccessLogger | None) -> Lane | None:

@@ -121,9 +121,10 @@ class TestLane:
         try:
             pair.behave(
                 UP,
-                Behaviour(prefix="/hdrs/", headers=(("X-Hidden", "h"), ("X-Kept", "k"),
-                                                    ("Last-Modified", "Mon, 02 Nov 2026 10:00:00 GMT"),
-                                                    ("Cache-Control", "no-cache"))),
+                Behaviour(prefix="/hdrs/", headers=(
+                    ("X-Hidden", "h"), ("X-Kept", "k"),
+                    ("Last-Modified", "Mon, 02 Nov 2026 10:00:00 GMT"),
+                    ("Cache-Control", "no-cache"))),
                 Behaviour(prefix="/plain/s404", status=404, body=b"nope\n"),
                 Behaviour(prefix="/plain/s204", status=204, body=b""),
                 Behaviour(prefix="/plain/s304", status=304, body=b""),
@@ -343,3 +344,91 @@ class TestLane:
         assert first.status == second.status == 200
         assert self.trace_after(pair, mark, "/plain/n1") == ["late no-idle-connection"]
         assert self.trace_after(pair, mark, "/plain/n2") == ["served"]
+
+
+# --------------------------------------------------------------------------------------------
+# reload: the lane is compiled per engine, so a SIGHUP's new configuration is what it serves
+
+RELOAD_CONF = """pid tern.pid;
+events {}
+http {
+    access_log off;
+    upstream app { server 127.0.0.1:UP; keepalive 4; }
+    server {
+        listen 127.0.0.1:PORT;
+        location / {
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            add_header X-Gen GEN;
+            proxy_pass http://app;
+        }
+    }
+}
+"""
+
+
+def test_reload_recompiles_lane(tmp_path: Path) -> None:
+    import signal
+    import socket
+    import subprocess
+
+    from shadow.echo import EchoServer
+
+    echo = EchoServer("lane-reload").start()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = tmp_path / "nginx.conf"
+
+    def write(gen: str) -> None:
+        conf.write_text(RELOAD_CONF.replace("UP", str(echo.port)).replace("PORT", str(port))
+                        .replace("GEN", gen))
+
+    def gen_of(sock: socket.socket) -> bytes:
+        sock.sendall(b"GET /r HTTP/1.1\r\nHost: t\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int(re.search(rb"Content-Length: (\d+)", head).group(1))  # type: ignore[union-attr]
+        while len(body) < length:
+            body += sock.recv(65536)
+        return re.search(rb"X-Gen: (\w+)", head).group(1)  # type: ignore[union-attr]
+
+    trace = tmp_path / "trace.txt"
+    write("one")
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo), "TERN_LANE_TRACE": str(trace)}
+    proc = subprocess.Popen([sys.executable, "-m", "migrate.cli", "serve", str(conf), "-p",
+                             str(tmp_path), "--workers", "1"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "tern did not start"
+                time.sleep(0.05)
+        with sock:
+            assert [gen_of(sock) for _ in range(3)] == [b"one"] * 3
+        write("two")
+        proc.send_signal(signal.SIGHUP)
+        got = b""
+        deadline = time.monotonic() + 15
+        while got != b"two" and time.monotonic() < deadline:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                got = gen_of(sock)
+            time.sleep(0.05)
+        assert got == b"two"
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            assert [gen_of(sock) for _ in range(3)] == [b"two"] * 3
+        lines = trace.read_text().splitlines()
+        served = [ln.split()[0] for ln in lines if " served /r" in ln]
+        # both generations of workers served requests on the lane
+        assert len(set(served)) == 2, lines
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        echo.stop()
