@@ -1133,7 +1133,15 @@ class Interpreter:
                     return "break"
                 changed = changed or path != old or True
             elif isinstance(st, Return):
-                text = ctx.eval(st.text) if st.text is not None else None
+                text = None
+                if st.text is not None:
+                    # ngx_http_send_response sets the status before it evaluates the text, and
+                    # $status prefers an error_page's err_status
+                    ctx.vars["status"] = str(ctx.result.override_status or st.code)
+                    try:
+                        text = ctx.eval(st.text)
+                    finally:
+                        del ctx.vars["status"]
                 if self.explain:
                     ctx.result.steps.append(Step("return", f"return {st.code}"
                                                  + (f" {text}" if text is not None else ""),
