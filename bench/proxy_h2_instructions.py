@@ -14,7 +14,9 @@ N1)`` is the user-space instructions per request (Python, uvloop, OpenSSL; the k
 counted).  Compare this figure before and after a change (method: bench/proxy_h1_instructions.py).
 
 ``--general`` also counts Tern with its fast path off (``TERN_FASTPATH=off``), ``--nginx`` one
-nginx worker process on the same configuration.
+nginx worker process on the same configuration.  ``--gc-freeze`` is an experiment for the
+worker: it calls ``gc.freeze()`` once the configuration is loaded, so the cyclic GC's full
+collections stop walking the objects that live as long as the worker.
 
 Bounded: a fixed number of requests on loopback; each run is killed after 300 s.
 """
@@ -65,7 +67,12 @@ def count(requests: int, args: argparse.Namespace, backend: int, tmp: Path, cert
                "daemon off; master_process off;"]
     else:
         script = run / "worker.py"
-        script.write_text(WORKER.format(repo=str(REPO), conf=str(conf), prefix=str(run)))
+        worker = WORKER.format(repo=str(REPO), conf=str(conf), prefix=str(run))
+        if args.gc_freeze:
+            worker = worker.replace("loop = W._new_loop()",
+                                    "import gc\ngc.freeze()\nloop = W._new_loop()")
+            assert "gc.freeze()" in worker
+        script.write_text(worker)
         cmd = [sys.executable, str(script)]
     env = dict(os.environ)
     if general:
@@ -97,6 +104,8 @@ def main() -> int:
                     help="also count nginx (one worker process, same configuration)")
     ap.add_argument("--general", action="store_true",
                     help="also count Tern with its fast path off (TERN_FASTPATH=off)")
+    ap.add_argument("--gc-freeze", action="store_true",
+                    help="the Tern worker calls gc.freeze() after loading (an experiment)")
     args = ap.parse_args()
     for tool in ("valgrind", "h2load", "openssl"):
         if shutil.which(tool) is None:
