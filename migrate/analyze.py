@@ -829,6 +829,31 @@ def _http_flag(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> Non
 
 @_handles("resolver")
 def _resolver(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> None:
+    servers = 0
+    for a in st.args:
+        if a.startswith("valid="):
+            try:
+                parse_time(a[6:])
+            except ValueError:
+                raise BadValue(f'invalid parameter "{a}"') from None
+        elif a.startswith("ipv6="):
+            if a[5:] not in ("on", "off"):
+                raise BadValue(f'invalid parameter "{a}"')
+        elif a.startswith("status_zone="):
+            continue
+        else:
+            host, port = a, ""
+            if a.startswith("["):
+                host, _, rest = a[1:].partition("]")
+                port = rest[1:] if rest.startswith(":") else rest
+            elif a.count(":") == 1:
+                host, _, port = a.partition(":")
+            if not host or (port and not (port.isdigit() and 0 < int(port) < 65536)):
+                raise BadValue(f'invalid port in resolver "{a}"' if host else
+                               f'invalid parameter "{a}"')
+            servers += 1
+    if not servers:
+        raise BadValue("no name servers defined")
     _set_once(acc.top, "resolver", tuple(st.args), st)
 
 

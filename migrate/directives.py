@@ -109,8 +109,8 @@ _LIMIT = "counters are per worker process, not shared across workers"
 _STREAMING = "Tern always streams; buffering only affects timing, not content"
 _OBS_H2 = "obsolete in nginx 1.19.7+ (nginx ignores it too); responses are unchanged"
 _OBS_PUSH = "HTTP/2 server push was removed in nginx 1.25.1 (nginx ignores it too)"
-_RESOLVER = ("no run-time DNS yet: proxy_pass with variables works with IP literals and upstream "
-             "names; other host names answer 502")
+_RESOLVER = ("re-resolving upstream server names at run time (server ... resolve) is not "
+             "implemented: the names are resolved once at start-up")
 _QUIC = "QUIC transport tuning is left to aioquic; limits and timings may differ from nginx"
 _SSLDEF = "left to Python's ssl defaults"
 _STAPLE = "OCSP stapling is not done; only the TLS handshake differs, responses are unchanged"
@@ -296,8 +296,10 @@ _d("open_file_cache_valid", HC, "H S L", 1, 1, IGN, _FCACHE)
 _d("open_file_cache_min_uses", HC, "H S L", 1, 1, IGN, _FCACHE)
 _f("open_file_cache_errors", HC, "H S L", IGN, _FCACHE)
 _f("open_file_cache_events", HC, "H S L", IGN, _FCACHE)
-_d("resolver", HC, "H S L", 1, N, PART, _RESOLVER)
-_d("resolver_timeout", HC, "H S L", 1, 1, PART, _RESOLVER)
+_d("resolver", HC, "H S L", 1, N, PART,
+   "names in proxy_pass with variables are resolved over UDP (A, AAAA); a truncated answer is "
+   "not asked again over TCP")
+_d("resolver_timeout", HC, "H S L", 1, 1, OK)
 _d("disable_symlinks", HC, "H S L", 1, 2, NO,
    "symlink checks are not implemented: files reached through symbolic links are served")
 _d("early_hints", HC, "H S L", 1, N, NO,

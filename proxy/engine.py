@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING
 from . import accesslog, autoindex, charset, gzipfilter, ranges, responses, subfilter
 from .interp import Interpreter, RequestState, RouteRequest, RouteResult
 from .io import upstream_tls
+from .io.resolver import ResolveError, Resolver, resolver_from_args
 from .io.upstream import UpstreamConnection, UpstreamError, UpstreamPool, UpstreamResponse
 from .limits import ConnZone, ReqZone
 from .model import (
@@ -157,13 +158,17 @@ class Exchange(abc.ABC):
         return tls_variable(getattr(getattr(self, "conn", None), "transport", None), name)
 
 
+_DNS_PENDING = object()
+"""``_group_for``: the proxy_pass host is a name the resolver has not answered yet."""
+
+
 class _Run:
     """Per-request values the log phase and variables need."""
 
     # a plain slotted class: a dataclass with list factories costs ~0.5 us more per request
     __slots__ = ("start", "status", "body_bytes", "upstream_addr", "upstream_status",
                  "upstream_time", "upstream_headers", "sent_headers", "proxy_host", "proxy_port",
-                 "request_id")
+                 "request_id", "dns")
 
     def __init__(self, start: float) -> None:
         self.start = start
@@ -177,6 +182,8 @@ class _Run:
         self.proxy_host = ""
         self.proxy_port = ""
         self.request_id = ""
+        self.dns: tuple[object, str, list[str] | None] | None = None
+        """A proxy_pass name for ``resolver``: (resolver, name, its addresses once known)."""
 
 
 class _ProxyPlan:
@@ -255,6 +262,7 @@ class Engine:
         self._fastcgi: FastcgiHandler | None = None
         self.req_zones = {z.name: ReqZone(z) for z in (http.limit_req_zones if http else ())}
         self.conn_zones = {z.name: ConnZone(z) for z in (http.limit_conn_zones if http else ())}
+        self._resolvers: dict[tuple[object, ...], Resolver] = {}
         self.charset_known = frozenset(http.charsets if http else ())
         self.charset_maps = frozenset(http.charset_maps if http else ())
         self._charset_confs: dict[tuple[int, ...], charset.CharsetConf | None] = {}
@@ -1072,7 +1080,22 @@ class Engine:
                 host, port_s = hostport, ""
             port = int(port_s) if port_s else (443 if url.startswith("https") else 80)
             if not _is_ip(host):
-                return None, hostport  # would need `resolver`: not resolved at run time yet
+                # a name: nginx asks the `resolver` (none configured: 502)
+                args = state.effective(lambda s: s.resolver)
+                if not args:
+                    return None, hostport
+                dns = run.dns
+                if dns is not None and dns[1] == host and dns[2] is not None:
+                    addrs = dns[2]
+                else:
+                    res = self._resolver_for(args, state)  # type: ignore[arg-type]
+                    cached = res.cached(host)
+                    if cached is None:
+                        run.dns = (res, host, None)
+                        return _DNS_PENDING, hostport
+                    addrs = cached
+                # a fresh group per request, as nginx's ngx_http_upstream_create_round_robin_peer
+                return PeerGroup.implicit(host, port, resolver=lambda _h: addrs), hostport
             key = (host, port)
             grp = self._literal_groups.get(key)
             if grp is None:
@@ -1197,9 +1220,37 @@ class Engine:
         run.proxy_host = hostport
         run.proxy_port = hostport.rsplit(":", 1)[1] if ":" in hostport else (
             "443" if pp.scheme == "https" else "80")
+        if group is _DNS_PENDING:
+            return result  # a name to resolve first: the general path awaits it (_proxy)
         if group is None:
             return self._proxy_error(result, 502)
         return pp, pconf, group, hostport
+
+    def _resolver_for(self, args: tuple[str, ...], state: RequestState) -> Resolver:
+        """The worker's resolver for one ``resolver`` directive (and resolver_timeout)."""
+        timeout = "".join(_raw_args(state, "resolver_timeout")[:1])
+        key = (args, timeout)
+        res = self._resolvers.get(key)
+        if res is None:
+            res = self._resolvers[key] = resolver_from_args(
+                args, parse_time(timeout) if timeout else None)
+        return res
+
+    async def _resolve(self, result: RouteResult, run: _Run) -> RouteResult | None:
+        """Resolve the name ``_group_for`` left pending; None when done, else the 502 result."""
+        dns = run.dns
+        assert dns is not None
+        res, host = dns[0], dns[1]
+        try:
+            addrs = await res.resolve(host)  # type: ignore[attr-defined]
+        except ResolveError as exc:
+            import logging
+
+            logging.getLogger("tern").error("%s", exc)
+            run.dns = None
+            return self._proxy_error(result, 502)
+        run.dns = (res, host, addrs)
+        return None
 
     def _body_now(self, ex: Exchange, state: RequestState, pconf: _ProxyEff) -> bytes | None:
         """The request body when no read is needed: read before, or none on the wire."""
@@ -1220,6 +1271,11 @@ class Engine:
             assert resume.plan is not None
             return await self._proxy_loop(ex, result, state, run, resume.plan, resume)
         target = self._proxy_target(result, state, run)
+        if target is result:  # a proxy_pass name to resolve first
+            failed = await self._resolve(result, run)
+            if failed is not None:
+                return failed
+            target = self._proxy_target(result, state, run)
         if isinstance(target, RouteResult):
             return target
         pp, pconf, group, hostport = target

@@ -17,7 +17,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 NOT_APPLIED = {
     # name: a phrase the table's reason must contain (it tells the user it is not applied)
-    "resolver_timeout": "no run-time DNS",
     "quic_host_key": "managed by aioquic",
     "quic_active_connection_id_limit": "left to aioquic",
     "ssl_ecdh_curve": "Python's ssl defaults",
