@@ -12,6 +12,7 @@ compared with nginx's in ``tests/compat/test_h2_fastpath_vs_nginx.py``.  Bounded
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import subprocess
 import threading
@@ -21,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from hyperframe.frame import RstStreamFrame
 
 from migrate.serve import make_loader
 from proxy import fastpath
@@ -28,7 +30,7 @@ from proxy.engine import Engine
 from proxy.io import workers as W
 from proxy.io.server import EngineRef
 from proxy.io.upstream import UpstreamPool
-from tests.protocol.tls_support import free_port
+from tests.protocol.tls_support import RawH2, free_port
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -48,6 +50,8 @@ class _Upstream(BaseHTTPRequestHandler):
         self.seen.append((self.command, self.path, tuple(self.headers.items())))
         if self.path.startswith("/slow"):
             time.sleep(1.5)
+        elif self.path.startswith("/wait"):
+            time.sleep(0.3)
         if self.path.startswith("/s204"):
             head, body = b"HTTP/1.1 204 No Content\r\nX-Up: 1\r\n\r\n", b""
         else:
@@ -223,3 +227,43 @@ def test_concurrent_streams(tern: int) -> None:
     served, handed = fastpath.Counts.served - served, fastpath.Counts.handed_over - handed
     assert served + handed == 400
     assert served >= 200, (served, handed)
+
+
+def test_stream_reset_while_waiting_upstream(tern: int, caplog: pytest.LogCaptureFixture
+                                             ) -> None:
+    """A fast stream the client resets while its upstream answer is on the way: nothing goes
+    out on it, the upstream connection is kept (its answer was whole) and the connection
+    goes on: the next stream is served on the fast path."""
+    curl(tern, "/warm")
+    c = RawH2(tern)
+    try:
+        served, handed = fastpath.Counts.served, fastpath.Counts.handed_over
+        c.send(c.request(1, "/wait/a"))
+        time.sleep(0.05)
+        c.send(RstStreamFrame(1, error_code=0x8).serialize())
+        time.sleep(0.5)  # the answer arrives upstream and is dropped
+        c.send(c.request(3, "/after"))
+        seen = c.read(want={3}, quiet=5.0, until=10)
+    finally:
+        c.close()
+    assert 1 not in seen.statuses and seen.statuses.get(3) == 200
+    assert seen.bodies[3] == b"up /after"
+    assert (fastpath.Counts.served - served, fastpath.Counts.handed_over - handed) == (2, 0)
+    assert curl(tern, "/next")[0].endswith("up /next")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_client_gone_while_waiting_upstream(tern: int, caplog: pytest.LogCaptureFixture
+                                            ) -> None:
+    """The client closes its connection while a fast stream waits: the answer is taken from
+    the upstream and dropped, and the server serves the next client on the fast path."""
+    curl(tern, "/warm")
+    c = RawH2(tern)
+    c.send(c.request(1, "/wait/b"))
+    time.sleep(0.05)
+    c.close()
+    time.sleep(0.5)
+    served = fastpath.Counts.served
+    assert curl(tern, "/next")[0].endswith("up /next")
+    assert fastpath.Counts.served == served + 1
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
