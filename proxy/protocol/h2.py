@@ -932,10 +932,39 @@ class H2Server:
         ):
             conn = self._conn
             n = len(body)
-            if n <= conn.max_outbound_frame_size and n <= conn.outbound_flow_control_window \
-                    and n <= stream.h2.outbound_flow_control_window:
+            h2stream = stream.h2
+            size = conn.max_outbound_frame_size
+            if n <= size and n <= conn.outbound_flow_control_window \
+                    and n <= h2stream.outbound_flow_control_window:
+                block = self._head_block(status, headers)
+                machine = h2stream.state_machine
+                if (
+                    machine.state is StreamState.HALF_CLOSED_REMOTE
+                    and machine.client is False
+                    and not machine.headers_sent
+                    and not stream.unacked
+                    and len(block) <= size
+                ):
+                    # the usual answer, all in place: what _write_headers, _write_data,
+                    # _engine_done and _finish do for it
+                    machine.headers_sent = True
+                    machine.state = StreamState.CLOSED
+                    machine.stream_closed_by = StreamClosedBy.SEND_END_STREAM
+                    h2stream.outbound_flow_control_window -= n
+                    conn.outbound_flow_control_window -= n
+                    out = self._out
+                    out += _frame_head(len(block), _HEADERS, _END_HEADERS, stream_id)
+                    out += block
+                    out += _frame_head(n, _DATA, _END_STREAM, stream_id)
+                    out += body
+                    stream.out = _Out.DONE
+                    self._active -= 1
+                    del self._streams[stream_id]
+                    del conn.streams[stream_id]
+                    conn._closed_streams[stream_id] = StreamClosedBy.SEND_END_STREAM
+                    return
                 self._step(stream, _Send.HEAD)
-                self._write_headers(stream, self._head_block(status, headers), False, False)
+                self._write_headers(stream, block, False, False)
                 self._engine_done(stream)
                 self._write_data(stream, body, True)
                 self._finish(stream)
@@ -1049,16 +1078,11 @@ class H2Server:
         of a frame, a header block or the preface."""
         conn = self._conn
         buf = conn.incoming_buffer
-        machine = conn.state_machine
         if buf._data or buf._preamble_len or buf._headers_buffer:
             return data
-        if machine.state is not ConnectionState.SERVER_OPEN:
-            if machine.state is not ConnectionState.IDLE:
-                return data
-            # the first request: h2's RECV_HEADERS in IDLE opens the connection
-            if len(data) < 9 or data[3] != _HEADERS:
-                return data
-            machine.process_input(ConnectionInputs.RECV_HEADERS)
+        state = conn.state_machine.state
+        if state is not ConnectionState.SERVER_OPEN and state is not ConnectionState.IDLE:
+            return data
         pos = 0
         n = len(data)
         max_frame = conn.max_inbound_frame_size
@@ -1131,6 +1155,9 @@ class H2Server:
             self._on_request(sid, [], end_stream, events, judged)
             return
         headers = list(_decode_headers(decoder, block))
+        if conn.state_machine.state is ConnectionState.IDLE:
+            # the first request: h2's RECV_HEADERS opens the connection (after decoding)
+            conn.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
         h2stream = conn._begin_new_stream(sid, AllowedStreamIDs.ODD)
         if headers and is_informational_response(headers):
             h2stream.receive_headers(headers, end_stream, None)  # h2's own error

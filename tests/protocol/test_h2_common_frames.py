@@ -70,7 +70,8 @@ def _h2_only(self: H2Server, data: bytes, events: object) -> bytes:
 def run(conv: Conversation, limits: H2Limits, common: bool = True, respond: str = "events",
         body: bytes = b"hello", chunk: int | None = None) -> tuple[list[object], bytes]:
     """Events and bytes out of one server fed ``conv`` (with the common road or h2 only),
-    answering every request with ``body`` (as three events, or ``send_response``)."""
+    answering every request with ``body`` (as three events, or ``send_response``); h2's
+    view of the streams, windows and connection at the end follows the events."""
     server = H2Server(limits)
     if not common:
         server._receive_common = _h2_only.__get__(server)  # type: ignore[method-assign]
@@ -95,7 +96,16 @@ def run(conv: Conversation, limits: H2Limits, common: bool = True, respond: str 
                     server.send(ResponseData(stream_id=sid, data=body))
                     server.send(ResponseEnd(stream_id=sid))
         out += server.data_to_send()
-    return join_data(events), out  # type: ignore[arg-type]
+    conn = server._conn
+    h2_state = [
+        {sid: (st.state_machine.state, st.state_machine.headers_sent,
+               st.outbound_flow_control_window, st.inbound_flow_control_window)
+         for sid, st in conn.streams.items()},
+        dict(conn._closed_streams), conn.outbound_flow_control_window,
+        conn.inbound_flow_control_window, conn.highest_inbound_stream_id,
+        conn.state_machine.state,
+    ]
+    return join_data(events) + h2_state, out  # type: ignore[operator]
 
 
 AUTH = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/x"), (b":authority", b"b")]
@@ -198,7 +208,7 @@ def test_plain_requests_take_the_common_road(h2_headers_calls: list[int]) -> Non
     conv, limits = CONVERSATIONS["gets-and-window-updates"]
     events, out = run(conv, limits)
     assert h2_headers_calls[0] == 0
-    assert [type(e).__name__ for e in events] == ["RequestHeaders"] * 3
+    assert [type(e).__name__ for e in events[:-6]] == ["RequestHeaders"] * 3
 
 
 @pytest.mark.parametrize("name", ["gets-and-window-updates", "max-requests", "post-with-body",
