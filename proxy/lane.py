@@ -286,7 +286,7 @@ class Lane:
         self.logger = logger
         self.routes: dict[tuple[object, ...], LaneRoute | None] = {}
         self.locs: dict[tuple[int, ...], LaneLoc | str] = {}
-        self.parsed: dict[tuple[object, bytes], _Parsed] = {}
+        self.parsed: dict[tuple[object, bytes], _Parsed | None] = {}
         """(socket address, request bytes) -> the request as the lane read it; the same bytes
         on the same socket are read the same way, so they are checked once."""
         self.served = 0
@@ -594,9 +594,11 @@ def serve(lane: Lane, conn: HttpConnection, data: bytes) -> bool:
     if conn.served + 1 >= conn.settings.keepalive_requests or conn.engine_ref.draining:
         return _early(lane, "early last-request", data)
     key = (conn.local, data)
-    hit = lane.parsed.get(key)
-    if hit is not None:
-        return _Request(lane, conn, hit).start()
+    hit = lane.parsed.get(key, False)
+    if hit is not False:
+        if hit is None:
+            return _early(lane, "early not-eligible", data)
+        return _Request(lane, conn, hit).start()  # type: ignore[arg-type]
     n = len(data)
     if n > conn.settings.limits.client_header_buffer_size or data[-4:] != b"\r\n\r\n" \
             or data.find(b"\r\n\r\n") != n - 4 or data.find(b"\t") >= 0 or data[0] in b"\r\n":
@@ -657,6 +659,9 @@ def serve(lane: Lane, conn: HttpConnection, data: bytes) -> bool:
     if route is False:
         route = lane.route_for(conn, host, target, path, headers)
     if route is None:
+        if len(lane.parsed) >= PARSED_MAX:
+            lane.parsed.clear()
+        lane.parsed[key] = None  # the same bytes again: handed over without parsing
         return _early(lane, "early not-eligible", data)
     parsed = _Parsed(route, target, q, host, headers, close)
     if not route.loc.conn_vars:

@@ -235,6 +235,8 @@ class HttpConnection(asyncio.Protocol):
         self._tunnel_done: asyncio.Future[None] | None = None
         self.lane_parser: _lane.LaneParser | None = None
         """The compiled lane's request parser (proxy/lane.py), made on first use."""
+        self.lane_on = settings.scheme == "http"
+        """The lane serves cleartext HTTP/1.1 only (TLS variables are not in it)."""
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -261,7 +263,7 @@ class HttpConnection(asyncio.Protocol):
             self._keepalive_wait = False
             self._arm(self.settings.client_header_timeout)
         lane = self.engine_ref.engine.lane
-        if lane is not None and self.task is None and not self.queue and \
+        if lane is not None and self.lane_on and self.task is None and not self.queue and \
                 self.adapter.lane_ready() and _lane.serve(lane, self, data):
             return
         self._events(self.adapter.receive_data(data))

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from servepair import NGINX_BIN, Outcome, Pair  # noqa: E402
 
-from shadow.echo import Behaviour  # noqa: E402
+from shadow.echo import Action, Behaviour  # noqa: E402
 
 pytestmark = [
     pytest.mark.nginx,
@@ -72,6 +72,7 @@ http {
             proxy_pass http://app;
         }
         location /rr/ { proxy_pass http://two; }
+        location /slow/ { proxy_read_timeout 1s; proxy_pass http://app; }
         location /nextup/ { proxy_next_upstream error timeout http_500; proxy_pass http://app; }
 
         # one location per condition that keeps a location out of the lane
@@ -136,6 +137,10 @@ class TestLane:
                 Behaviour(prefix="/plain/upclose", headers=(("Connection", "close"),)),
                 Behaviour(prefix="/plain/emptytype", headers=(("Content-Type", ""),)),
                 Behaviour(prefix="/nextup/", status=500, body=b"boom\n"),
+                Behaviour(prefix="/slow/x", delay=2.0),
+                Behaviour(prefix="/plain/reset", action=Action.RESET),
+                Behaviour(prefix="/plain/cut", body=b"c" * 1000,
+                          action=Action.CLOSE_MID_RESPONSE),
             )
             yield pair
         finally:
@@ -163,7 +168,7 @@ class TestLane:
             **kw: object) -> tuple[Outcome, list[str]]:
         """Warm Tern's pool (``warm_count`` requests), then ask both sides; the trace of the
         asked request."""
-        warm = {k: v for k, v in kw.items() if k != "version"}
+        warm = {k: v for k, v in kw.items() if k not in ("version", "parallel")}
         for _ in range(warm_count):
             pair.ask_side(pair.tern_side, warm_url or url, **warm)  # type: ignore[arg-type]
         mark = self.mark(pair)
@@ -322,6 +327,23 @@ class TestLane:
         out, trace = self.ask(pair, url, host="lane.test")
         out.check()
         assert trace == [why], trace
+
+    def test_read_timeout(self, pair: Pair) -> None:
+        """proxy_read_timeout runs out on the lane: the general path answers 504."""
+        out, trace = self.ask(pair, "/slow/x", "/slow/warm", host="lane.test", parallel=True)
+        out.check()
+        assert out.status == 504
+        assert trace == ["late read-timeout"], trace
+
+    @pytest.mark.parametrize(("url", "status"), [("/plain/reset", 502), ("/plain/cut", 200)])
+    def test_upstream_gone(self, pair: Pair, url: str, status: int) -> None:
+        """The upstream resets, or closes half-way through the body: handed over at EOF,
+        answered as nginx answers (502; a cut body is cut for the client too)."""
+        pair.ask("/plain/warm-gone-both", host="lane.test")  # nginx keeps a connection too
+        out, trace = self.ask(pair, url, "/plain/warm-gone", host="lane.test")
+        out.check()
+        assert out.status == status
+        assert trace == ["late upstream-eof"], trace
 
     def test_upstream_connection_close(self, pair: Pair) -> None:
         """``Connection: close`` from upstream: the lane answers and drops that connection;
