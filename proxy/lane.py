@@ -47,7 +47,7 @@ no leading empty lines, within ``client_header_buffer_size``; ``GET``, ``HTTP/1.
 origin-form target; one valid Host; every other header an ordinary one (none of
 Content-Length, Transfer-Encoding, Connection, Upgrade, Expect, Authorization,
 If-*, Content-Range, no name with ``_`` or other invalid bytes); not the connection's last
-request (keepalive_requests) nor a draining worker; a live peer.
+request (keepalive_requests, keepalive_timeout 0) nor a draining worker; a live peer.
 
 Late hand-over: no idle pooled connection to the chosen peer (the general path connects), a
 failed or stalled write, proxy_read_timeout, EOF or error from upstream, and an answer that is
@@ -162,8 +162,8 @@ class LaneLoc:
 
     __slots__ = ("group", "keepalive", "max_tries", "ops", "drop", "pass_headers", "actions",
                  "hide", "next_statuses", "read_timeout", "buffer_size", "server_line",
-                 "add_listed", "add_other", "logs", "mapped", "hostport", "proxy_port",
-                 "server_name", "answers", "conn_vars", "single")
+                 "add_listed", "add_other", "logs", "hostport", "server_name", "answers",
+                 "conn_vars", "single")
 
     def __init__(self) -> None:
         self.group: PeerGroup
@@ -183,9 +183,7 @@ class LaneLoc:
         self.add_other = b""
         self.logs: tuple[tuple[str, bytes, Any], ...] = ()
         """Access logs: (path, head literal, steps) per ``_compile_line``."""
-        self.mapped = False
         self.hostport = ""
-        self.proxy_port = ""
         self.server_name = ""
         self.answers: dict[bytes, Answer | str] = {}
         """Upstream head -> what the lane answers (``_compile_answer``)."""
@@ -439,7 +437,6 @@ class Lane:
         lane.max_tries = pconf.next_upstream_tries
         hostport = pp.host
         lane.hostport = hostport
-        lane.proxy_port = "80"
         lane.server_name = state.server_name()
         # the upstream request head (Engine._upstream_headers)
         ops: list[tuple[bytes, Any]] = []
@@ -467,7 +464,6 @@ class Lane:
         lane.read_timeout = pconf.read_timeout
         lane.buffer_size = pconf.buffer_size
         lane.actions = {}
-        lane.mapped = pp.uri is not None
         # the response head (Engine._relay_head, _finish_headers)
         tokens = engine._server_tokens(state)
         lane.server_line = b"Server: " + responses.server_header(
@@ -591,7 +587,9 @@ def _early(lane: Lane, why: str, data: bytes) -> bool:
 def serve(lane: Lane, conn: HttpConnection, data: bytes) -> bool:
     """Serve ``data`` (one whole request head) on the lane; False: not taken, nothing done
     (the caller gives the bytes to the general adapter)."""
-    if conn.served + 1 >= conn.settings.keepalive_requests or conn.engine_ref.draining:
+    settings = conn.settings
+    if conn.served + 1 >= settings.keepalive_requests or settings.keepalive_timeout <= 0 \
+            or conn.engine_ref.draining:
         return _early(lane, "early last-request", data)
     key = (conn.local, data)
     hit = lane.parsed.get(key, False)
