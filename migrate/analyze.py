@@ -22,6 +22,7 @@ from typing import Any
 
 from proxy import model as m
 from proxy.units import parse_size as _parse_size
+from proxy.regex import RegexError, compile_pcre
 from proxy.units import parse_time as _parse_time
 
 from .diagnostics import Diagnostic, Level
@@ -291,6 +292,55 @@ def _proxy_set_header(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan)
 def _proxy_header_list(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> None:
     key = "hide_headers" if st.name == "proxy_hide_header" else "pass_headers"
     acc.append(acc.proxy, key, st.args[0])
+
+
+@_handles("proxy_cookie_domain", "proxy_cookie_path")
+def _proxy_cookie_rewrite(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> None:
+    key = "cookie_domains" if st.name == "proxy_cookie_domain" else "cookie_paths"
+    if len(st.args) == 1:
+        if st.args[0] != "off":
+            raise BadValue(f'invalid parameter "{st.args[0]}"')
+        acc.proxy.setdefault(key, [])
+        return
+    pattern, replacement = st.args
+    regex = None
+    caseless = st.name == "proxy_cookie_domain"
+    match = None
+    if pattern.startswith("~"):
+        regex = pattern[1:]
+        if regex.startswith("*"):
+            regex, caseless = regex[1:], True
+        try:
+            compile_pcre(regex, caseless)
+        except RegexError as exc:
+            raise BadValue(f'invalid regex "{regex}": {exc}') from None
+    else:
+        match = _tpl(pattern)
+    acc.append(acc.proxy, key, m.CookieRewrite(regex=regex, caseless=caseless, match=match,
+                                               replacement=_tpl(replacement), source=src))
+
+
+_COOKIE_FLAGS = {"secure", "nosecure", "httponly", "nohttponly", "samesite=strict",
+                 "samesite=lax", "samesite=none", "nosamesite"}
+
+
+@_handles("proxy_cookie_flags")
+def _proxy_cookie_flags(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> None:
+    if st.args == ("off",) or list(st.args) == ["off"]:
+        acc.proxy.setdefault("cookie_flags", [])
+        return
+    cookie, flags = st.args[0], tuple(a.lower() for a in st.args[1:])
+    for f in flags:
+        if f not in _COOKIE_FLAGS:
+            raise BadValue(f'invalid parameter "{f}"')
+    regex = cookie.startswith("~")
+    if regex:
+        try:
+            compile_pcre(cookie[1:], True)
+        except RegexError as exc:
+            raise BadValue(f'invalid regex "{cookie[1:]}": {exc}') from None
+    acc.append(acc.proxy, "cookie_flags", m.CookieFlags(
+        cookie=cookie[1:] if regex else cookie, regex=regex, flags=flags, source=src))
 
 
 @_handles("proxy_http_version")

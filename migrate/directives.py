@@ -118,7 +118,6 @@ _STAPLE = "OCSP stapling is not done; only the TLS handshake differs, responses 
 _CACHE = "proxy caching is not implemented: every request is sent to the upstream"
 _STORE = "storing upstream responses on disk is not implemented: no files are written"
 _UPTLS = "upstream TLS options are not implemented: the setting has no effect on https upstreams"
-_COOKIE = "Set-Cookie rewriting is not implemented: upstream cookies are passed unchanged"
 _BIND = "choosing the local address for upstream connections is not implemented"
 _RATE = "response rate limiting is not implemented: responses are sent at full speed"
 _FCGI = "not implemented for FastCGI in Tern: the setting has no effect"
@@ -425,9 +424,9 @@ _f("proxy_force_ranges", P, "H S L", NO,
    "forcing byte ranges on proxied responses is not implemented: Range is left to the upstream")
 _f("proxy_pass_trailers", P, "H S L", NO,
    "passing upstream trailers is not implemented: trailers from the upstream are dropped")
-_d("proxy_cookie_domain", P, "H S L", 1, 2, NO, _COOKIE)
-_d("proxy_cookie_path", P, "H S L", 1, 2, NO, _COOKIE)
-_d("proxy_cookie_flags", P, "H S L", 1, N, NO, _COOKIE)
+_d("proxy_cookie_domain", P, "H S L", 1, 2, OK)
+_d("proxy_cookie_path", P, "H S L", 1, 2, OK)
+_d("proxy_cookie_flags", P, "H S L", 1, N, OK)
 _d("proxy_store", P, "H S L", 1, 1, NO, _STORE)
 _d("proxy_store_access", P, "H S L", 1, 3, NO, _STORE)
 _d("proxy_cache", P, "H S L", 1, 1, NO, _CACHE)

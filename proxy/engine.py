@@ -41,7 +41,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import accesslog, autoindex, charset, gzipfilter, ranges, responses, subfilter
+from . import accesslog, autoindex, charset, cookies, gzipfilter, ranges, responses, subfilter
 from .interp import Interpreter, RequestState, RouteRequest, RouteResult
 from .io import upstream_tls
 from .io.resolver import ResolveError, Resolver, resolver_from_args
@@ -1574,6 +1574,10 @@ class Engine:
                     new = self._rewrite_redirect(state, pconf, pp, value, at + 4)
                     if new is not None:
                         value = new
+            elif low == b"set-cookie":
+                crules = cookies.rules_of(state)
+                if crules is not None:
+                    value = cookies.rewrite(crules, state, value)
             if status == 204 and low in _NO_CONTENT_DROP:
                 # ngx_http_header_filter: a 204 loses its type, length and Last-Modified
                 continue

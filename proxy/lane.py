@@ -67,7 +67,7 @@ from typing import TYPE_CHECKING, Any
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
-from . import accesslog, gzipfilter, responses, subfilter
+from . import accesslog, cookies, gzipfilter, responses, subfilter
 from .engine import (
     ADD_HEADER_STATUSES,
     DEFAULT_HIDE,
@@ -391,6 +391,8 @@ class Lane:
             raise _NotEligible("gzip on")
         if subfilter.conf_of(state) is not None:
             raise _NotEligible("sub_filter")
+        if cookies.rules_of(state) is not None:
+            raise _NotEligible("proxy_cookie_*")  # Set-Cookie rewriting
         csconf = engine._charset_conf(state)
         if csconf is not None and csconf.charset is not None:
             # the charset filter rewrites Content-Type (an upstream's X-Accel-Charset, the

@@ -106,6 +106,12 @@ def _full_scope(line: int) -> m.Scope:
             port=8080, uri="/api/", has_variables=True, unix_socket="/run/app.sock", source=src),
         proxy=m.ProxyConf(
             set_headers=(m.HeaderValue(name="Host", value=tpl("$host"), source=src),),
+            cookie_domains=(m.CookieRewrite(regex=None, caseless=True, match=tpl("a.local"),
+                                            replacement=tpl("$host"), source=src),),
+            cookie_paths=(m.CookieRewrite(regex="^/x(.*)$", caseless=False, match=None,
+                                          replacement=tpl("/y$1"), source=src),),
+            cookie_flags=(m.CookieFlags(cookie="sid", regex=False, flags=("secure",),
+                                        source=src),),
             hide_headers=("X-Powered-By",), pass_headers=("Server",), http_version="1.1",
             redirects=(m.ProxyRedirect(mode="default", source=src),
                        m.ProxyRedirect(mode="replace", pattern="~^http://x(/.*)$",

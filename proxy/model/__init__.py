@@ -9,6 +9,8 @@ from __future__ import annotations
 from ._base import NOWHERE, ModelError, SourceSpan
 from .codec import ModelDecodeError, from_dict, from_json, to_dict, to_json
 from .nodes import (
+    CookieFlags,
+    CookieRewrite,
     AuthRequestSet,
     SCHEMA_VERSION,
     AccessAction,
@@ -71,6 +73,7 @@ from .nodes import (
 )
 
 __all__ = [
+    "CookieFlags", "CookieRewrite",
     "AuthRequestSet",
     "NOWHERE", "SCHEMA_VERSION", "AccessAction", "AccessConf", "AccessLog", "AccessRule",
     "Balancer", "Break", "CondOp", "Condition", "Config", "DocumentRoot", "ErrorPage", "Expires",

@@ -290,11 +290,43 @@ class ProxyPass:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CookieRewrite:
+    """One ``proxy_cookie_domain`` / ``proxy_cookie_path`` rule."""
+
+    regex: str | None
+    """A ``~`` / ``~*`` pattern without its marker, or None for a plain string."""
+    caseless: bool
+    """The regex ignores case (``~*``; always for proxy_cookie_domain)."""
+    match: Template | None
+    """The plain string to compare (with variables), when not a regex."""
+    replacement: Template
+    source: SourceSpan
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CookieFlags:
+    """One ``proxy_cookie_flags cookie flag ...`` rule."""
+
+    cookie: str
+    """The cookie name, or a ``~`` regex (case-insensitive) without the marker."""
+    regex: bool
+    flags: tuple[str, ...]
+    """Lower-cased: secure, nosecure, httponly, nohttponly, samesite=..., nosamesite."""
+    source: SourceSpan
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ProxyConf:
     """ngx_http_proxy_module settings written at one level."""
 
     set_headers: tuple[HeaderValue, ...] | None = None
     """``proxy_set_header`` entries (array: inherited only when none written here)."""
+    cookie_domains: tuple[CookieRewrite, ...] | None = None
+    """``proxy_cookie_domain`` rules (array; ``off`` writes an empty one)."""
+    cookie_paths: tuple[CookieRewrite, ...] | None = None
+    """``proxy_cookie_path`` rules (array; ``off`` writes an empty one)."""
+    cookie_flags: tuple[CookieFlags, ...] | None = None
+    """``proxy_cookie_flags`` rules (array; ``off`` writes an empty one)."""
     hide_headers: tuple[str, ...] | None = None
     """``proxy_hide_header`` names."""
     pass_headers: tuple[str, ...] | None = None
