@@ -86,7 +86,8 @@ class H2Exchange(Exchange):
         self.remote_addr, self.remote_port = conn.remote
         self.connection_id = conn.id
         self.connection_requests = conn.requests
-        self._body: collections.deque[bytes] = collections.deque()
+        self._body: collections.deque[bytes] | None = None
+        """Request body pieces the engine has not taken (made on the first one)."""
         self._body_done = head.end_stream
         self._body_error = 0
         self._waiter: asyncio.Future[None] | None = None
@@ -144,7 +145,10 @@ class H2Exchange(Exchange):
     # body ----------------------------------------------------------------------------------
 
     def feed(self, data: bytes) -> None:
-        self._body.append(data)
+        body = self._body
+        if body is None:
+            body = self._body = collections.deque()
+        body.append(data)
         self.wake()
 
     def feed_end(self) -> None:

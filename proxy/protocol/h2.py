@@ -664,8 +664,8 @@ class _Stream:
         """Request body bytes received."""
         self.unacked = 0
         """Request body bytes delivered and not yet ``consumed``."""
-        self.queue: deque[bytes] = deque()
-        """Response data waiting to be framed."""
+        self.queue: deque[bytes] | None = None
+        """Response data waiting to be framed (made on first use: most answers go out whole)."""
         self.queued = 0
         self.offset = 0
         """Bytes of ``queue[0]`` already framed."""
@@ -891,7 +891,10 @@ class H2Server:
                 self._step(stream, _Send.DATA)
                 data = event.data
                 if data and stream.out is _Out.BODY:
-                    stream.queue.append(data)
+                    queue = stream.queue
+                    if queue is None:
+                        queue = stream.queue = deque()
+                    queue.append(data)
                     stream.queued += len(data)
                     self._buffered += len(data)
                     if sid not in self._blocked:
@@ -1658,7 +1661,7 @@ class H2Server:
         """The stream was reset: forget it and what it had queued."""
         sid = stream.sid
         self._buffered -= stream.queued
-        stream.queue.clear()
+        stream.queue = None
         stream.queued = 0
         stream.end = False
         self._dirty.pop(sid, None)
@@ -1714,6 +1717,7 @@ class H2Server:
     def _take(stream: _Stream, n: int) -> bytes | memoryview:
         """The next ``n`` queued bytes (``n`` <= ``stream.queued``), copying only to join."""
         queue = stream.queue
+        assert queue is not None  # queued > 0
         first = queue[0]
         offset = stream.offset
         avail = len(first) - offset
