@@ -85,10 +85,52 @@ def dispatcher(proxy: ShadowProxy) -> Callable[[], asyncio.BaseProtocol]:
     tls = proxy.listen_tls is not None
 
     def make() -> asyncio.BaseProtocol:
-        return H2Dispatch(cast(Any, lambda: _Front(proxy)), cast(Any, lambda: H2Front(proxy)),
-                          tls)
+        return _Dispatch(proxy, cast(Any, lambda: _Front(proxy)),
+                         cast(Any, lambda: H2Front(proxy)), tls)
 
     return make
+
+
+class _Dispatch(H2Dispatch):
+    """:class:`H2Dispatch` with ``client_header_timeout`` while it waits for the first bytes
+    of a cleartext connection (a client that connects and sends nothing is closed)."""
+
+    def __init__(self, proxy: ShadowProxy, make_h1: Any, make_h2: Any, tls: bool) -> None:
+        super().__init__(make_h1, make_h2, tls)
+        self.proxy = proxy
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if cast(Any, transport).get_protocol() is self:  # not decided yet (cleartext)
+            self._timer = asyncio.get_running_loop().call_later(
+                self.proxy.options.client_header_timeout, self._expired)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._decided()
+
+    def eof_received(self) -> bool | None:
+        self._decided()
+        return super().eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._decided()
+        super().connection_lost(exc)
+
+    def _decided(self) -> None:
+        if self._timer is not None:
+            t = self.transport
+            if t is None or t.is_closing() or cast(Any, t).get_protocol() is not self:
+                self._timer.cancel()
+                self._timer = None
+
+    def _expired(self) -> None:
+        self._timer = None
+        t = self.transport
+        if t is not None and not t.is_closing() and cast(Any, t).get_protocol() is self:
+            self.proxy.stats.timeout_header += 1
+            cast(Any, t).abort()
 
 
 class _Stream(ResponseSink):

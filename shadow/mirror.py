@@ -55,8 +55,24 @@ by default).
 With ``quic``, HTTP/3 is served on UDP at the same address and port (:mod:`shadow.h3front`,
 the same per-stream handling).
 
-Not supported yet: protocol upgrades (an upgrade request is forwarded and its answer relayed,
-but a 101 tunnel is closed after the head).
+7. **Client timeouts** (HTTP/1.x; nginx's directives and defaults, ``ShadowOptions``): until a
+   connection's first request head is whole, and for any later head from its first byte,
+   ``client_header_timeout``; between a response and the next request, ``client_idle_timeout``
+   (``keepalive_timeout``); between two reads of a request body the proxy wants to read,
+   ``client_body_timeout``; while the client's transport is over its high-water mark and the
+   bytes it has not taken (transport buffer plus kernel send queue) do not shrink,
+   ``send_timeout``. A request waiting for the primary's answer is not timed by them (the
+   primary's idle timeout is). On expiry the connection is closed without an answer (nginx logs
+   408 and closes), and for the body and send timeouts the primary connection of the request in
+   progress is closed too (a partial body never looks whole to the primary). One timer per
+   connection, armed lazily (``_Front._arm``). Counted in ``MirrorStats.timeout_*``.
+8. **Upgrades** (WebSocket): an ``Upgrade`` request (``Connection: upgrade``) goes to the
+   primary as any other and is never mirrored (``skipped_upgrade``). A ``101`` answer is relayed
+   and the connection becomes a :class:`_Tunnel`: raw bytes both ways on the client's
+   connection and that primary connection (taken out of the pool), with back-pressure (a side
+   over its high-water mark stops the reading of the other), half-close passed on, both closed
+   when both sides have ended, one is lost, or ``tunnel_idle_timeout`` passes without a byte.
+   Any other answer is relayed as a normal response and the connection goes on.
 """
 
 from __future__ import annotations

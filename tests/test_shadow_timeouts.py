@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
+
 from shadow.echo import EchoServer
 from shadow.mirror import ShadowOptions
 from tests.shadow_support import ProxyRunner, client, get, read_response
@@ -155,10 +157,14 @@ def test_keepalive_idle_closed() -> None:
         assert _serves(r.port)
 
 
-def test_connected_and_silent_closed() -> None:
+@pytest.mark.parametrize("h2c", [False, True], ids=["h1", "h1-or-h2c"])
+def test_connected_and_silent_closed(h2c: bool) -> None:
     """A client that connects and sends nothing: closed (client_header_timeout, as nginx times
-    out the first request), counted once; the next client is served."""
-    with rig(**SHORT) as (p, _c, r), client(r.port) as s:
+    out the first request), counted once; the next client is served. With ``h2c`` the
+    listener waits for the first bytes to tell HTTP/2 from HTTP/1.1: the same."""
+    with Primary() as p, EchoServer("c") as c, \
+            ProxyRunner(p.url, f"http://{c.address}", options=ShadowOptions(**SHORT),
+                        h2c=h2c) as r, client(r.port) as s:
         assert _closed_without_answer(s)
         assert _wait(lambda: r.proxy.stats.timeout_header == 1)
         assert r.proxy.stats.timeout_idle == 0
