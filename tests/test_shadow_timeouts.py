@@ -140,8 +140,8 @@ def _serves(port: int) -> bool:
     return get(port, "/next").endswith(b"\r\n\r\nok")
 
 
-SHORT = {"client_idle_timeout": 0.4, "client_header_timeout": 0.4,
-         "client_body_timeout": 0.4, "send_timeout": 0.4}
+SHORT = {"client_idle_timeout": 1.0, "client_header_timeout": 0.5,
+         "client_body_timeout": 0.5, "send_timeout": 0.5}
 
 
 def test_keepalive_idle_closed() -> None:

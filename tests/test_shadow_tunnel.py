@@ -7,13 +7,15 @@ import asyncio
 import contextlib
 import hashlib
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from shadow.echo import EchoServer
-from shadow.mirror import ShadowOptions
-from tests.shadow_support import ProxyRunner, client, get, read_response
+from shadow.mirror import ShadowOptions, server_tls
+from tests.shadow_support import ProxyRunner, client, get, make_cert, read_response
 
 UPGRADE = (b"GET /chat HTTP/1.1\r\nHost: ws.test\r\nUpgrade: websocket\r\n"
            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -307,3 +309,24 @@ def test_tunnel_back_pressure_both_ways() -> None:
     assert stalled_at < total  # the client's sends were held back...
     assert buffered < 4 << 20, buffered  # ...while the proxy held a bounded amount
     assert n == total
+
+
+def test_tunnel_over_tls_listener(tmp_path: Path) -> None:
+    """On a TLS listener (ALPN http/1.1) the upgrade and the tunnel work the same; the client
+    closing ends the primary's side."""
+    crt, key = make_cert(tmp_path)
+    ctx = ssl.create_default_context(cafile=crt)
+    ctx.set_alpn_protocols(["http/1.1"])
+    with WsPeer() as p, EchoServer("c") as c, \
+            ProxyRunner(p.url, f"http://{c.address}", listen_tls=server_tls(crt, key)) as r:
+        raw = socket.create_connection(("127.0.0.1", r.port), timeout=10)
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            s.sendall(UPGRADE)
+            want = SWITCH + b"hello"
+            assert _read_exactly(s, len(want)) == want
+            for i in range(8):  # 2 MiB each way, in pieces (one thread per SSL socket)
+                piece = bytes([65 + i]) * (256 << 10)
+                s.sendall(piece)
+                assert _read_exactly(s, len(piece)) == piece
+        assert _wait(lambda: p.closed == 1)
+        assert r.proxy.stats.tunnels == 1 and c.records == []
