@@ -17,6 +17,7 @@ Rules (nginx's, ngx_process_cycle.c):
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -225,6 +226,10 @@ async def _worker(config: Config, prefix: str, sockets: dict[BindKey, socket.soc
     engine.lane = lane.attach(engine, logger)
     if setup is not None:
         setup(engine)
+    # the configuration, the engine's tables and the imported modules live as long as the
+    # worker: out of the cyclic GC's sight, its full collections stop walking them
+    gc.collect()
+    gc.freeze()
     ref = EngineRef(engine)
     router = engine.interp.router
     servers = []
