@@ -871,8 +871,26 @@ class _Request:
         plans = p.logs
         if plans is None:
             plans = p.logs = _log_plans(self, v)
+        remote = None
         for path, plan in plans:
-            out = [piece if piece.__class__ is bytes else _dynamic(piece, v) for piece in plan]
+            out = []
+            for piece in plan:
+                cls = piece.__class__
+                if cls is bytes:
+                    out.append(piece)
+                elif cls is int:  # the commonest values, inline
+                    if piece == _L_STATUS:
+                        out.append(b"%03d" % status)
+                    elif piece == _L_BYTES:
+                        out.append(b"%d" % body_bytes)
+                    elif piece == _L_TIME_LOCAL:
+                        out.append(_time_local(self.start_time))
+                    else:  # _L_REMOTE_ADDR (an address: nothing to escape)
+                        if remote is None:
+                            remote = self.conn.remote[0].encode()
+                        out.append(remote)
+                else:
+                    out.append(_dynamic(piece, v))
             fd = logger._fd(path)
             if fd is None:
                 continue
@@ -893,7 +911,7 @@ def _log_plans(r: _Request, v: _LogValues) -> tuple[tuple[str, tuple[Any, ...]],
     plans = []
     for path, head, steps in r.route.loc.logs:
         plan: list[Any] = [head]
-        for get, esc, missing, lit, static in steps:
+        for get, esc, missing, lit, static, name in steps:
             if static:
                 value = get(v)
                 text = missing if value is None else esc(value)
@@ -902,7 +920,8 @@ def _log_plans(r: _Request, v: _LogValues) -> tuple[tuple[str, tuple[Any, ...]],
                 else:
                     plan.append(text + lit)
                 continue
-            plan.append((get, esc, missing))
+            code = _L_CODES.get(name)
+            plan.append((get, esc, missing) if code is None else code)
             plan.append(lit)
         plans.append((path, tuple(p for p in plan if p != b"")))
     return tuple(plans)
@@ -1001,7 +1020,7 @@ def _compile_line(tpl: Template, escape: str) -> tuple[bytes, tuple[Any, ...]]:
             raw = part.name in accesslog.LOG_VARIABLES
             name = part.name.lower()
             steps.append([_log_get(name), _same if raw else esc, missing, b"",
-                          name not in _LOG_DYNAMIC])
+                          name not in _LOG_DYNAMIC, name])
         else:
             text = part.text.encode("utf-8", "surrogateescape")
             if steps:
@@ -1020,6 +1039,11 @@ _LOG_DYNAMIC = frozenset({"remote_addr", "time_local", "time_iso8601", "msec", "
                           "upstream_response_time", "server_port"})
 """Log variables whose value is not a function of the request's bytes and route alone."""
 _TIME_LOCAL: list[Any] = [None, b""]
+_L_STATUS, _L_BYTES, _L_TIME_LOCAL, _L_REMOTE_ADDR = 1, 2, 3, 4
+_L_CODES = {"status": _L_STATUS, "body_bytes_sent": _L_BYTES, "time_local": _L_TIME_LOCAL,
+            "remote_addr": _L_REMOTE_ADDR}
+"""Dynamic log values ``_Request._log`` writes inline (never escaped: digits, a time, an
+address)."""
 
 
 def _time_local(ts: float) -> bytes:
