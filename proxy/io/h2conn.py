@@ -2,7 +2,8 @@
 
 Rules:
 
-1. ``data_received`` feeds ``H2Server``; each request starts on the fast path
+1. ``data_received`` feeds ``H2Server``; each request starts on the compiled lane
+   (``proxy/lane_h2.py``: a bodyless GET to a location the lane compiled), else on the fast path
    (``proxy/fastpath.py``: no task while a bodyless proxied request is served from callbacks,
    the stream's ``H2Exchange`` is its host) or in one engine task per stream, which is also
    where the fast path hands a request over; every write goes through ``flush`` (one
@@ -29,7 +30,7 @@ import asyncio
 import collections
 from collections.abc import AsyncIterator, Callable
 
-from .. import fastpath
+from .. import fastpath, lane_h2
 from ..engine import ClientBodyInvalid, ClientBodyTimeout, Exchange, ProxyResume
 from ..protocol.events import (
     RequestData,
@@ -353,7 +354,11 @@ class H2Connection(asyncio.Protocol):
                 self.requests += 1
                 ex = H2Exchange(self, ev)
                 self.streams[ev.stream_id] = ex
-                if not fastpath.start(self.engine_ref.engine, ex, ex):
+                engine = self.engine_ref.engine
+                lane = engine.lane
+                if lane is not None and lane_h2.serve(lane, ex):
+                    continue
+                if not fastpath.start(engine, ex, ex):
                     self.start_task(ex, None)
             elif isinstance(ev, RequestData):
                 target = self.streams.get(ev.stream_id)
