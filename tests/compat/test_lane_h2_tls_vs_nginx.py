@@ -88,6 +88,38 @@ def _wait_lines(path: Path, n: int) -> list[str]:
         time.sleep(0.05)
 
 
+def _start_tern(prefix: Path, conf_text: str, port: int, trace: Path) -> subprocess.Popen[bytes]:
+    (prefix / "logs").mkdir(parents=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(conf_text)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TERN_LANE_TRACE": str(trace)}
+    proc = subprocess.Popen([sys.executable, "-m", "migrate.cli", "serve", str(conf), "-p",
+                             str(prefix), "--workers", "1"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            return proc
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.wait(15)
+                raise AssertionError("tern did not start") from None
+            time.sleep(0.05)
+
+
+def _decisions(trace: Path) -> dict[str, list[str]]:
+    """Lane decisions per request target, from the trace file."""
+    out: dict[str, list[str]] = {}
+    for line in trace.read_text().splitlines():
+        _pid, why_target = line.split(" ", 1)
+        why, _, target = why_target.rpartition(" ")
+        if not why.startswith("h2-compile-no"):
+            out.setdefault(target, []).append(why)
+    return out
+
+
 def test_lane_over_tls_matches_nginx(tmp_path: Path) -> None:
     make_cert(tmp_path, "lane.test")
     with EchoServer("lane-h2-tls") as echo:
@@ -101,23 +133,10 @@ def test_lane_over_tls_matches_nginx(tmp_path: Path) -> None:
             nginx_log = _wait_lines(nprefix / "logs" / "lane.log", len(URLS))
         # tern
         tprefix = tmp_path / "tern"
-        (tprefix / "logs").mkdir(parents=True)
-        conf = tprefix / "nginx.conf"
-        conf.write_text(CONF.format(echo=echo.port, port=ports["tern"], d=tmp_path))
         trace = tmp_path / "trace.txt"
-        env = {**os.environ, "PYTHONPATH": str(REPO), "TERN_LANE_TRACE": str(trace)}
-        proc = subprocess.Popen([sys.executable, "-m", "migrate.cli", "serve", str(conf), "-p",
-                                 str(tprefix), "--workers", "1"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = _start_tern(tprefix, CONF.format(echo=echo.port, port=ports["tern"], d=tmp_path),
+                           ports["tern"], trace)
         try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", ports["tern"]), timeout=5).close()
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline, "tern did not start"
-                    time.sleep(0.05)
             answers["tern"] = _curl(ports["tern"], tprefix)
             tern_log = _wait_lines(tprefix / "logs" / "lane.log", len(URLS))
         finally:
@@ -130,12 +149,42 @@ def test_lane_over_tls_matches_nginx(tmp_path: Path) -> None:
         assert b'"X-Proto","https HTTP/2.0 lane.test"' in b, b
     assert nginx_log == tern_log
     assert all(" HTTP/2.0 " in ln and ln.startswith("https ") for ln in tern_log)
-    decisions = {}
-    for line in trace.read_text().splitlines():
-        _pid, why_target = line.split(" ", 1)
-        why, _, target = why_target.rpartition(" ")
-        if not why.startswith("h2-compile-no"):
-            decisions.setdefault(target, []).append(why)
+    decisions = _decisions(trace)
     assert decisions["/warm"] == ["h2-late no-idle-connection"], decisions
     for url in URLS[1:]:
         assert decisions[url] == ["h2-served"], decisions
+
+
+def test_many_streams_at_once(tmp_path: Path) -> None:
+    """40 streams multiplexed on one TLS connection (curl --parallel): each answer is its own
+    request's (the echo body names the target the upstream got), whether the lane served it or
+    handed it over for want of an idle upstream connection."""
+    import json
+
+    make_cert(tmp_path, "lane.test")
+    urls = [f"/m/{i}?k={i}" for i in range(40)]
+    with EchoServer("lane-h2-many") as echo:
+        port = free_port()
+        trace = tmp_path / "trace.txt"
+        proc = _start_tern(tmp_path / "tern", CONF.format(echo=echo.port, port=port,
+                                                          d=tmp_path), port, trace)
+        try:
+            base = ["curl", "-sk", "--http2", "--resolve", f"lane.test:{port}:127.0.0.1"]
+            subprocess.run([*base, "-o", "/dev/null", f"https://lane.test:{port}/warm"],
+                           check=True, timeout=30, capture_output=True)
+            cmd = [*base, "-Z", "--parallel-max", "40", "-w", "%{http_version}\\n"]
+            files = []
+            for i, url in enumerate(urls):
+                files.append(tmp_path / f"m{i}")
+                cmd += ["-o", str(files[-1]), f"https://lane.test:{port}{url}"]
+            done = subprocess.run(cmd, check=True, timeout=60, capture_output=True, text=True)
+        finally:
+            proc.terminate()
+            proc.wait(15)
+    assert done.stdout.split() == ["2"] * len(urls)
+    for url, f in zip(urls, files, strict=True):
+        assert json.loads(f.read_bytes())["target"] == url
+    decisions = _decisions(trace)
+    ways = [decisions[url] for url in urls]
+    assert all(w in (["h2-served"], ["h2-late no-idle-connection"]) for w in ways), ways
+    assert ways.count(["h2-served"]) >= 1, ways
