@@ -13,7 +13,8 @@ with different request counts cancel start-up, TLS handshakes and shutdown: ``(I
 N1)`` is the user-space instructions per request (Python, uvloop, OpenSSL; the kernel is not
 counted).  Compare this figure before and after a change (method: bench/proxy_h1_instructions.py).
 
-``--general`` also counts Tern with its fast path off (``TERN_FASTPATH=off``), ``--nginx`` one
+``--general`` also counts Tern with its compiled lane and fast path off (``TERN_LANE=off
+TERN_FASTPATH=off``), ``--nginx`` one
 nginx worker process on the same configuration.  ``--gc-freeze`` is an experiment for the
 worker: it calls ``gc.freeze()`` once the configuration is loaded, so the cyclic GC's full
 collections stop walking the objects that live as long as the worker.
@@ -77,6 +78,7 @@ def count(requests: int, args: argparse.Namespace, backend: int, tmp: Path, cert
     env = dict(os.environ)
     if general:
         env["TERN_FASTPATH"] = "off"
+        env["TERN_LANE"] = "off"  # the lane (proxy/lane_h2.py) would take the streams first
     proc = subprocess.Popen(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *cmd],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
@@ -103,7 +105,7 @@ def main() -> int:
     ap.add_argument("--nginx", action="store_true",
                     help="also count nginx (one worker process, same configuration)")
     ap.add_argument("--general", action="store_true",
-                    help="also count Tern with its fast path off (TERN_FASTPATH=off)")
+                    help="also count Tern on the general path (TERN_LANE=off TERN_FASTPATH=off)")
     ap.add_argument("--gc-freeze", action="store_true",
                     help="the Tern worker calls gc.freeze() after loading (an experiment)")
     args = ap.parse_args()
