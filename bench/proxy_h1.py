@@ -2,7 +2,7 @@
 
 Usage:
     python bench/proxy_h1.py [--rounds 5] [--duration 5] [--connections 50] [--workers 1 2]
-                             [--access-log] [--env TERN_LANE=off]
+                             [--access-log] [--unique] [--env TERN_LANE=off]
 
 What it does, in one run:
   1. starts a backend (Debian's nginx, 2 workers, `return 200` of a 612-byte body) on 127.0.0.1;
@@ -129,9 +129,23 @@ _LAT = re.compile(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", re.M)
 _RPS = re.compile(r"^Requests/sec:\s+([\d.]+)", re.M)
 
 
+UNIQUE_LUA = """
+-- every request differs: its path, a query and a header value carry a counter
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("GET", "/item/" .. n .. "?page=" .. (n % 97),
+                    {["User-Agent"] = "bench/" .. n, ["Accept"] = "*/*"})
+end
+"""
+_SCRIPT: list[str] = []
+"""``--unique``: the path of the wrk script (empty: wrk's one repeated request)."""
+
+
 def wrk(port: int, duration: int, connections: int) -> tuple[float, float]:
+    script = ["-s", _SCRIPT[0]] if _SCRIPT else []
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", *script,
          f"http://127.0.0.1:{port}/"],
         capture_output=True, text=True, timeout=duration + 30, check=True).stdout
     rps = float(_RPS.search(out).group(1))  # type: ignore[union-attr]
@@ -197,6 +211,9 @@ def main() -> int:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--access-log", action="store_true",
                     help="both proxies log every request (combined) instead of access_log off")
+    ap.add_argument("--unique", action="store_true",
+                    help="every request a different path, query and User-Agent (wrk Lua "
+                         "script): no cache keyed by request bytes can help")
     ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                     help="environment for Tern (e.g. TERN_LANE=off to compare)")
     args = ap.parse_args()
@@ -204,6 +221,9 @@ def main() -> int:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="tern-bench-"))
+    if args.unique:
+        (tmp / "unique.lua").write_text(UNIQUE_LUA)
+        _SCRIPT.append(str(tmp / "unique.lua"))
     backend_port = free_port()
     backend = start_nginx(backend_conf(backend_port), tmp / "backend")
     procs = [backend]

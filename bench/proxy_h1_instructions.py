@@ -55,7 +55,7 @@ loop.run_until_complete(W._worker(cfg, {prefix!r}, socks, None))
 
 def client(port: int, total: int, connections: int, unique: bool = False) -> None:
     """``total`` GETs spread over ``connections`` keep-alive connections, one at a time each;
-    ``unique``: each with its own query string (no two request heads alike)."""
+    ``unique``: each with its own path, query and User-Agent (no two request heads alike)."""
     per = [total // connections + (1 if i < total % connections else 0)
            for i in range(connections)]
     errors: list[str] = []
@@ -65,7 +65,8 @@ def client(port: int, total: int, connections: int, unique: bool = False) -> Non
             with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
                 for i in range(n):
                     if unique:
-                        s.sendall(b"GET /?c=%d&i=%d HTTP/1.1\r\nHost: bench\r\n\r\n" % (c, i))
+                        s.sendall(b"GET /item/%d/%d?page=%d HTTP/1.1\r\nHost: bench\r\n"
+                                  b"User-Agent: bench/%d\r\n\r\n" % (c, i, i % 97, i))
                     else:
                         s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
                     data = b""

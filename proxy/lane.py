@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -103,6 +104,10 @@ _TRACE_PATH = os.environ.get("TERN_LANE_TRACE")
 _log = logging.getLogger("tern")
 
 ROUTES_MAX = 4096
+_PLAIN_PATH = re.compile(rb"/(?:[A-Za-z0-9\-_~!$&'()*+,;=:@][A-Za-z0-9\-_~!$&'()*+,;=:@.]*/?)*")
+"""A path URI normalisation leaves as it is: no %-escape, no dot segment, no "//"."""
+_MAPPING_MODIFIERS = (LocationModifier.PREFIX, LocationModifier.PREFIX_NO_REGEX,
+                      LocationModifier.EXACT)
 ANSWERS_MAX = 512
 """Upstream response heads remembered per location (``_compile_answer``)."""
 PARSED_MAX = 1024
@@ -193,13 +198,62 @@ class LaneLoc:
         """The only peer of a one-peer group (no Attempt needed: nginx's single-peer rules)."""
 
 
+class _PrefixMatcher:
+    """ngx_http_core_find_location for a server whose locations are all prefix or exact, none
+    nested: the exact match, else the longest prefix (None, with the router's answer left to a
+    probe, when the URI plus "/" names a proxied location: nginx's 301)."""
+
+    __slots__ = ("exact", "prefixes", "slashed")
+
+    def __init__(self, exact: dict[str, Any], prefixes: list[tuple[str, Any]],
+                 slashed: frozenset[str]) -> None:
+        self.exact = exact
+        self.prefixes = prefixes
+        self.slashed = slashed
+
+    @classmethod
+    def of(cls, server: Any) -> _PrefixMatcher | bool:
+        from .routing import _has_proxy_handler
+
+        exact: dict[str, Any] = {}
+        prefixes: list[tuple[str, Any]] = []
+        slashed = set()
+        for loc in server.locations:
+            if loc.locations:
+                return False
+            if loc.modifier is LocationModifier.EXACT:
+                exact.setdefault(loc.pattern, loc)
+            elif loc.modifier in (LocationModifier.PREFIX, LocationModifier.PREFIX_NO_REGEX):
+                prefixes.append((loc.pattern, loc))
+                if loc.pattern.endswith("/") and _has_proxy_handler(loc):
+                    slashed.add(loc.pattern)
+            elif loc.modifier is not LocationModifier.NAMED:
+                return False  # regex locations: the router searches
+        prefixes.sort(key=lambda item: len(item[0]), reverse=True)
+        return cls(exact, prefixes, frozenset(slashed))
+
+    def find(self, uri: str) -> Any:
+        loc = self.exact.get(uri)
+        if loc is not None:
+            return loc
+        if uri + "/" in self.slashed:
+            return None  # maybe nginx's 301: the probe decides
+        for pattern, loc in self.prefixes:
+            if uri.startswith(pattern):
+                return loc
+        return None
+
+
 class LaneRoute:
     """One (socket, Host, path): its location's lane and the per-path values."""
 
-    __slots__ = ("loc", "prefix", "host_var", "uri", "uri_b")
+    __slots__ = ("loc", "prefix", "host_var", "uri", "uri_b", "server")
 
-    def __init__(self, loc: LaneLoc, prefix: bytes | None, host_var: bytes, uri: str) -> None:
+    def __init__(self, loc: LaneLoc, prefix: bytes | None, host_var: bytes, uri: str,
+                 server: Any = None) -> None:
         self.loc = loc
+        self.server = server
+        """The server a probe found for this (socket, Host), when other paths may reuse it."""
         self.prefix = prefix
         """Upstream request-target before the arguments (a URI-mapping proxy_pass), or None:
         the client's target as sent."""
@@ -284,6 +338,10 @@ class Lane:
         self.logger = logger
         self.routes: dict[tuple[object, ...], LaneRoute | None] = {}
         self.locs: dict[tuple[int, ...], LaneLoc | str] = {}
+        self.hosts: dict[tuple[object, bytes], tuple[Any, bytes]] = {}
+        self.matchers: dict[int, _PrefixMatcher | bool] = {}
+        """id(server) -> its prefix matcher, or False (the router's search is needed)."""
+        """(socket address, Host) -> (server, $host) from a probe (``_known_route``)."""
         self.parsed: dict[tuple[object, bytes], _Parsed | None] = {}
         """(socket address, request bytes) -> the request as the lane read it; the same bytes
         on the same socket are read the same way, so they are checked once."""
@@ -313,10 +371,21 @@ class Lane:
 
     def route_for(self, conn: HttpConnection, host: bytes, target: bytes, path: bytes,
                   headers: list[tuple[bytes, bytes]]) -> LaneRoute | None:
-        """The compiled route of a request the table does not know yet (a probe)."""
+        """The compiled route of a request the table does not know yet: from the location
+        search alone when its Host and location are known (``_known_route``), else a probe."""
         key = (conn.local, host, path)
+        route = self._known_route(conn, host, path)
+        if route is not None:
+            if len(self.routes) >= ROUTES_MAX:
+                self.routes.clear()
+            self.routes[key] = route
+            return route
         try:
             route = self._probe(conn, host, target, headers)
+            if route.server is not None:
+                if len(self.hosts) >= ROUTES_MAX:
+                    self.hosts.clear()
+                self.hosts[(conn.local, host)] = (route.server, route.host_var)
         except _NotEligible as exc:
             if _TRACE_PATH:
                 self.trace(f"compile-no {target.decode('latin-1')}: {exc}")
@@ -328,6 +397,48 @@ class Lane:
             self.routes.clear()
         self.routes[key] = route
         return route
+
+    def _known_route(self, conn: HttpConnection, host: bytes, path: bytes) -> LaneRoute | None:
+        """A new path on a (socket, Host) a probe has seen: the location search, and the
+        location's compiled lane if it has one, give the route without routing the request
+        (what ``Interpreter._route_cached`` relies on: a plain-proxy location found without
+        captures, in a server without rewrites, for a path normalisation leaves as it is).
+        None: probe."""
+        hs = self.hosts.get((conn.local, host))
+        if hs is None or not _PLAIN_PATH.fullmatch(path):
+            return None
+        server, host_var = hs
+        interp = self.engine.interp
+        uri = path.decode("latin-1")
+        matcher = self.matchers.get(id(server))
+        if matcher is None:
+            matcher = self.matchers[id(server)] = _PrefixMatcher.of(server)
+        if matcher:
+            location = matcher.find(uri)
+        else:
+            lm = interp.router.find_location(server, uri)
+            location = lm.location
+            if lm.captures or lm.auto_redirect:
+                return None
+        if location is None:
+            return None
+        plain = interp._plain_proxy(server, location)
+        if not plain:
+            return None
+        loc = self.locs.get(plain.key)
+        if not isinstance(loc, LaneLoc):
+            return None
+        prefix: bytes | None = None
+        pp = plain.pp
+        if pp.uri is not None:
+            if location.modifier not in _MAPPING_MODIFIERS:
+                return None
+            tail = uri[len(location.pattern):] if uri.startswith(location.pattern) else uri
+            try:
+                prefix = (pp.uri + escape_uri(tail)).encode("latin-1")
+            except UnicodeEncodeError:
+                return None
+        return LaneRoute(loc, prefix, host_var, uri, server)
 
     def _probe(self, conn: HttpConnection, host: bytes, target: bytes,
                headers: list[tuple[bytes, bytes]]) -> LaneRoute:
@@ -378,7 +489,11 @@ class Lane:
             except UnicodeEncodeError:
                 raise _NotEligible("proxy_pass URI not latin-1") from None
         host_var = state.var("host").encode("latin-1", errors="replace")
-        return LaneRoute(loc, prefix, host_var, state.uri)
+        # the Host's server may serve further paths from the location search alone when
+        # nothing but (socket, Host) chose it (no server name captures; _remember checked
+        # the rest: no server rewrites, no client certificates)
+        server = state.server if not state.server_caps else None
+        return LaneRoute(loc, prefix, host_var, state.uri, server)
 
     def _compile_loc(self, state: Any, result: RouteResult) -> LaneLoc:
         engine = self.engine
