@@ -11,6 +11,7 @@ the plain cases, and not for the hand-overs, is shown in-process by
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,7 +79,17 @@ http {
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
-    pair = Pair(tmp_path_factory.mktemp("h2fast"), CONF)
+    # the compiled lane (proxy/lane_h2.py) would take the plain cases first: this file is
+    # about the callback fast path, so Tern runs with the HTTP/2 lane off
+    old = os.environ.get("TERN_LANE_H2")
+    os.environ["TERN_LANE_H2"] = "off"
+    try:
+        pair = Pair(tmp_path_factory.mktemp("h2fast"), CONF)
+    finally:
+        if old is None:
+            os.environ.pop("TERN_LANE_H2", None)
+        else:
+            os.environ["TERN_LANE_H2"] = old
     try:
         pair.behave(
             "10.0.4.1:8001",
