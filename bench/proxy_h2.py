@@ -1,7 +1,7 @@
 """HTTP/2 over TLS reverse-proxy throughput: nginx and Tern side by side, same upstream.
 
 Usage:
-    python bench/proxy_h2.py [--rounds 3] [--duration 5] [--clients 10] [--streams 10]
+    python bench/proxy_h2.py [--rounds 3] [--duration 5] [--clients 10] [--streams 10] [--unique]
 
 What it does, in one run:
   1. makes a throw-away certificate (openssl CLI) and starts a backend (Debian's nginx, 2
@@ -84,12 +84,24 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / tick
 
 
+UNIQUE_URIS = 200_000
+"""``--unique``: distinct paths in h2load's input file (each client walks the list in turn)."""
+_URI_FILE: list[str] = []
+
+
 def h2load(port: int, duration: int, clients: int, streams: int) -> tuple[float, float, int]:
     """rps and p99 request time (ms) from h2load's per-request log."""
     with tempfile.NamedTemporaryFile(prefix="h2load-", suffix=".log") as log:
+        if _URI_FILE:
+            text = "".join(f"https://127.0.0.1:{port}/item/{i}?page={i % 97}\n"
+                           for i in range(UNIQUE_URIS))
+            Path(_URI_FILE[0]).write_text(text)
+            target = ["-i", _URI_FILE[0]]
+        else:
+            target = [f"https://127.0.0.1:{port}/"]
         out = subprocess.run(
             ["h2load", f"-c{clients}", f"-m{streams}", "-D", str(duration),
-             "--log-file", log.name, f"https://127.0.0.1:{port}/"],
+             "--log-file", log.name, *target],
             capture_output=True, text=True, timeout=duration + 60, check=True).stdout
         times = sorted(int(line.split()[2]) for line in Path(log.name).read_text().splitlines()
                        if line.count("\t") >= 2)
@@ -108,7 +120,12 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--clients", type=int, default=10)
     ap.add_argument("--streams", type=int, default=10)
+    ap.add_argument("--unique", action="store_true",
+                    help="distinct paths (h2load -i with many URIs): no cache keyed by the "
+                         "request helps")
     args = ap.parse_args()
+    if args.unique:
+        _URI_FILE.append(tempfile.mkstemp(prefix="h2load-uris-", suffix=".txt")[1])
     for tool in ("h2load", "openssl"):
         if shutil.which(tool) is None:
             print(f"{tool} is not installed", file=sys.stderr)
