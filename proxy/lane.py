@@ -168,7 +168,7 @@ class LaneLoc:
     __slots__ = ("group", "keepalive", "max_tries", "ops", "drop", "pass_headers", "actions",
                  "hide", "next_statuses", "read_timeout", "buffer_size", "server_line",
                  "add_listed", "add_other", "logs", "hostport", "server_name", "answers",
-                 "conn_vars", "single")
+                 "conn_vars", "single", "keep")
 
     def __init__(self) -> None:
         self.group: PeerGroup
@@ -196,6 +196,9 @@ class LaneLoc:
         """The upstream head uses a per-connection variable ($remote_addr...)."""
         self.single: Peer | None = None
         """The only peer of a one-peer group (no Attempt needed: nginx's single-peer rules)."""
+        self.keep: dict[bytes, bool] = {}
+        """Client header name as received -> passed upstream (not in ``drop``); its names are
+        those of ``_LOWER``, so it is bounded as that table is."""
 
 
 class _PrefixMatcher:
@@ -236,7 +239,7 @@ class _PrefixMatcher:
         loc = self.exact.get(uri)
         if loc is not None:
             return loc
-        if uri + "/" in self.slashed:
+        if self.slashed and uri + "/" in self.slashed:
             return None  # maybe nginx's 301: the probe decides
         for pattern, loc in self.prefixes:
             if uri.startswith(pattern):
@@ -250,7 +253,7 @@ class LaneRoute:
     __slots__ = ("loc", "prefix", "host_var", "uri", "uri_b", "server")
 
     def __init__(self, loc: LaneLoc, prefix: bytes | None, host_var: bytes, uri: str,
-                 server: Any = None) -> None:
+                 server: Any = None, uri_b: bytes | None = None) -> None:
         self.loc = loc
         self.server = server
         """The server a probe found for this (socket, Host), when other paths may reuse it."""
@@ -259,7 +262,7 @@ class LaneRoute:
         the client's target as sent."""
         self.host_var = host_var
         self.uri = uri
-        self.uri_b = uri.encode("latin-1", errors="replace")
+        self.uri_b = uri.encode("latin-1", errors="replace") if uri_b is None else uri_b
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,10 +341,15 @@ class Lane:
         self.logger = logger
         self.routes: dict[tuple[object, ...], LaneRoute | None] = {}
         self.locs: dict[tuple[int, ...], LaneLoc | str] = {}
-        self.hosts: dict[tuple[object, bytes], tuple[Any, bytes]] = {}
+        self.hosts: dict[tuple[object, bytes], tuple[Any, bytes, _PrefixMatcher | bool]] = {}
+        """(socket address, Host) -> (server, $host, its matcher) from a probe
+        (``_known_route``)."""
         self.matchers: dict[int, _PrefixMatcher | bool] = {}
         """id(server) -> its prefix matcher, or False (the router's search is needed)."""
-        """(socket address, Host) -> (server, $host) from a probe (``_known_route``)."""
+        self.known: dict[int, tuple[LaneLoc, str | None, str]] = {}
+        """id(location) -> (its compiled lane, proxy_pass URI part, pattern) once a known
+        route found it with a lane (``_known_route``); locations live as long as the engine,
+        and ``locs`` entries are never replaced."""
         self.parsed: dict[tuple[object, bytes], _Parsed | None] = {}
         """(socket address, request bytes) -> the request as the lane read it; the same bytes
         on the same socket are read the same way, so they are checked once."""
@@ -370,10 +378,13 @@ class Lane:
     # -- compile -----------------------------------------------------------------------------
 
     def route_for(self, conn: HttpConnection, host: bytes, target: bytes, path: bytes,
-                  headers: list[tuple[bytes, bytes]]) -> LaneRoute | None:
+                  headers: list[tuple[bytes, bytes]],
+                  key: tuple[object, ...] | None = None) -> LaneRoute | None:
         """The compiled route of a request the table does not know yet: from the location
-        search alone when its Host and location are known (``_known_route``), else a probe."""
-        key = (conn.local, host, path)
+        search alone when its Host and location are known (``_known_route``), else a probe.
+        ``key``: its ``routes`` key, (socket address, Host, path)."""
+        if key is None:
+            key = (conn.local, host, path)
         route = self._known_route(conn, host, path)
         if route is not None:
             if len(self.routes) >= ROUTES_MAX:
@@ -385,7 +396,11 @@ class Lane:
             if route.server is not None:
                 if len(self.hosts) >= ROUTES_MAX:
                     self.hosts.clear()
-                self.hosts[(conn.local, host)] = (route.server, route.host_var)
+                server = route.server
+                matcher = self.matchers.get(id(server))
+                if matcher is None:
+                    matcher = self.matchers[id(server)] = _PrefixMatcher.of(server)
+                self.hosts[(conn.local, host)] = (server, route.host_var, matcher)
         except _NotEligible as exc:
             if _TRACE_PATH:
                 self.trace(f"compile-no {target.decode('latin-1')}: {exc}")
@@ -407,12 +422,9 @@ class Lane:
         hs = self.hosts.get((conn.local, host))
         if hs is None or not _PLAIN_PATH.fullmatch(path):
             return None
-        server, host_var = hs
+        server, host_var, matcher = hs
         interp = self.engine.interp
         uri = path.decode("latin-1")
-        matcher = self.matchers.get(id(server))
-        if matcher is None:
-            matcher = self.matchers[id(server)] = _PrefixMatcher.of(server)
         if matcher:
             location = matcher.find(uri)
         else:
@@ -422,23 +434,28 @@ class Lane:
                 return None
         if location is None:
             return None
-        plain = interp._plain_proxy(server, location)
-        if not plain:
-            return None
-        loc = self.locs.get(plain.key)
-        if not isinstance(loc, LaneLoc):
-            return None
-        prefix: bytes | None = None
-        pp = plain.pp
-        if pp.uri is not None:
-            if location.modifier not in _MAPPING_MODIFIERS:
+        known = self.known.get(id(location))
+        if known is None:
+            plain = interp._plain_proxy(server, location)
+            if not plain:
                 return None
-            tail = uri[len(location.pattern):] if uri.startswith(location.pattern) else uri
+            loc = self.locs.get(plain.key)
+            if not isinstance(loc, LaneLoc):
+                return None
+            pp_uri = plain.pp.uri
+            if pp_uri is not None and location.modifier not in _MAPPING_MODIFIERS:
+                return None
+            known = self.known[id(location)] = (loc, pp_uri, location.pattern)
+        loc, pp_uri, pattern = known
+        prefix: bytes | None = None
+        if pp_uri is not None:
+            tail = uri[len(pattern):] if uri.startswith(pattern) else uri
             try:
-                prefix = (pp.uri + escape_uri(tail)).encode("latin-1")
+                prefix = (pp_uri + escape_uri(tail)).encode("latin-1")
             except UnicodeEncodeError:
                 return None
-        return LaneRoute(loc, prefix, host_var, uri, server)
+        # a plain path is ASCII: its latin-1 string encodes back to the same bytes
+        return LaneRoute(loc, prefix, host_var, uri, server, path)
 
     def _probe(self, conn: HttpConnection, host: bytes, target: bytes,
                headers: list[tuple[bytes, bytes]]) -> LaneRoute:
@@ -770,9 +787,10 @@ def serve(lane: Lane, conn: HttpConnection, data: bytes) -> bool:
         return _early(lane, "early host", data)
     q = target.find(b"?")
     path = target if q < 0 else target[:q]
-    route = lane.routes.get((conn.local, host, path), False)
+    rkey = (conn.local, host, path)
+    route = lane.routes.get(rkey, False)
     if route is False:
-        route = lane.route_for(conn, host, target, path, headers)
+        route = lane.route_for(conn, host, target, path, headers, rkey)
     if route is None:
         if len(lane.parsed) >= PARSED_MAX:
             lane.parsed.clear()
@@ -1184,19 +1202,23 @@ def _head_bytes(p: _Parsed, conn: HttpConnection) -> bytes:
         parts = [b"GET ", route.prefix, b"?", p.args, b" HTTP/1.1\r\n"]
     else:
         parts = [b"GET ", route.prefix, b" HTTP/1.1\r\n"]
-    ctx = _Ctx(p, conn)
+    ctx: _Ctx | None = None
     for line, fns in loc.ops:
         if fns is None:
             parts.append(line)
             continue
+        if ctx is None:
+            ctx = _Ctx(p, conn)
         value = b"".join([f if f.__class__ is bytes else (f(ctx) or b"") for f in fns])
         if value:
             parts += (line, value, b"\r\n")
     if loc.pass_headers:
-        drop = loc.drop
-        lower = _LOWER
+        keep = loc.keep
         for name, value in p.headers:
-            if lower[name] not in drop:
+            passed = keep.get(name)
+            if passed is None:
+                passed = keep[name] = _LOWER[name] not in loc.drop
+            if passed:
                 parts += (name, b": ", value, b"\r\n")
     parts.append(b"\r\n")
     return b"".join(parts)
