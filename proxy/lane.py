@@ -327,6 +327,9 @@ def _var_fn(name: str) -> Callable[[_Ctx], bytes | None]:
 
 _LOWER: dict[bytes, str] = {}
 """Client header names as received -> lower-case str (what the general path compares)."""
+_KINDS: dict[bytes, int] = {}
+"""Client header names in ``_LOWER`` -> their kind (``protocol.h1._name_info``): one look-up
+per header for a name seen before (bounded as ``_LOWER`` is)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -759,16 +762,19 @@ def serve(lane: Lane, conn: HttpConnection, data: bytes) -> bool:
         return _early(lane, "early version-or-target", data)
     host: bytes | None = None
     close = False
-    info = _NAME_INFO
-    lower = _LOWER
+    kinds = _KINDS
     for name, value in headers:
-        kind = info.get(name)
+        kind = kinds.get(name)
         if kind is None:
-            kind = _name_info(name)
-        if name not in lower:
-            if len(lower) >= 4096:
-                return _early(lane, "early names-cache-full", data)
-            lower[name] = name.decode("latin-1").lower()
+            kind = _NAME_INFO.get(name)
+            if kind is None:
+                kind = _name_info(name)
+            lower = _LOWER
+            if name not in lower:
+                if len(lower) >= 4096:
+                    return _early(lane, "early names-cache-full", data)
+                lower[name] = name.decode("latin-1").lower()
+            kinds[name] = kind
         if kind == _K_OTHER:
             continue
         if kind == _K_CONN:  # as protocol.h1._Head.add: the last one that says something
@@ -779,7 +785,7 @@ def serve(lane: Lane, conn: HttpConnection, data: bytes) -> bool:
                 close = False
             continue
         if kind != _K_HOST:
-            return _early(lane, "early header " + lower[name], data)
+            return _early(lane, "early header " + _LOWER[name], data)
         if host is not None or not valid_host(value):
             return _early(lane, "early host", data)
         host = value
