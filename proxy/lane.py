@@ -735,8 +735,9 @@ def serve(lane: Lane, conn: HttpConnection, data: bytes) -> bool:
             return _early(lane, "early not-eligible", data)
         return _Request(lane, conn, hit).start()  # type: ignore[arg-type]
     n = len(data)
-    if n > conn.settings.limits.client_header_buffer_size or data[-4:] != b"\r\n\r\n" \
-            or data.find(b"\r\n\r\n") != n - 4 or data.find(b"\t") >= 0 or data[0] in b"\r\n":
+    # the first CR LF CR LF is the last four bytes: one whole head, nothing after it
+    if n > conn.settings.limits.client_header_buffer_size or data.find(b"\r\n\r\n") != n - 4 \
+            or n < 4 or data.find(b"\t") >= 0 or data[0] in b"\r\n":
         return _early(lane, "early bytes", data)
     lp = conn.lane_parser
     if lp is None:
