@@ -217,9 +217,9 @@ class _ProxyPlan:
 
 class ProxyResume:
     """Where the fast path (proxy/fastpath.py) handed a proxied request to the general one:
-    the routing result and log values so far, the plan (None: routed only), and the first attempt's peer (None:
-    no live peer), start time, and its pooled connection with the request written (None:
-    not taken yet), or the error writing it."""
+    the routing result and log values so far, the plan (None: routed only), and the first
+    attempt's peer (None: no live peer), start time, and its pooled connection with the request
+    written (None: not taken yet), or the error writing it."""
 
     __slots__ = ("result", "run", "plan", "peer", "t0", "conn", "error", "read_timeout",
                  "raised")

@@ -9,19 +9,19 @@ from __future__ import annotations
 from ._base import NOWHERE, ModelError, SourceSpan
 from .codec import ModelDecodeError, from_dict, from_json, to_dict, to_json
 from .nodes import (
-    CookieFlags,
-    CookieRewrite,
-    AuthRequestSet,
     SCHEMA_VERSION,
     AccessAction,
     AccessConf,
     AccessLog,
     AccessRule,
+    AuthRequestSet,
     Balancer,
     Break,
     Condition,
     CondOp,
     Config,
+    CookieFlags,
+    CookieRewrite,
     DocumentRoot,
     ErrorPage,
     Expires,
@@ -83,6 +83,7 @@ __all__ = [
     "MainConf", "Map", "MapEntry", "MapKeyKind", "ModelDecodeError", "ModelError", "ProxyConf",
     "ProxyPass", "ProxyRedirect", "RawDirective", "RealIpConf", "Return", "Rewrite",
     "RewriteFlag", "RewriteStmt", "Scope", "Server", "ServerName", "ServerNameKind", "SetVar",
-    "SourceSpan", "StaticConf", "SubFilter", "Support", "Template", "TlsCertificate", "TlsConf", "TryFiles",
+    "SourceSpan", "StaticConf", "SubFilter", "Support", "Template", "TlsCertificate", "TlsConf",
+    "TryFiles",
     "Upstream", "UpstreamServer", "Var", "from_dict", "from_json", "to_dict", "to_json",
 ]

@@ -398,7 +398,8 @@ class TestDirectives:
         "/split/x.php/path/info", "/split/x.php", "/split/dir/", "/split/a.php/b.php/c",
         "/inherit/x.php", "/noheaders/x", "/hdr/server", "/hdr/lf", "/hdr/length",
         "/hdr/stream", "/hdr/stderr", "/status/404", "/status/201", "/loc/rel", "/loc/abs",
-        "/loc/301", "/hide/x", "/srvparams/x.php", "/hdr/emptytype", "/hdr/notype", "/?" + "long=" + "a" * 300,
+        "/loc/301", "/hide/x", "/srvparams/x.php", "/hdr/emptytype", "/hdr/notype",
+        "/?" + "long=" + "a" * 300,
     ])
     def test_get(self, env: tuple[Pair, FcgiEcho], url: str) -> None:
         self.ask(env, url, headers=(("X-Dup", "1"), ("X-Dup", "2"), ("X-Over", "client"),
