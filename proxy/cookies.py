@@ -57,14 +57,16 @@ def _compiled(rules: object) -> tuple[tuple[Any, re.Pattern[str] | None], ...]:
     return tuple(out)
 
 
-_CACHE: dict[tuple[int, ...], CookieRules | None] = {}
 
 
 def rules_of(state: RequestState) -> CookieRules | None:
     """The rules in effect for ``state``'s configuration (cached per chain), or None."""
-    key = state.chain_key
+    # cached with the configuration (the interpreter's per-chain cache): ids of scopes are
+    # only unique while their model lives
+    cache = state.interp.effective_cache
+    key = (state.chain_key, "cookies")
     try:
-        return _CACHE[key]
+        return cache[key]  # type: ignore[return-value]
     except KeyError:
         pass
     rules = CookieRules(
@@ -72,9 +74,7 @@ def rules_of(state: RequestState) -> CookieRules | None:
         paths=_compiled(state.effective(lambda s: s.proxy.cookie_paths)),
         flags=_compiled(state.effective(lambda s: s.proxy.cookie_flags)))
     got = rules if (rules.domains or rules.paths or rules.flags) else None
-    if len(_CACHE) > 4096:
-        _CACHE.clear()
-    _CACHE[key] = got
+    cache[key] = got
     return got
 
 

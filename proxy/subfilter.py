@@ -47,13 +47,15 @@ class SubConf:
         self.static = all(p.match.is_static for p in pairs)
 
 
-_CONFS: dict[tuple[int, ...], SubConf | None] = {}
 
 
 def conf_of(state: RequestState) -> SubConf | None:
-    key = state.chain_key
+    # cached with the configuration (the interpreter's per-chain cache): ids of scopes are
+    # only unique while their model lives
+    cache = state.interp.effective_cache
+    key = (state.chain_key, "subfilter")
     try:
-        return _CONFS[key]
+        return cache[key]  # type: ignore[return-value]
     except KeyError:
         pass
     pairs = state.effective(lambda s: s.static.sub_filters)
@@ -65,9 +67,7 @@ def conf_of(state: RequestState) -> SubConf | None:
         conf = SubConf(tuple(pairs), once is not False,
                        frozenset(types) if types is not None else frozenset(),
                        bool(lm))
-    if len(_CONFS) > 4096:
-        _CONFS.clear()
-    _CONFS[key] = conf
+    cache[key] = conf
     return conf
 
 
