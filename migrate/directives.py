@@ -131,7 +131,6 @@ _GZBUF = ("gzip output buffering; the compressed bytes are the same, only how th
           "into writes differs")
 _GUNZIP = "gunzip decompression is not implemented: gzipped upstream bodies are sent as they are"
 _SSI = "server-side includes are not implemented: SSI commands reach clients unprocessed"
-_ADDITION = "body addition is not implemented: the extra before/after content is not added"
 _CHARSET = "charset recoding is not implemented: bodies are sent in their source charset"
 _USERID = "userid cookies are not implemented: no uid cookie is set or read"
 _SECLINK = "secure_link is not implemented: $secure_link is never set, links are not validated"
@@ -617,9 +616,9 @@ _d("sub_filter_types", SF, "H S L", 1, N, OK)
 _f("sub_filter_once", SF, "H S L", OK)
 _f("sub_filter_last_modified", SF, "H S L", OK)
 AD = "ngx_http_addition_filter_module"
-_d("add_before_body", AD, "H S L", 1, 1, NO, _ADDITION)
-_d("add_after_body", AD, "H S L", 1, 1, NO, _ADDITION)
-_d("addition_types", AD, "H S L", 1, N, NO, _ADDITION)
+_d("add_before_body", AD, "H S L", 1, 1, OK)
+_d("add_after_body", AD, "H S L", 1, 1, OK)
+_d("addition_types", AD, "H S L", 1, N, OK)
 SI = "ngx_http_ssi_filter_module"
 _f("ssi", SI, "H S L LIF", NO, _SSI)
 _f("ssi_silent_errors", SI, "H S L", NO, _SSI)

@@ -41,7 +41,17 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import accesslog, autoindex, charset, cookies, gzipfilter, ranges, responses, subfilter
+from . import (
+    accesslog,
+    addition,
+    autoindex,
+    charset,
+    cookies,
+    gzipfilter,
+    ranges,
+    responses,
+    subfilter,
+)
 from .interp import Interpreter, RequestState, RouteRequest, RouteResult
 from .io import upstream_tls
 from .io.resolver import ResolveError, Resolver, resolver_from_args
@@ -168,7 +178,7 @@ class _Run:
     # a plain slotted class: a dataclass with list factories costs ~0.5 us more per request
     __slots__ = ("start", "status", "body_bytes", "upstream_addr", "upstream_status",
                  "upstream_time", "upstream_headers", "sent_headers", "proxy_host", "proxy_port",
-                 "request_id", "dns")
+                 "request_id", "dns", "addition")
 
     def __init__(self, start: float) -> None:
         self.start = start
@@ -184,6 +194,8 @@ class _Run:
         self.request_id = ""
         self.dns: tuple[object, str, list[str] | None] | None = None
         """A proxy_pass name for ``resolver``: (resolver, name, its addresses once known)."""
+        self.addition: object = None
+        """add_before_body/add_after_body subrequests still owed (proxy/addition.py)."""
 
 
 class _ProxyPlan:
@@ -315,6 +327,8 @@ class Engine:
                 req = self._route_request(ex, run)
                 result = self.interp.route(req)
             await self._respond(ex, result, run, resume)
+            if run.addition is not None:
+                await addition.complete(run)  # add_after_body: after the handler's body
         except asyncio.CancelledError:
             ex.abort()
             raise
@@ -671,6 +685,7 @@ class Engine:
             state = result.state
             ex = gzipfilter.wrap(client, state, run, kind)  # gzip on: nginx's gzip filter
             ex = subfilter.wrap(ex, state, run)  # sub_filter: before gzip, as in nginx
+            ex = addition.wrap(ex, state, run, self)  # add_*_body: before sub_filter
             if kind == "proxy":
                 assert state is not None
                 again = await self._proxy(ex, result, state, run, resume if resume is not None
@@ -958,7 +973,7 @@ class Engine:
         if variant is not None:
             path, gz, vary = variant
             if vary:  # gzip_vary: on the wire only, as the gzip filter writes it
-                ex = gzipfilter.with_vary(ex, subfilter.inner_of(ex))
+                ex = gzipfilter.with_vary(ex, subfilter.inner_of(addition.inner_of(ex)))
         try:
             fh = open(path, "rb")
         except OSError as exc:
@@ -1001,9 +1016,11 @@ class Engine:
             headers = self._finish_headers(state, status, headers, run)
             # the range filter runs after add_header/expires, on a 200 only
             max_ranges = _raw_size(state, "max_ranges", -1)
-            spans = None if status != 200 or max_ranges == 0 or gz or subfilter.filters(
-                ex, status, headers) or gzipfilter.compresses(
-                subfilter.inner_of(ex), status, headers) else ranges.byte_ranges(
+            bare = addition.inner_of(ex)
+            spans = None if status != 200 or max_ranges == 0 or gz or addition.filters(
+                ex, status, headers) or subfilter.filters(
+                bare, status, headers) or gzipfilter.compresses(
+                subfilter.inner_of(bare), status, headers) else ranges.byte_ranges(
                 state.req.headers.get("range"), state.req.headers.get("if-range"),
                 etag if etag_on is not False else None, int(st.st_mtime), st.st_size,
                 None if max_ranges < 0 else max_ranges)

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from . import gzipfilter, subfilter
+from . import addition, gzipfilter, subfilter
 from .engine import ProxyResume, _ProxyPlan, _Run, _head_size
 from .interp import RouteResult
 from .io.upstream import UpstreamConnection, UpstreamError
@@ -93,8 +93,9 @@ def start(engine: Engine, host: Host, ex: Exchange) -> bool:
         return True
     state = result.state
     if result.kind != "proxy" or state is None or state.limit_delay > 0 or \
-            gzipfilter.enabled(state) or subfilter.conf_of(state) is not None:
-        # gzip on or sub_filter: the general path runs those body filters
+            gzipfilter.enabled(state) or subfilter.conf_of(state) is not None or \
+            addition.conf_of(state) is not None:
+        # gzip on, sub_filter or add_*_body: the general path runs those body filters
         _hand_over(host, ex, ProxyResume(result, run, None))
         return True
     target = engine._proxy_target(result, state, run)
