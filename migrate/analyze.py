@@ -220,6 +220,8 @@ def _set(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> None:
     name = st.args[0]
     if not name.startswith("$") or len(name) < 2:
         raise BadValue(f'invalid variable name "{name}"')
+    if name[1:].lower() in ("secure_link", "secure_link_expires"):  # not changeable in nginx
+        raise BadValue(f'the duplicate "{name[1:]}" variable')
     acc.rewrites.append(m.SetVar(name=name[1:], value=_tpl(st.args[1]), source=src))
 
 
@@ -728,6 +730,20 @@ def _auth_request_set(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan)
         raise BadValue(f'invalid variable name "{name}"')
     acc.append(acc.access, "auth_request_set",
                m.AuthRequestSet(name=name[1:], value=_tpl(st.args[1]), source=src))
+
+
+@_handles("secure_link", "secure_link_md5", "secure_link_secret")
+def _secure_link(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) -> None:
+    # ngx_http_secure_link_merge_conf refuses a level with both kinds (the http level is
+    # never merged itself, so it may hold both)
+    other = ("secure_link", "secure_link_md5") if st.name == "secure_link_secret" \
+        else ("secure_link_secret",)
+    if acc.ctx is not Ctx.HTTP and st.name not in acc.access and \
+            any(k in acc.access for k in other):
+        raise BadValue('"secure_link_secret" cannot be mixed with "secure_link" and '
+                       '"secure_link_md5"')
+    value = st.args[0] if st.name == "secure_link_secret" else _tpl(st.args[0])
+    _set_once(acc.access, st.name, value, st)
 
 
 @_handles("limit_req_status", "limit_conn_status")

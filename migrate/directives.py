@@ -133,7 +133,6 @@ _GUNZIP = "gunzip decompression is not implemented: gzipped upstream bodies are 
 _SSI = "server-side includes are not implemented: SSI commands reach clients unprocessed"
 _CHARSET = "charset recoding is not implemented: bodies are sent in their source charset"
 _USERID = "userid cookies are not implemented: no uid cookie is set or read"
-_SECLINK = "secure_link is not implemented: $secure_link is never set, links are not validated"
 _IMG = "image filtering is not implemented: images are sent unmodified"
 _XSLT = "XSLT transformation is not implemented: XML responses are sent untransformed"
 _DAV = "WebDAV is not implemented: PUT/DELETE/MKCOL/COPY/MOVE are not performed"
@@ -631,9 +630,9 @@ _f("ssi_last_modified", SI, "H S L", NO, _SSI)
 # --- content handlers and misc http modules ----------------------------------------------------
 _d("stub_status", "ngx_http_stub_status_module", "S L", 0, 1, NO, _STATUS)
 SL = "ngx_http_secure_link_module"
-_d("secure_link", SL, "H S L", 1, 1, NO, _SECLINK)
-_d("secure_link_md5", SL, "H S L", 1, 1, NO, _SECLINK)
-_d("secure_link_secret", SL, "L", 1, 1, NO, _SECLINK)
+_d("secure_link", SL, "H S L", 1, 1, OK)
+_d("secure_link_md5", SL, "H S L", 1, 1, OK)
+_d("secure_link_secret", SL, "H S L", 1, 1, OK)
 UI = "ngx_http_userid_filter_module"
 _d("userid", UI, "H S L", 1, 1, NO, _USERID)
 _d("userid_service", UI, "H S L", 1, 1, NO, _USERID)

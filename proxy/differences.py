@@ -317,6 +317,12 @@ DIFFERENCES: tuple[Difference, ...] = (
         tern="subrequests never apply limits",
         kind="gap", why="rare; subrequests skip the preaccess phase in Tern."),
     Difference(
+        key="secure-link-mixed-line", area="configuration",
+        nginx="reports secure_link_secret mixed with secure_link or secure_link_md5 in one "
+              "server or location at the end of the http block (the merge finds it)",
+        tern="reports it, with nginx's message, at the line of the second of those directives",
+        kind="deliberate", why="points at the conflict."),
+    Difference(
         key="end-of-file-line", area="configuration",
         nginx="reports 'unexpected end of file' at the file's last line",
         tern="reports it at the line of the last token",

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 from urllib.parse import unquote_plus
 
-from . import client_cert, geo
+from . import client_cert, geo, securelink
 from .access import (
     CompiledRule,
     UserFileError,
@@ -279,6 +279,10 @@ class RequestState:
         self.request_body: bytes | None = None
         self.carried_headers: list[tuple[bytes, bytes]] = []
         """Upstream headers kept across an ``X-Accel-Redirect`` (Content-Type, Set-Cookie...)."""
+        self.secure_link_values: dict[str, object] | None = None
+        """$secure_link / $secure_link_expires once computed (``proxy.securelink``)."""
+        self.secure_link_expires: str | None = None
+        """What computing $secure_link found after its comma (cleared by internal redirects)."""
 
     # -- variables ------------------------------------------------------------------------------
 
@@ -368,6 +372,8 @@ class RequestState:
                 if k.lower() == want:
                     return v
             return None
+        if name in securelink.VARIABLES:
+            return securelink.value(self, name)
         mp = self.interp.maps.get(name)
         if mp is not None:
             return self.eval_map(mp)
@@ -1258,6 +1264,7 @@ class Interpreter:
         self._uri_changed(ctx)
         ctx.internal = True
         ctx.rewrite_break = False
+        ctx.secure_link_expires = None  # nginx clears module contexts here
         if named is None:
             ctx.uri_changed_ever = True
             path, _, args = target.partition("?")

@@ -26,7 +26,8 @@ SNAPSHOT = {
                   "sub_filter_once sub_filter_types sub_filter_last_modified",
     "AccessConf": "rules satisfy auth_basic auth_basic_user_file limit_req limit_req_status "
                   "limit_conn limit_conn_status limit_req_dry_run limit_conn_dry_run "
-                  "auth_request auth_request_set",
+                  "auth_request auth_request_set secure_link secure_link_md5 "
+                  "secure_link_secret",
     "LimitsConf": "client_max_body_size client_body_timeout client_header_timeout "
                   "client_header_buffer_size large_client_header_buffers keepalive_timeout "
                   "keepalive_header keepalive_requests send_timeout server_tokens "

@@ -160,7 +160,9 @@ def _full_scope(line: int) -> m.Scope:
             limit_conn_status=503, limit_req_dry_run=True, limit_conn_dry_run=False,
             auth_request="/auth",
             auth_request_set=(m.AuthRequestSet(name="user", value=tpl("$upstream_http_x_user"),
-                                               source=src),)),
+                                               source=src),),
+            secure_link=tpl("$arg_md5,$arg_expires"), secure_link_md5=tpl("$uri secret"),
+            secure_link_secret="word"),
         limits=m.LimitsConf(
             client_max_body_size=1048576, client_body_timeout=15.0, client_header_timeout=10.0,
             client_header_buffer_size=1024, large_client_header_buffers=(4, 8192),

@@ -585,6 +585,13 @@ class AccessConf:
     """``auth_request`` URI, or ``off``."""
     auth_request_set: tuple[AuthRequestSet, ...] | None = None
     """``auth_request_set`` entries (array: inherited only when none written here)."""
+    secure_link: Template | None = None
+    """``secure_link`` expression (the hash, then ``,expires``)."""
+    secure_link_md5: Template | None = None
+    """``secure_link_md5`` expression (its MD5 is the expected hash)."""
+    secure_link_secret: str | None = None
+    """``secure_link_secret`` word ("" is a secret too); merged with the two above as
+    ngx_http_secure_link_merge_conf does (``proxy.securelink``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
