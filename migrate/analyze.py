@@ -1039,6 +1039,9 @@ class Analyzer:
             if st.name in RAW_BLOCKS and st.block is not None:
                 self.census_raw_block(st)
             acc.other.append(self.raw(st, spec))
+            if st.name in ("add_before_body", "add_after_body") and any(
+                    o.name == st.name for o in acc.other[:-1]):
+                self.error(st, "duplicate", f'"{st.name}" directive is duplicate')
             if st.name == "geo" or st.name.startswith("gzip_"):
                 self.check_run_values(acc.other[-1])
                 if st.name == "gzip_disable":

@@ -323,6 +323,34 @@ DIFFERENCES: tuple[Difference, ...] = (
         tern="reports it, with nginx's message, at the line of the second of those directives",
         kind="deliberate", why="points at the conflict."),
     Difference(
+        key="addition-uri-normalised", area="responses",
+        nginx="add_before_body / add_after_body subrequests use the URI exactly as written: "
+              "no dot-segment resolution, no slash merging",
+        tern="resolves /./ and /../ and merges slashes in it ('?', '#' and '%' stay literal as "
+             "in nginx; a URI not starting with / gets nginx's 404 page)",
+        kind="gap", why="the subrequest goes through the interpreter's URI normalisation; such "
+                        "URIs are rare."),
+    Difference(
+        key="addition-subrequest-close", area="responses",
+        nginx="an addition subrequest that closes the connection (return 444) leaves the client "
+              "with nothing when the answer so far is under postpone_output (1460 bytes)",
+        tern="the head and the body so far have gone out: the client sees a cut answer, then "
+             "the close",
+        kind="gap", why="Tern writes as the answer is made; there is no postpone_output "
+                        "buffering."),
+    Difference(
+        key="addition-subrequest-limits", area="limits",
+        nginx="an addition subrequest's location applies its own limit_req/limit_conn when the "
+              "main request met none",
+        tern="subrequests never apply limits",
+        kind="gap", why="rare; subrequests skip the preaccess phase in Tern."),
+    Difference(
+        key="addition-chunk-sizes", area="logging",
+        nginx="chunks an addition body over 32 KB by its own buffers",
+        tern="sends it in 64 KB pieces: $body_bytes_sent can differ by a few bytes of chunk "
+             "framing (smaller answers count the same)",
+        kind="gap", why="nginx's subrequest buffering is not modelled."),
+    Difference(
         key="end-of-file-line", area="configuration",
         nginx="reports 'unexpected end of file' at the file's last line",
         tern="reports it at the line of the last token",

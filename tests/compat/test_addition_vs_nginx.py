@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -89,6 +90,8 @@ http {
         location /old/ { rewrite ^/old/(.*)$ /parts/$1.html last; }
         location /tf/ { alias www/both/; add_after_body /try/x; }
         location /try/ { try_files /nothing /parts/after.html =404; }
+        location /auto/ { alias www/idx/; autoindex on; add_before_body /parts/before.html;
+                          add_after_body /parts/after.html; }
         location /pct/ { alias www/both/; add_after_body /parts/sp%20ace.html; }
         location /rel/ { alias www/both/; add_after_body parts/after.html; }
         location /down/ { alias www/both/; add_after_body /dead/; }
@@ -101,6 +104,14 @@ http {
         location /upost/ { add_before_body /upadd/tail; proxy_pass http://u; }
         location /sfgz/ { alias www/both/; add_after_body /sfparts/after.html;
                           sub_filter main MAIN; gzip on; gzip_min_length 1; }
+    }
+    server {
+        listen 8965 http2;
+        root www;
+        location /both/ { add_before_body /parts/before.html; add_after_body /parts/after.html;
+                          gzip on; gzip_min_length 1; }
+        location /up/ { add_after_body /upadd/tail; proxy_pass http://u; }
+        location /upadd/ { proxy_pass http://u; }
     }
     server {
         listen 8962;
@@ -179,7 +190,7 @@ GETS = [
     "/sf/a.html", "/sf/partial.html", "/sf/empty.html",
     # URIs with a query, relative, a dead upstream, a big addition, charset
     "/epsub/a.html", "/dir/a.html", "/rw/a.html", "/tf/a.html",
-    "/query/a.html", "/pct/a.html", "/rel/a.html", "/down/a.html", "/bigadd/a.html", "/cs/a.html",
+    "/auto/", "/query/a.html", "/pct/a.html", "/rel/a.html", "/down/a.html", "/bigadd/a.html", "/cs/a.html",
     "/upost/small",
 ]
 
@@ -236,6 +247,39 @@ def test_subrequest_closing_the_connection(pair: Pair) -> None:
     assert not out.tern.leftover.endswith(b"0\r\n\r\n")
 
 
+def test_keepalive_connection(pair: Pair) -> None:
+    """Answers with additions, one after another on one connection (and one without)."""
+    req = b"GET /%s HTTP/1.1\r\nHost: localhost\r\n{tag}\r\n\r\n"
+    script = b"".join(req % u for u in (b"both/a.html", b"up/small", b"both/b.txt",
+                                        b"sf/partial.html", b"both/empty.html"))
+    out = pair.raw(script, expect=5, linger=0.2).check()
+    assert out.statuses == [200] * 5
+
+
+@pytest.mark.parametrize("url", ["/both/a.html", "/up/small", "/both/b.txt"])
+@pytest.mark.parametrize("gz", [False, True])
+def test_http2(pair: Pair, url: str, gz: bool) -> None:
+    """Over HTTP/2 (h2c, curl --http2-prior-knowledge): the same head and body."""
+    got = {}
+    for side in (pair.nginx_side, pair.tern_side):
+        port = pair.side_port(side, 8965)
+        cmd = ["curl", "-s", "--http2-prior-knowledge", "-D", "-", "-o", "-",
+               "--max-time", "5", f"http://127.0.0.1:{port}{url}"]
+        if gz:
+            cmd[1:1] = ["-H", "Accept-Encoding: gzip"]
+        raw = subprocess.run(cmd, capture_output=True, check=True, timeout=10).stdout
+        head, _, body = raw.partition(b"\r\n\r\n")
+        lines = sorted(ln for ln in head.split(b"\r\n")[1:]
+                       if not ln.lower().startswith((b"date:", b"server:")))
+        got[side.name] = (head.split(b"\r\n")[0], lines, body)
+    nginx, tern = got[pair.nginx_side.name], got[pair.tern_side.name]
+    assert nginx == tern
+    assert nginx[0].strip() == b"HTTP/2 200"
+    body = gzip.decompress(nginx[2]) if b"content-encoding: gzip" in nginx[1] else nginx[2]
+    assert body.endswith(b"<tail from upstream>" if url == "/up/small" else
+                         b"plain text\n" if url == "/both/b.txt" else b"</footer>\n")
+
+
 def test_http10_client(pair: Pair) -> None:
     pair.ask("/both/a.html", version="1.0").check()
     pair.ask("/up/small", version="1.0").check()
@@ -280,7 +324,9 @@ def test_additions_happen(pair: Pair) -> None:
 def test_body_bytes_sent(pair: Pair, version: str) -> None:
     """$body_bytes_sent counts the additions (and the chunk framing on HTTP/1.1), once."""
     urls = [f"{u}?bb{version}" for u in ("/both/a.html", "/both/empty.html", "/up/small",
-                                        "/sf/partial.html", "/ret/", "/both/b.txt")]
+                                        "/sf/partial.html", "/ret/", "/both/b.txt",
+                                        "/both/big.html", "/up/html")]
+    # (an addition body over 32 KB is chunked differently by nginx: docs/differences.md)
     for url in urls:
         pair.ask(url, version=version).check()
     for url in ["/gz/a.html?bbgz" + version, "/gz/big.html?bbgz" + version]:
@@ -370,3 +416,39 @@ def test_lane_leaves_additions_to_the_general_path(lane_pair: Pair, url: str, po
     assert any(" served " in f" {ln} " for ln in lines) == served, (lines, path.read_text())
     if not served:
         assert b"[" in out.tern.response.body  # the addition is there (not the fast path)
+
+
+# -- configuration checks ------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("directives", "message"), [
+    ("add_before_body /a; add_before_body /b;", '"add_before_body" directive is duplicate'),
+    ('add_after_body /a; add_before_body /b; add_after_body "";',
+     '"add_after_body" directive is duplicate'),
+    ("add_after_body;", 'invalid number of arguments in "add_after_body" directive'),
+    ("add_before_body /a /b;", 'invalid number of arguments in "add_before_body" directive'),
+    ("addition_types;", 'invalid number of arguments in "addition_types" directive'),
+    # accepted by both
+    ("add_before_body /a; addition_types * text/plain; addition_types text/css;", None),
+    ('add_before_body ""; location /x { add_before_body /b; }', None),
+])
+def test_config_checks_like_nginx(tmp_path: Path, directives: str, message: str | None) -> None:
+    """nginx -t and tern check refuse the same addition mistakes at the same line, and accept
+    what nginx accepts."""
+    (tmp_path / "logs").mkdir()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text("events {}\nhttp {\n  server {\n    listen 18999;\n    location / {\n"
+                    f"      {directives}\n    }}\n  }}\n}}\n".replace("}}", "}"))
+    ngx = subprocess.run([str(NGINX_BIN), "-t", "-p", str(tmp_path), "-c", str(conf),
+                          "-g", f"pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log;"],
+                         capture_output=True, text=True, timeout=30)
+    tern = subprocess.run([sys.executable, "-m", "migrate.cli", "check", str(conf)],
+                          capture_output=True, text=True, timeout=60)
+    said = tern.stdout + tern.stderr
+    assert "Traceback" not in said
+    if message is None:
+        assert ngx.returncode == 0, ngx.stderr
+        assert tern.returncode == 0, said
+        return
+    assert ngx.returncode != 0 and message in ngx.stderr and "nginx.conf:6" in ngx.stderr
+    assert tern.returncode == 2
+    assert f"{conf}:6: error: {message}" in said
