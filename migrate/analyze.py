@@ -761,6 +761,9 @@ def _limit_dry_run(az: Analyzer, st: Stmt, acc: _ScopeAcc, src: m.SourceSpan) ->
 
 # -- limits and timeouts -------------------------------------------------------------------------
 
+_RATE_DIRECTIVES = frozenset({"limit_rate", "limit_rate_after", "proxy_limit_rate"})
+"""Kept as written; their values are checked as proxy/ratelimit.py reads them."""
+
 _TIME_LIMITS = {"client_body_timeout", "client_header_timeout", "send_timeout"}
 _SIZE_LIMITS = {"client_max_body_size", "client_header_buffer_size"}
 _FLAG_LIMITS = {"merge_slashes", "underscores_in_headers", "ignore_invalid_headers",
@@ -1042,7 +1045,9 @@ class Analyzer:
             if st.name in ("add_before_body", "add_after_body") and any(
                     o.name == st.name for o in acc.other[:-1]):
                 self.error(st, "duplicate", f'"{st.name}" directive is duplicate')
-            if st.name == "geo" or st.name.startswith("gzip_"):
+            if st.name in _RATE_DIRECTIVES and any(o.name == st.name for o in acc.other[:-1]):
+                self.error(st, "duplicate", f'"{st.name}" directive is duplicate')
+            if st.name == "geo" or st.name.startswith("gzip_") or st.name in _RATE_DIRECTIVES:
                 self.check_run_values(acc.other[-1])
                 if st.name == "gzip_disable":
                     for pattern in st.args:
@@ -1060,7 +1065,7 @@ class Analyzer:
 
     def check_run_values(self, raw: m.RawDirective) -> None:
         """Values nginx refuses in the raw directives proxy/geo.py and proxy/gzipfilter.py run."""
-        from proxy import geo, gzipfilter
+        from proxy import geo, gzipfilter, ratelimit
 
         if raw.name == "geo":
             try:
@@ -1070,7 +1075,8 @@ class Analyzer:
                                                    level=Level.ERROR, code="bad-value",
                                                    message=str(exc), directive="geo"))
             return
-        problem = gzipfilter.problem(raw.name, raw.args)
+        problem = ratelimit.problem(raw.name, raw.args) if raw.name in _RATE_DIRECTIVES else \
+            gzipfilter.problem(raw.name, raw.args)
         if problem is not None:
             self.diagnostics.append(Diagnostic(file=raw.source.file, line=raw.source.line,
                                                level=Level.ERROR, code="bad-value",

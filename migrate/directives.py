@@ -119,7 +119,8 @@ _CACHE = "proxy caching is not implemented: every request is sent to the upstrea
 _STORE = "storing upstream responses on disk is not implemented: no files are written"
 _UPTLS = "upstream TLS options are not implemented: the setting has no effect on https upstreams"
 _BIND = "choosing the local address for upstream connections is not implemented"
-_RATE = "response rate limiting is not implemented: responses are sent at full speed"
+_RATE = ("not implemented for FastCGI: the app's answer is read at full speed (limit_rate "
+         "applies to what the client gets)")
 _FCGI = "not implemented for FastCGI in Tern: the setting has no effect"
 _FCACHE_FC = "FastCGI caching is not implemented: every request is sent to the app"
 _UWSGI = "uwsgi upstreams are not implemented; Tern proxies HTTP only"
@@ -253,8 +254,8 @@ _d("send_timeout", HC, "H S L", 1, 1, OK)
 _d("send_lowat", HC, "H S L", 1, 1, IGN, _TUNE)
 _d("postpone_output", HC, "H S L", 1, 1, IGN, _BUF)
 _d("output_buffers", HC, "H S L", 2, 2, IGN, _BUF)
-_d("limit_rate", HC, "H S L LIF", 1, 1, NO, _RATE)
-_d("limit_rate_after", HC, "H S L LIF", 1, 1, NO, _RATE)
+_d("limit_rate", HC, "H S L LIF", 1, 1, OK)
+_d("limit_rate_after", HC, "H S L LIF", 1, 1, OK)
 _d("keepalive_time", HC, "H S L", 1, 1, OK)
 _d("keepalive_timeout", HC, "H S L", 1, 2, OK)
 _d("keepalive_requests", HC, "H S L", 1, 1, OK)
@@ -294,8 +295,8 @@ _d("open_file_cache_min_uses", HC, "H S L", 1, 1, IGN, _FCACHE)
 _f("open_file_cache_errors", HC, "H S L", IGN, _FCACHE)
 _f("open_file_cache_events", HC, "H S L", IGN, _FCACHE)
 _d("resolver", HC, "H S L", 1, N, PART,
-   "names in proxy_pass with variables are resolved over UDP (A, AAAA); a truncated answer is "
-   "not asked again over TCP")
+   "names in proxy_pass with variables are resolved through it (A, AAAA; over TCP when an "
+   "answer is truncated); fastcgi_pass with variables looks names up with the system resolver")
 _d("resolver_timeout", HC, "H S L", 1, 1, OK)
 _d("disable_symlinks", HC, "H S L", 1, 2, NO,
    "symlink checks are not implemented: files reached through symbolic links are served")
@@ -417,7 +418,7 @@ _d("proxy_headers_hash_max_size", P, "H S L", 1, 1, IGN, _HASH)
 _d("proxy_headers_hash_bucket_size", P, "H S L", 1, 1, IGN, _HASH)
 _d("proxy_ignore_headers", P, "H S L", 1, N, OK)
 _d("proxy_bind", P, "H S L", 1, 2, NO, _BIND)
-_d("proxy_limit_rate", P, "H S L", 1, 1, NO, _RATE)
+_d("proxy_limit_rate", P, "H S L", 1, 1, OK)
 _f("proxy_force_ranges", P, "H S L", NO,
    "forcing byte ranges on proxied responses is not implemented: Range is left to the upstream")
 _f("proxy_pass_trailers", P, "H S L", NO,

@@ -49,6 +49,7 @@ from . import (
     cookies,
     gzipfilter,
     ranges,
+    ratelimit,
     responses,
     subfilter,
 )
@@ -178,7 +179,7 @@ class _Run:
     # a plain slotted class: a dataclass with list factories costs ~0.5 us more per request
     __slots__ = ("start", "status", "body_bytes", "upstream_addr", "upstream_status",
                  "upstream_time", "upstream_headers", "sent_headers", "proxy_host", "proxy_port",
-                 "request_id", "dns", "addition")
+                 "request_id", "dns", "pacer", "addition")
 
     def __init__(self, start: float) -> None:
         self.start = start
@@ -194,6 +195,8 @@ class _Run:
         self.request_id = ""
         self.dns: tuple[object, str, list[str] | None] | None = None
         """A proxy_pass name for ``resolver``: (resolver, name, its addresses once known)."""
+        self.pacer: ratelimit.Pacer | None = None
+        """limit_rate's pacer in front of the client (proxy/ratelimit.py); None: none."""
         self.addition: object = None
         """add_before_body/add_after_body subrequests still owed (proxy/addition.py)."""
 
@@ -281,6 +284,8 @@ class Engine:
         self.interp.preaccess_hook = self._preaccess
         self.log_sink: Callable[[Exchange, RouteResult | None, _Run], None] | None = None
         self.reject_log_sink: Callable[[object, object, int, int], None] | None = None
+        self.rate_possible = ratelimit.possible(config)
+        """Some request may be paced (limit_rate...): requests get a ratelimit.Pacer."""
         self.lane: Lane | None = None
         """The compiled lane (proxy/lane.py), attached by the worker; None: not used."""
 
@@ -326,9 +331,13 @@ class Engine:
             else:
                 req = self._route_request(ex, run)
                 result = self.interp.route(req)
-            await self._respond(ex, result, run, resume)
+            if self.rate_possible:  # nginx's write filter paces the answer (limit_rate)
+                run.pacer = ratelimit.Pacer(ex, run.start)
+            await self._respond(run.pacer or ex, result, run, resume)  # type: ignore[arg-type]
             if run.addition is not None:
                 await addition.complete(run)  # add_after_body: after the handler's body
+            if run.pacer is not None:
+                await run.pacer.complete()  # the rest of a paced answer, then its end
         except asyncio.CancelledError:
             ex.abort()
             raise
@@ -644,6 +653,10 @@ class Engine:
             return ", ".join(run.upstream_status) if run.upstream_status else ""
         if name == "upstream_response_time":
             return ", ".join(run.upstream_time) if run.upstream_time else ""
+        if name == "limit_rate":
+            if name in self.interp.maps:
+                return None  # map ... $limit_rate: the map's getter replaces nginx's
+            return str(run.pacer.rate) if run.pacer is not None else "0"
         if name == "proxy_host":
             return run.proxy_host
         if name == "proxy_port":
@@ -683,6 +696,8 @@ class Engine:
         for _ in range(12):  # error_page after intercepted upstream errors may loop, bounded
             kind = result.kind
             state = result.state
+            if run.pacer is not None:
+                run.pacer.enter(state)  # limit_rate of the level answering, set $limit_rate
             ex = gzipfilter.wrap(client, state, run, kind)  # gzip on: nginx's gzip filter
             ex = subfilter.wrap(ex, state, run)  # sub_filter: before gzip, as in nginx
             ex = addition.wrap(ex, state, run, self)  # add_*_body: before sub_filter
@@ -1522,7 +1537,9 @@ class Engine:
             self.pool.release(conn, keepalive)
             return
         data, complete = conn.take_buffered()
-        if complete:
+        throttle = ratelimit.upstream_throttle(state, resp.headers, pconf.buffer_size - _head_size(
+            resp)) if run.pacer is not None else None  # proxy_limit_rate
+        if complete and throttle is None:
             # the whole body is here already (small responses): one write for all of it
             run.body_bytes += len(data)
             self.pool.release(conn, keepalive)
@@ -1531,11 +1548,16 @@ class Engine:
             return
         ex.send_headers(status, headers, reason=reason)
         try:
+            if throttle is not None:
+                await ratelimit.relay(throttle, ex, data, (lambda: _no_more()) if complete else (
+                    lambda: conn.read_body(pconf.read_timeout)), run)
+                data = b""
+                complete = True
             if data:
                 ex.send_data(data)
                 run.body_bytes += len(data)
                 await ex.drain()
-            while True:
+            while not complete:
                 data = await conn.read_body(pconf.read_timeout)
                 if data is None:
                     break
@@ -1607,6 +1629,8 @@ class Engine:
         if is_upgrade:
             headers.append((b"Upgrade", _header(resp.headers, b"upgrade") or b"websocket"))
             headers.append((b"Connection", b"upgrade"))
+        if run.pacer is not None:  # X-Accel-Limit-Rate, before add_header sees $limit_rate
+            ratelimit.accel(run.pacer, state, resp.headers, "proxy")
         headers = self._finish_headers(state, status, headers, run,
                                        _accel_charset(state, resp.headers, "proxy"))
         run.status = status
@@ -1809,6 +1833,10 @@ def _head_size(resp: object) -> int:
     for k, v in resp.headers:
         size += len(k) + len(v) + 4
     return size + 2
+
+
+async def _no_more() -> None:
+    return None
 
 
 def _raw_args(state: RequestState, name: str) -> tuple[str, ...]:

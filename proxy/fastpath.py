@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from . import addition, gzipfilter, subfilter
+from . import addition, gzipfilter, ratelimit, subfilter
 from .engine import ProxyResume, _ProxyPlan, _Run, _head_size
 from .interp import RouteResult
 from .io.upstream import UpstreamConnection, UpstreamError
@@ -96,6 +96,9 @@ def start(engine: Engine, host: Host, ex: Exchange) -> bool:
             gzipfilter.enabled(state) or subfilter.conf_of(state) is not None or \
             addition.conf_of(state) is not None:
         # gzip on, sub_filter or add_*_body: the general path runs those body filters
+        _hand_over(host, ex, ProxyResume(result, run, None))
+        return True
+    if ratelimit.applies(state):  # limit_rate...: the general path paces the answer
         _hand_over(host, ex, ProxyResume(result, run, None))
         return True
     target = engine._proxy_target(result, state, run)
@@ -183,7 +186,7 @@ class _Waiting:
                 or (pconf.intercept_errors and status >= 300)
                 or status in (101, 204, 304) or plan.method == "HEAD"
                 or self.ex.head.method == b"HEAD"
-                or resp.accel):
+                or resp.accel or ratelimit.accel_rate(resp.headers) is not None):
             self._hand_over(pconf.read_timeout)
             return
         conn.watcher = None

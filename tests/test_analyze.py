@@ -167,7 +167,7 @@ def test_bad_occurrence_is_skipped_others_kept(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("directive", "args"),
     [("ssi", "on"), ("uwsgi_pass", "127.0.0.1:9000"), ("proxy_cache", "zone1"),
-     ("limit_rate", "1k")],
+     ("fastcgi_limit_rate", "1k")],
 )
 def test_unsupported_directive_is_reported_and_kept(tmp_path: Path, directive: str,
                                                     args: str) -> None:
