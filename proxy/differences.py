@@ -74,12 +74,6 @@ DIFFERENCES: tuple[Difference, ...] = (
         tern="the body is buffered in memory (bounded by client_max_body_size)",
         kind="gap", why="no temp-file spooling yet; same bytes reach the upstream."),
     Difference(
-        key="resolver-tcp", area="proxy",
-        nginx="asks again over TCP when a resolver's answer is truncated",
-        tern="resolves over UDP only: a truncated answer is used as it is (its addresses, or "
-             "'Host not found' when it carries none)",
-        kind="gap", why="answers for one name rarely exceed 512 bytes; not built yet."),
-    Difference(
         key="upstream-tls-session-reuse", area="proxy",
         nginx="proxy_ssl_session_reuse keeps one TLS session per upstream peer, shared by "
               "every location proxying to it",

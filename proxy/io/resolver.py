@@ -1,4 +1,5 @@
-"""nginx's ``resolver`` at run time: names in a ``proxy_pass`` with variables, asked over UDP.
+"""nginx's ``resolver`` at run time: names in a ``proxy_pass`` with variables, asked over UDP,
+and over TCP when the UDP answer is truncated.
 
 Rules (ngx_resolver.c as it behaves):
 
@@ -14,6 +15,11 @@ Rules (ngx_resolver.c as it behaves):
    found", server failures) are not cached.  Requests for a name being resolved wait for the
    same query.
 5. A datagram that is not the answer (other id, other question, malformed) is ignored.
+6. An answer with the TC bit (truncated) is not used: the same query (same id) is sent again
+   over TCP to the server that answered, framed as RFC 1035 §4.2.2 says, and that answer is
+   used (ngx_resolver_process_a: ``trunc`` -> ngx_resolver_send_tcp_query).  A TCP answer that
+   is truncated too, or not the answer, is ignored; a connection that fails or closes is tried
+   again every ``RESEND`` seconds, all within ``resolver_timeout``.
 """
 
 from __future__ import annotations
@@ -76,6 +82,8 @@ class Resolver:
         self._cache: dict[str, tuple[float, list[str]]] = {}
         self._pending: dict[str, asyncio.Future[list[str]]] = {}
         self.queries = 0
+        self.tcp_queries = 0
+        """Queries sent again over TCP (rule 6)."""
 
     def cached(self, name: str) -> list[str] | None:
         """The addresses of ``name`` if the cache has them, fresh; else None."""
@@ -153,10 +161,55 @@ class Resolver:
                     continue
         finally:
             transport.close()
+        if ans.truncated:
+            ans = await self._ask_tcp(host, port, data, ans, deadline)
         if ans.rcode:
             text = dns.RCODE_TEXT.get(ans.rcode, "Unknown error")
             raise ResolveError(f"{name} could not be resolved ({ans.rcode}: {text})")
         return dns.addresses(ans, name, qtype)
+
+
+    async def _ask_tcp(self, host: str, port: int, data: bytes, udp: dns.Answer,
+                       deadline: float) -> dns.Answer:
+        """Rule 6: ``data`` again over TCP until an untruncated answer or the deadline."""
+        loop = asyncio.get_running_loop()
+        while True:
+            wait = min(RESEND, deadline - loop.time())
+            if wait <= 0:
+                raise ResolveError(f"{udp.question} could not be resolved "
+                                   "(110: Operation timed out)")
+            slot_end = loop.time() + wait
+            self.tcp_queries += 1
+            try:
+                return await asyncio.wait_for(self._tcp_once(host, port, data, udp), wait)
+            except TimeoutError:
+                continue
+            except OSError:
+                # refused, reset or closed: nginx asks again when the resend timer fires
+                await asyncio.sleep(max(0.0, slot_end - loop.time()))
+
+    @staticmethod
+    async def _tcp_once(host: str, port: int, data: bytes, udp: dns.Answer) -> dns.Answer:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(dns.tcp_frame(data))
+            await writer.drain()
+            stream = dns.TcpStream()
+            while True:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    raise ConnectionResetError("the DNS server closed the connection")
+                for message in stream.feed(chunk):
+                    try:
+                        ans = dns.parse(message)
+                    except dns.DnsError:
+                        continue
+                    if ans.qid != udp.qid or ans.question != udp.question or \
+                            ans.qtype != udp.qtype or ans.truncated:
+                        continue
+                    return ans
+        finally:
+            writer.close()
 
 
 def _rotate(addrs: list[str]) -> list[str]:

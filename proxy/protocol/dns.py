@@ -15,6 +15,9 @@ Rules:
 4. RCODE 3 is "Host not found" (nginx's text), other non-zero RCODEs their RFC names; an answer
    with no address for the name (after CNAMEs, at most 16) is "Host not found" too when NOERROR
    (nginx: "no data").
+5. Over TCP each message is preceded by its length, two bytes in network order (RFC 1035
+   §4.2.2): :func:`tcp_frame` writes one, :class:`TcpStream` cuts a received byte stream, fed in
+   any pieces, back into messages.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import struct
 from dataclasses import dataclass, field
 
 __all__ = ["A", "AAAA", "CNAME", "DnsError", "Answer", "Record", "query", "parse",
-           "addresses", "RCODE_TEXT"]
+           "addresses", "RCODE_TEXT", "tcp_frame", "TcpStream"]
 
 A, CNAME, AAAA = 1, 5, 28
 _IN = 1
@@ -178,3 +181,34 @@ def addresses(ans: Answer, name: str, qtype: int) -> tuple[list[str], int | None
         ttl = alias.ttl if ttl is None else min(ttl, alias.ttl)
         want = alias.value
     return [], None
+
+
+def tcp_frame(message: bytes) -> bytes:
+    """``message`` as sent over TCP: its two-byte length first (rule 5)."""
+    if len(message) > 0xFFFF:
+        raise DnsError("message too long for TCP")
+    return struct.pack("!H", len(message)) + message
+
+
+class TcpStream:
+    """The messages of one TCP connection's byte stream (rule 5)."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Take the next bytes received; return the messages they complete, in order."""
+        self._buf += data
+        out: list[bytes] = []
+        while len(self._buf) >= 2:
+            size = (self._buf[0] << 8) | self._buf[1]
+            if len(self._buf) < 2 + size:
+                break
+            out.append(bytes(self._buf[2:2 + size]))
+            del self._buf[:2 + size]
+        return out
+
+    @property
+    def pending(self) -> int:
+        """Bytes received that do not finish a message yet."""
+        return len(self._buf)
