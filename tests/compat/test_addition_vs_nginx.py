@@ -73,6 +73,10 @@ http {
         location /up/ { add_before_body /parts/before.html; add_after_body /upadd/tail;
                         proxy_pass http://u; }
         location /upadd/ { proxy_pass http://u; }
+        location /upint/ { add_after_body /parts/after.html; proxy_intercept_errors on;
+                           error_page 404 =200 /parts/page.html; error_page 500 /parts/page.html;
+                           proxy_pass http://u; }
+        location /nest/ { alias www/both/; add_before_body /both/a.html; }
         location /gz/ { alias www/both/; add_before_body /parts/before.html;
                         add_after_body /parts/after.html; gzip on; gzip_min_length 1;
                         gzip_types text/plain; }
@@ -166,6 +170,12 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
                            headers=(("Content-Type", "text/html"),), body=b"upstream 404"),
                  Behaviour(prefix="/up/500", status=500,
                            headers=(("Content-Type", "text/html"),), body=b"upstream 500"),
+                 Behaviour(prefix="/upint/404", status=404,
+                           headers=(("Content-Type", "text/html"),), body=b"upstream 404"),
+                 Behaviour(prefix="/upint/500", status=500,
+                           headers=(("Content-Type", "text/html"),), body=b"upstream 500"),
+                 Behaviour(prefix="/upint/ok", headers=(("Content-Type", "text/html"),),
+                           body=b"upstream ok"),
                  Behaviour(prefix="/upadd/tail", headers=(("Content-Type", "text/plain"),),
                            body=b"<tail from upstream>"))
         yield p
@@ -185,13 +195,15 @@ GETS = [
     # return / error pages
     "/ret/", "/retempty/", "/ret404/", "/ret302/", "/ep/nothing.html", "/both/missing.html",
     # proxied
+    "/upint/404", "/upint/500", "/upint/ok", "/nest/b.txt", "/nest/a.html",
     "/up/html", "/up/small", "/up/charset", "/up/plain", "/up/empty", "/up/404", "/up/500",
     # sub_filter
     "/sf/a.html", "/sf/partial.html", "/sf/empty.html",
-    # URIs with a query, relative, a dead upstream, a big addition, charset
-    "/epsub/a.html", "/dir/a.html", "/rw/a.html", "/tf/a.html",
-    "/auto/", "/query/a.html", "/pct/a.html", "/rel/a.html", "/down/a.html", "/bigadd/a.html", "/cs/a.html",
-    "/upost/small",
+    # error_page, index, rewrite and try_files in the subrequest; autoindex main
+    "/epsub/a.html", "/dir/a.html", "/rw/a.html", "/tf/a.html", "/auto/",
+    # URIs with a query, '%', relative; a dead upstream, a big addition, charset
+    "/query/a.html", "/pct/a.html", "/rel/a.html", "/down/a.html", "/bigadd/a.html",
+    "/cs/a.html", "/upost/small",
 ]
 
 
@@ -416,6 +428,51 @@ def test_lane_leaves_additions_to_the_general_path(lane_pair: Pair, url: str, po
     assert any(" served " in f" {ln} " for ln in lines) == served, (lines, path.read_text())
     if not served:
         assert b"[" in out.tern.response.body  # the addition is there (not the fast path)
+
+
+LANE_H2_CONF = LANE_CONF.replace("listen 8963;", "listen 8963 http2;").replace(
+    "listen 8964;", "listen 8964 http2;")
+
+
+@pytest.fixture(scope="module")
+def lane_h2_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    tmp = tmp_path_factory.mktemp("addition_lane_h2")
+    trace = tmp / "trace.txt"
+    old = os.environ.get("TERN_LANE_TRACE")
+    os.environ["TERN_LANE_TRACE"] = str(trace)
+    try:
+        p = Pair(tmp / "run", LANE_H2_CONF)
+    finally:
+        if old is None:
+            os.environ.pop("TERN_LANE_TRACE", None)
+        else:
+            os.environ["TERN_LANE_TRACE"] = old
+    p.trace = trace  # type: ignore[attr-defined]
+    p.cmp.http2 = True
+    try:
+        p.behave(UP2, Behaviour(prefix="/", headers=(("Content-Type", "text/html"),),
+                                body=b"<p>upstream</p>"))
+        yield p
+    finally:
+        p.close()
+
+
+@pytest.mark.parametrize(("url", "port", "served"), [("/plain/h2", 8963, True),
+                                                     ("/add/h2", 8963, False),
+                                                     ("/inh/h2", 8964, False)])
+def test_h2_lane_leaves_additions_to_the_general_path(lane_h2_pair: Pair, url: str, port: int,
+                                                      served: bool) -> None:
+    pair = lane_h2_pair
+    for _ in range(2):
+        pair.ask_side(pair.tern_side, url, port=port)
+    path: Path = pair.trace  # type: ignore[attr-defined]
+    mark = len(path.read_text().splitlines()) if path.exists() else 0
+    out = pair.ask(url, port=port).check()
+    assert out.nginx.response.version == "2" and out.tern.response.version == "2"
+    lines = _trace(pair, mark, url)
+    assert any(" h2-served " in f" {ln} " for ln in lines) == served, (lines, path.read_text())
+    if not served:
+        assert b"[" in out.tern.response.body
 
 
 # -- configuration checks ------------------------------------------------------------------------
