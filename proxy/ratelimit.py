@@ -366,7 +366,8 @@ class Pacer:
         self.seen_set = state.vars["limit_rate"] = str(n)
         self.set_rate(n)
 
-    def _decide(self, head_size: int) -> None:
+    def _decide(self, status: int, headers: list[tuple[bytes, bytes]],
+                reason: bytes | None) -> None:
         state = self.state
         conf = conf_of(state) if state is not None else _NONE
         if not self.rate_set:
@@ -374,20 +375,21 @@ class Pacer:
             self.rate_set = True
         if self.rate > 0:
             after = _evaluate(conf.after, state) if state is not None else 0
-            self.throttle = Throttle(self.rate, after, self.start, head_size)
+            self.throttle = Throttle(self.rate, after, self.start,
+                                     _head_size(status, headers, reason))
 
     # -- the exchange -------------------------------------------------------------------------
 
     def send_headers(self, status: int, headers: list[tuple[bytes, bytes]], *,
                      end_stream: bool = False, reason: bytes | None = None,
                      close: bool = False) -> None:
-        self._decide(_head_size(status, headers, reason))
+        self._decide(status, headers, reason)
         self.inner.send_headers(status, headers, end_stream=end_stream, reason=reason,
                                 close=close)
 
     def send_response(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, *,
                       reason: bytes | None = None, close: bool = False) -> None:
-        self._decide(_head_size(status, headers, reason))
+        self._decide(status, headers, reason)
         if self.throttle is None:
             self.inner.send_response(status, headers, body, reason=reason, close=close)
             return

@@ -9,12 +9,15 @@ the request was sent) the client holds at most ``after + rate * (t + 2) + SLACK`
 (nginx counts whole seconds from the request's start and allows one second ahead: two seconds'
 worth is the most it can be ahead of ``rate * t``).  The bodies are 3.5 seconds' worth beyond
 ``after``, so an answer sent at full speed breaks the bound; nothing asserts that anything was
-fast.  Bodies of answers that are not limited are only compared.
+fast.  Bodies of answers that are not limited are only compared.  Three cases also go over
+HTTP/2 (h2c with prior knowledge, curl): same body and log line, and the bound checked on the
+whole body against curl's total time.
 
 The keep-alive upstream locations are also what the compiled lane and the fast path would take:
 ``TERN_LANE_TRACE`` shows the lane leaves the rate-limited ones (a control location proves it
 serves this configuration), and their pacing bound shows the fast path left them too (it would
-answer at full speed).
+answer at full speed).  Not covered here because Tern differs: an ``X-Accel-Limit-Rate`` answer
+to a request the lane takes (docs/differences.md, ``x-accel-limit-rate-lane``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import os
 import random
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -73,6 +77,7 @@ http {
     proxy_set_header Connection "";
     server {
         listen 8952;
+        listen 8953 http2;
         access_log logs/access.log lr;
         root html;
         limit_rate 8k;
@@ -98,6 +103,7 @@ http {
     server {
         # what the compiled lane takes, but for the rate limits (its log format included)
         listen 8952;
+        listen 8953 http2;
         server_name lane.test;
         access_log logs/access.log plain;
         location /kaplain/ { proxy_pass http://ka; }
@@ -149,6 +155,17 @@ class Download:
     samples: list[tuple[float, int]]
     """(seconds since the request was sent, body bytes held then)."""
     error: str = ""
+
+
+@dataclass
+class H2Download:
+    body: bytes
+    status: str
+    seconds: float
+
+
+Fetched = dict[tuple[str, str], Download | H2Download]
+"""(side name, target) -> what was downloaded; HTTP/2 downloads under ("h2 " + side name, ...)."""
 
 
 def _download(port: int, target: str, headers: tuple[tuple[str, str], ...] = ()) -> Download:
@@ -216,6 +233,12 @@ def _log_line(pair: Pair, side: Side, target: str) -> list[str]:
         time.sleep(0.02)
 
 
+H2_CASES: list[tuple[str, tuple[int, int]]] = [
+    ("/inh/big.bin", (RATE, 0)),
+    ("/xa/h2", (RATE, 0)),
+    ("/ka/h2", (KA_RATE, 0)),  # neither the HTTP/2 lane nor the fast path
+]
+
 # (target, request headers, (rate, after) the answer is paced at, or None: not limited)
 CASES: list[tuple[str, tuple[tuple[str, str], ...], tuple[int, int] | None]] = [
     ("/inh/big.bin", (), (RATE, 0)),  # server level inherited
@@ -242,7 +265,9 @@ CASES: list[tuple[str, tuple[tuple[str, str], ...], tuple[int, int] | None]] = [
 
 
 @pytest.fixture(scope="module")
-def downloads(pair: Pair) -> dict[tuple[str, str], Download]:
+def downloads(pair: Pair, tmp_path_factory: pytest.TempPathFactory) -> Fetched:
+    """Every HTTP/1.1 case and every HTTP/2 case (keyed ("h2 " + side name, target)), on
+    both sides, all at once."""
     # idle pooled upstream connections for the lane and the fast path to find
     warm = [threading.Thread(target=pair.ask_side, args=(pair.tern_side, f"/kaplain/w{i}"),
                              kwargs={"host": "lane.test"}, daemon=True) for i in range(4)]
@@ -250,15 +275,31 @@ def downloads(pair: Pair) -> dict[tuple[str, str], Download]:
         t.start()
     for t in warm:
         t.join(10)
-    return _fetch_all(pair, [(target, headers) for target, headers, _ in CASES])
+    tmp = tmp_path_factory.mktemp("h2")
+    h2: Fetched = {}
+
+    def run(side: Side, target: str) -> None:
+        d = _h2_download(tmp, pair.side_port(side, 8953), target, side.name)
+        h2[("h2 " + side.name, target)] = d
+
+    threads = [threading.Thread(target=run, args=(side, target), daemon=True)
+               for target, _ in H2_CASES for side in (pair.nginx_side, pair.tern_side)]
+    for t in threads:
+        t.start()
+    got: Fetched = dict(_fetch_all(pair, [(target, headers) for target, headers, _ in CASES]))
+    for t in threads:
+        t.join(30)
+    got.update(h2)
+    return got
 
 
 @pytest.mark.parametrize(("target", "headers", "paced"), CASES, ids=[c[0] for c in CASES])
-def test_limit_rate(pair: Pair, downloads: dict[tuple[str, str], Download], target: str,
+def test_limit_rate(pair: Pair, downloads: Fetched, target: str,
                     headers: tuple[tuple[str, str], ...], paced: tuple[int, int] | None) -> None:
     """Same answer and log line as nginx; when nginx paces it, neither side is ahead of the
     rate's upper bound."""
     ng, tn = downloads[("nginx", target)], downloads[("tern", target)]
+    assert isinstance(ng, Download) and isinstance(tn, Download)
     p_resp, c_resp = _response(ng), _response(tn)
     diffs = compare(p_resp, c_resp, [], [])
     assert not diffs, f"{target}: nginx and tern differ:\n" + render(diffs)
@@ -273,6 +314,38 @@ def test_limit_rate(pair: Pair, downloads: dict[tuple[str, str], Download], targ
             assert not over, f"{target}: {name} ahead of the rate: (t, held, bound) {over[:3]}"
 
 
+
+
+def _h2_download(tmp: Path, port: int, target: str, name: str) -> H2Download:
+    """One GET over h2c with curl (prior knowledge)."""
+    host = "lane.test" if target.startswith("/ka") else "localhost"
+    out = tmp / f"h2-{name}-{abs(hash(target))}"
+    got = subprocess.run(
+        ["curl", "-s", "--http2-prior-knowledge", "--max-time", "20", "-o", str(out),
+         "-w", "%{http_code} %{time_total}", "--resolve", f"{host}:{port}:127.0.0.1",
+         f"http://{host}:{port}{target}"],
+        capture_output=True, text=True, timeout=30)
+    status, _, seconds = got.stdout.partition(" ")
+    return H2Download(out.read_bytes() if out.exists() else b"", status, float(seconds or 0))
+
+
+@pytest.mark.parametrize(("target", "paced"), H2_CASES, ids=[c[0] for c in H2_CASES])
+def test_limit_rate_http2(pair: Pair, downloads: Fetched, target: str,
+                          paced: tuple[int, int]) -> None:
+    """HTTP/2 (h2c, prior knowledge): the same body and log line as nginx, and by the time the
+    whole body is in, neither side was ahead of the rate's upper bound (curl's total time)."""
+    ng, tn = downloads[("h2 nginx", target)], downloads[("h2 tern", target)]
+    assert isinstance(ng, H2Download) and isinstance(tn, H2Download)
+    assert ng.status == tn.status == "200" and ng.body == tn.body and len(ng.body) >= len(KA_BODY)
+    lines = {side.name: _log_line(pair, side, target)
+             for side in (pair.nginx_side, pair.tern_side)}
+    assert lines["nginx"] and lines["nginx"] == lines["tern"], lines
+    rate, after = paced
+    for name, d in (("nginx", ng), ("tern", tn)):
+        bound = after + rate * (d.seconds + 2) + SLACK
+        assert len(d.body) <= bound, f"{target}: {name} ahead of the rate: {d}"
+
+
 def _trace_lines(pair: Pair, target: str) -> list[str]:
     path: Path = pair.trace  # type: ignore[attr-defined]
     return [ln for ln in (path.read_text().splitlines() if path.exists() else [])
@@ -284,8 +357,7 @@ def _trace_text(pair: Pair) -> str:
     return path.read_text() if path.exists() else "(no trace)"
 
 
-def test_lane_leaves_rate_limited_locations(pair: Pair,
-                                            downloads: dict[tuple[str, str], Download]) -> None:
+def test_lane_leaves_rate_limited_locations(pair: Pair, downloads: Fetched) -> None:
     """The lane serves the plain keep-alive location and no rate-limited one."""
     pair.ask("/kaplain/x", host="lane.test").check()
     deadline = time.monotonic() + 3
@@ -307,8 +379,6 @@ BAD = [(name, value) for name in ("limit_rate", "limit_rate_after", "proxy_limit
 def test_bad_values(tmp_path: Path) -> None:
     """Values nginx refuses at load, and a directive twice in one level: ``tern check`` names
     each file:line and exits 2 (no traceback); nginx -t refuses each one alone."""
-    import subprocess
-
     def conf(items: list[tuple[str, str]], dup: bool) -> str:
         body = "".join(f"    location /{i}/ {{ {n} {v}; }}\n" for i, (n, v) in enumerate(items))
         if dup:
