@@ -349,6 +349,46 @@ DIFFERENCES: tuple[Difference, ...] = (
         nginx="reports 'unexpected end of file' at the file's last line",
         tern="reports it at the line of the last token",
         kind="deliberate", why="points at the unclosed construct."),
+    Difference(
+        key="x-accel-limit-rate-lane", area="proxy",
+        nginx="an upstream's X-Accel-Limit-Rate paces every answer it comes with (unless "
+              "proxy_ignore_headers names it)",
+        tern="paces it on the general path and the fast path (which hands such answers over), "
+             "but the compiled lanes (plain proxied GETs to a keep-alive upstream group, HTTP/1.1 "
+             "and HTTP/2) drop the header and send the answer at full speed",
+        kind="gap", why="the lanes' upstream header table treats the header as a hidden one; it "
+                        "needs a late hand-over there, as X-Accel-Redirect has."),
+    Difference(
+        key="limit-rate-set-read", area="responses",
+        nginx="after set $limit_rate 4k, $limit_rate reads 4096 (the setter parses the size; a "
+              "value that is not a size is ignored)",
+        tern="reads 4096 from the content phase on (add_header, proxy_set_header, the log), but "
+             "the rewrite phase that set it reads the text as written",
+        kind="gap", why="the rewrite module keeps variables as text; the size is parsed when "
+                        "the engine takes the request over."),
+    Difference(
+        key="limit-rate-counted-bytes", area="responses",
+        nginx="counts the bytes written to the connection (the response head as written, chunk "
+              "framing, HTTP/2 frame headers) against limit_rate_after and the rate",
+        tern="counts the body bytes and the head's size in its HTTP/1.1 form, whatever the "
+             "protocol",
+        kind="gap", why="the pacer sits in front of the protocol layer; the answers are the "
+                        "same, pacing differs by a few dozen bytes around limit_rate_after."),
+    Difference(
+        key="limit-rate-fastcgi", area="proxy",
+        nginx="fastcgi_limit_rate paces reading a FastCGI answer; a FastCGI app's "
+              "X-Accel-Limit-Rate sets the request's rate",
+        tern="fastcgi_limit_rate is refused at start-up unless --allow-unsupported (then "
+             "ignored) and X-Accel-Limit-Rate from FastCGI is dropped; limit_rate itself paces "
+             "FastCGI answers",
+        kind="gap", why="not built yet."),
+    Difference(
+        key="proxy-limit-rate-read-ahead", area="proxy",
+        nginx="proxy_limit_rate paces the reads from the upstream's socket",
+        tern="paces what is passed on from the upstream; the socket is read ahead until 16 "
+             "pieces wait (then reading pauses)",
+        kind="gap", why="the upstream connection reads into its own queue; clients see the same "
+                        "pacing, the upstream sees its answer taken sooner."),
 )
 
 
