@@ -404,3 +404,24 @@ def test_bad_values(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=30)
         want = "invalid value" if item is not None else "is duplicate"
         assert ng.returncode != 0 and want in ng.stderr, (item, ng.stderr)
+
+
+def test_limit_rate_http3(tmp_path: Path) -> None:
+    """HTTP/3 (Tern alone: nginx 1.22 has no HTTP/3): a ``return`` body under limit_rate comes
+    whole and not ahead of the rate's upper bound."""
+    import asyncio
+
+    from tests.protocol.h3_client import h3_connect
+    from tests.protocol.test_h3_serve import tern as h3_tern
+
+    extra = f'location = /lrret {{ limit_rate 1k; return 200 "{RET_TEXT}"; }}\n'
+    with h3_tern(tmp_path, extra) as t:
+        async def go() -> tuple[int, bytes, float]:
+            async with h3_connect(t.port, t.cert) as c:
+                t0 = time.monotonic()
+                r = await c.request("GET", "/lrret", timeout=20)
+                return r.status, r.body, time.monotonic() - t0
+
+        status, body, seconds = asyncio.run(go())
+    assert status == 200 and body == RET_TEXT.encode()
+    assert len(body) <= RET_RATE * (seconds + 2) + SLACK, (len(body), seconds)
