@@ -238,6 +238,14 @@ def test_conditional(pair: Pair) -> None:
     pair.ask("/both/a.html", headers=(("If-None-Match", etag[2:]),)).check()
     pair.ask("/both/a.html",
              headers=(("If-Modified-Since", "Fri, 01 Jan 2100 00:00:00 GMT"),)).check()
+    # the subrequests answer whole whatever the client's conditions (only the main request
+    # is conditional)
+    part = pair.ask("/parts/before.html").check()
+    for name, value in (("If-None-Match", part.header("etag")),
+                        ("If-Modified-Since", part.header("last-modified"))):
+        assert value
+        out = pair.ask("/up/small", headers=((name, value),)).check()
+        assert out.nginx.response.body.startswith(b"<header>before</header>")
 
 
 def test_post_main(pair: Pair) -> None:
