@@ -76,6 +76,9 @@ http {
         location /upint/ { add_after_body /parts/after.html; proxy_intercept_errors on;
                            error_page 404 =200 /parts/page.html; error_page 500 /parts/page.html;
                            proxy_pass http://u; }
+        location /authed/ { alias www/both/; auth_request /check;
+                            add_after_body /parts/after.html; }
+        location = /check { if ($http_x_ok) { return 204; } return 401; }
         location /nest/ { alias www/both/; add_before_body /both/a.html; }
         location /gz/ { alias www/both/; add_before_body /parts/before.html;
                         add_after_body /parts/after.html; gzip on; gzip_min_length 1;
@@ -265,6 +268,13 @@ def test_subrequest_closing_the_connection(pair: Pair) -> None:
         assert side.responses == []
     assert out.tern.leftover.startswith(b"HTTP/1.1 200 OK\r\n")
     assert not out.tern.leftover.endswith(b"0\r\n\r\n")
+
+
+@pytest.mark.parametrize("ok", ["1", ""])
+def test_auth_request(pair: Pair, ok: str) -> None:
+    """auth_request allows (the answer gets its additions) or denies (a 401: none)."""
+    out = pair.ask("/authed/a.html", headers=(("X-Ok", ok),) if ok else ()).check()
+    assert out.status == (200 if ok else 401)
 
 
 def test_keepalive_connection(pair: Pair) -> None:
