@@ -228,15 +228,16 @@ def upstream_throttle(state: RequestState, headers: list[tuple[bytes, bytes]],
     rate = conf_of(state).proxy
     if not rate:
         return None
-    buffering = state.effective(lambda s: s.proxy.buffering)  # type: ignore[no-untyped-call]
-    if buffering is False:
-        return None
+    buffering = state.effective(lambda s: s.proxy.buffering) is not False  # type: ignore[no-untyped-call]
     if not _ignored(state, "proxy", "x-accel-buffering"):
         for name, value in headers:
             if len(name) == 17 and name.lower() == b"x-accel-buffering":
-                if value.lower() == b"no":
-                    return None
+                # ngx_http_upstream_process_buffering: "yes" or "no", anything else ignored
+                low = value.lower()
+                buffering = True if low == b"yes" else False if low == b"no" else buffering
                 break
+    if not buffering:
+        return None
     return Throttle(rate, max(preread, 0), time.time())
 
 

@@ -141,6 +141,10 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
         p.behave(UP, Behaviour(prefix="/xa/", headers=XA_HEADERS, body=BODY),
                  Behaviour(prefix="/xaign/", headers=XA_HEADERS, body=BODY),
                  Behaviour(prefix="/kaxa/", headers=KA_XA_HEADERS, body=KA_BODY),
+                 Behaviour(prefix="/plroff/yes", headers=(*plain, ("X-Accel-Buffering", "yes")),
+                           body=BODY),
+                 Behaviour(prefix="/plr/no", headers=(*plain, ("X-Accel-Buffering", "no")),
+                           body=BODY),
                  Behaviour(prefix="/ka/", headers=plain, body=KA_BODY),
                  Behaviour(prefix="/kaset/", headers=plain, body=KA_BODY),
                  Behaviour(prefix="/", headers=plain, body=BODY))
@@ -257,6 +261,8 @@ CASES: list[tuple[str, tuple[tuple[str, str], ...], tuple[int, int] | None]] = [
     ("/xaign/x", (), None),  # ... ignored by proxy_ignore_headers
     ("/plr/x", (), (RATE, PREREAD)),  # proxy_limit_rate
     ("/plroff/x", (), None),  # ... not with proxy_buffering off
+    ("/plroff/yes", (), (RATE, PREREAD)),  # ... which X-Accel-Buffering: yes turns on
+    ("/plr/no", (), None),  # ... and X-Accel-Buffering: no off
     ("/ka/x", (), (KA_RATE, 0)),  # keep-alive upstream: neither lane nor fast path
     ("/kaset/x", (), (KA_RATE, 0)),
     # a header the lane does not take: the fast path, which must hand it over
