@@ -187,16 +187,20 @@ _SECONDS = click.FloatRange(0.0, min_open=True)
               "(default: the system's trust store).")
 @click.option("--keepalive-timeout", type=_SECONDS, default=75.0, show_default=True,
               help="Seconds an idle client connection stays open after its last answer "
-              "(nginx's keepalive_timeout; HTTP/2 too).")
+              "(nginx's keepalive_timeout; HTTP/2 and HTTP/3 too).")
+@click.option("--keepalive-requests", type=click.IntRange(1), default=1000, show_default=True,
+              help="HTTP/2 and HTTP/3: requests per client connection, then GOAWAY (nginx's "
+              "keepalive_requests).")
 @click.option("--client-header-timeout", type=_SECONDS, default=60.0, show_default=True,
-              help="HTTP/1.x: seconds for a request head to arrive whole (nginx's "
-              "client_header_timeout).")
+              help="Seconds for a request head (HTTP/2: a header block, or the first stream) "
+              "to arrive whole (nginx's client_header_timeout).")
 @click.option("--client-body-timeout", type=_SECONDS, default=60.0, show_default=True,
-              help="HTTP/1.x: seconds between two reads of a request body (nginx's "
-              "client_body_timeout).")
+              help="Seconds between two reads of a request body (HTTP/2, HTTP/3: per stream) "
+              "(nginx's client_body_timeout).")
 @click.option("--send-timeout", type=_SECONDS, default=60.0, show_default=True,
               help="Seconds a client may take no byte of its answer before it and its primary "
-              "connection are closed (HTTP/2: the stream is reset) (nginx's send_timeout).")
+              "connection are closed (HTTP/2, HTTP/3: the stream is reset) (nginx's "
+              "send_timeout).")
 @click.option("--tunnel-idle-timeout", type=_SECONDS, default=3600.0, show_default=True,
               help="Seconds an upgraded (WebSocket) connection may pass no byte either way.")
 def shadow_cmd(listen: str, primary: str, candidate: str, secondary: str | None,
@@ -206,7 +210,7 @@ def shadow_cmd(listen: str, primary: str, candidate: str, secondary: str | None,
                no_mirror: bool, tls_cert: str | None, tls_key: str | None, quic: bool,
                h2c: bool,
                insecure_upstream: bool, upstream_ca: str | None, keepalive_timeout: float,
-               client_header_timeout: float, client_body_timeout: float, send_timeout: float,
+               keepalive_requests: int, client_header_timeout: float, client_body_timeout: float, send_timeout: float,
                tunnel_idle_timeout: float) -> None:
     """Answer clients from the primary and mirror their requests to the candidate."""
     host, port = _split_listen(listen)
@@ -240,6 +244,7 @@ def shadow_cmd(listen: str, primary: str, candidate: str, secondary: str | None,
                             concurrency=concurrency, queue_size=queue_size,
                             candidate_timeout=candidate_timeout,
                             client_idle_timeout=keepalive_timeout,
+                            keepalive_requests=keepalive_requests,
                             client_header_timeout=client_header_timeout,
                             client_body_timeout=client_body_timeout, send_timeout=send_timeout,
                             tunnel_idle_timeout=tunnel_idle_timeout)

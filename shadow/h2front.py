@@ -27,21 +27,36 @@ Rules (the invariants of :mod:`shadow.mirror` hold per stream):
    an error, so it is not compared). mirrored + dropped + skipped = eligible holds as for
    HTTP/1.x.
 
-6. A connection without a stream in progress (from its start, or since its last stream) for
-   ``ShadowOptions.client_idle_timeout`` gets GOAWAY NO_ERROR and is closed (nginx's
-   ``keepalive_timeout``).
+Timeouts, as nginx 1.22 applies them to HTTP/2 (checked against it on h2c, see
+``tests/test_shadow_h2_timeouts.py``); a timed-out stream is reset with PROTOCOL_ERROR (nginx's
+``fc->timedout``), its primary connection is closed, the connection goes on:
 
-7. nginx's ``send_timeout`` (``ShadowOptions.send_timeout``): a stream whose answer waits on a
-   window of zero and has sent nothing since the last look (looks ``send_timeout`` apart: it
-   expires after one to two periods) is reset (RST_STREAM INTERNAL_ERROR) and its primary
-   connection closed; a client whose socket takes no byte for as long (the transport over its
-   high-water mark, its buffer not shrinking) has its connection closed, and every stream's
-   primary connection with it. Counted in ``timeout_send``.
+6. Connection: until its first stream, ``client_header_timeout`` (``timeout_header``); later,
+   while no stream is in progress, ``client_idle_timeout`` (nginx's ``keepalive_timeout``,
+   ``timeout_idle``); then GOAWAY and close: NO_ERROR, or PROTOCOL_ERROR when the client left a
+   frame or a header block unfinished (as nginx, whose parser is then mid-frame).
+   ``keepalive_requests``: the adapter sends GOAWAY NO_ERROR with the last stream allowed
+   (later ones are refused) and the connection closes once the streams in progress are done.
+7. A header block (HEADERS, then CONTINUATION until END_HEADERS) not finished
+   ``client_header_timeout`` after its first frame (CONTINUATION frames trickling in do not
+   extend it): RST_STREAM PROTOCOL_ERROR for its stream, counted in ``timeout_header``; nginx
+   logs 408. The adapter holds such a block inside h2's frame buffer, which is read here
+   (:func:`_open_block`); if the block ends later, its stream is reset as soon as it opens.
+8. ``client_body_timeout``, per stream: at most this long between two pieces of its request
+   body while the proxy wants them (from the HEADERS, and again from each piece the primary's
+   connection took; not while the primary holds bytes back); then the stream is reset and its
+   primary connection closed, so a partial body never looks whole (``timeout_body``).
+9. ``send_timeout``: a stream whose answer waits on a window of zero and has sent nothing
+   since the last look (looks ``send_timeout`` apart: it expires after one to two periods) is
+   reset and its primary connection closed; a client whose socket takes no byte for as long
+   (the transport over its high-water mark, its buffer not shrinking) has its connection
+   closed, and every stream's primary connection with it. Counted in ``timeout_send``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -74,7 +89,11 @@ if TYPE_CHECKING:
 
 __all__ = ["H2Front", "STREAM_HIGH_WATER", "StreamFront", "dispatcher"]
 
-_INTERNAL_ERROR = 0x2
+_PROTOCOL_ERROR = 0x1
+_RST_STREAM = struct.Struct(">IBII")
+"""A whole RST_STREAM frame: length 4 and type 3, flags, stream id, error code."""
+_GOAWAY = struct.Struct(">IBIII")
+"""A whole GOAWAY frame: length 8 and type 7, flags, stream 0, last stream id, error code."""
 
 STREAM_HIGH_WATER = 256 * 1024
 """Response bytes a stream may have waiting for its window before its primary is not read."""
@@ -147,9 +166,13 @@ class _Stream(ResponseSink):
         self.up_paused = False
         self.reset = False
         self.task: asyncio.Task[None] | None = None
+        self.read_at = 0.0
+        """When the proxy last took body bytes or began to want them (rule 8)."""
+        self.body_timer: asyncio.TimerHandle | None = None
         if not head.end_stream:
             self.r.stream = BodyStream(None if head.chunked else head.content_length,
                                        self._flow)
+            self._body_clock()
 
     # request body ---------------------------------------------------------------------------
 
@@ -178,12 +201,41 @@ class _Stream(ResponseSink):
                 st.detached or (st.conn is not None and not blocked)):
             n, self.unacked = self.unacked, 0
             self.front.ack(self.sid, n)
+            if not self.r.complete:
+                self._body_clock()
+
+    def _body_clock(self) -> None:
+        """The proxy wants more body from now on: ``client_body_timeout`` runs (rule 8). One
+        timer per stream, re-armed lazily when it fires."""
+        front = self.front
+        self.read_at = front.loop.time()
+        if self.body_timer is None:
+            self.body_timer = front.loop.call_at(
+                self.read_at + front.proxy.options.client_body_timeout, self._body_check)
+
+    def _body_check(self) -> None:
+        self.body_timer = None
+        front = self.front
+        if self.reset or self.r.complete or front.streams.get(self.sid) is not self:
+            return
+        if self.unacked:
+            return  # the primary holds bytes back: not timed; the clock restarts in _flow
+        due = self.read_at + front.proxy.options.client_body_timeout
+        if front.loop.time() < due:
+            self.body_timer = front.loop.call_at(due, self._body_check)
+            return
+        front.proxy.stats.timeout_body += 1
+        self.cancel()  # the primary's connection is closed: the part never looks whole
+        front.send(StreamReset(stream_id=self.sid, error_code=front.timeout_code))
 
     def end(self) -> None:
         r = self.r
         if r.complete:
             return
         r.complete = True
+        if self.body_timer is not None:
+            self.body_timer.cancel()
+            self.body_timer = None
         if r.stream is not None:
             r.stream.end()
         proxy = self.front.proxy
@@ -285,6 +337,9 @@ class _Stream(ResponseSink):
             if not self.reset:
                 front.send(StreamReset(stream_id=self.sid))
         finally:
+            if self.body_timer is not None:
+                self.body_timer.cancel()
+                self.body_timer = None
             if r.mirror:  # chosen, but the primary's answer never came
                 proxy._submit(r, None, Fetched(error="client gone"))
             front.streams.pop(self.sid, None)
@@ -300,6 +355,8 @@ class StreamFront:
     streams: dict[int, _Stream]
     write_ok: bool
     loop: asyncio.AbstractEventLoop
+    timeout_code: int
+    """The code a stream reset by a client timeout gets."""
 
     def send(self, event: Any) -> None:
         """Queue a response event and have it written soon."""
@@ -374,9 +431,12 @@ class StreamFront:
 class H2Front(StreamFront, asyncio.Protocol):
     """One client connection speaking HTTP/2."""
 
+    timeout_code = _PROTOCOL_ERROR
+
     def __init__(self, proxy: ShadowProxy) -> None:
         self.proxy = proxy
-        self.adapter = H2Server(H2Limits(large_header_buffers=(4, 16384)))
+        self.adapter = H2Server(H2Limits(large_header_buffers=(4, 16384),
+                                         max_requests=proxy.options.keepalive_requests))
         self.transport: asyncio.Transport | None = None
         self.loop = asyncio.get_running_loop()
         self.streams: dict[int, _Stream] = {}
@@ -385,8 +445,16 @@ class H2Front(StreamFront, asyncio.Protocol):
         self._flush_pending = False
         self._read_paused = False
         self._timer: asyncio.TimerHandle | None = None
+        self._started = False
+        """A stream (or a header block) has begun: the connection's timer is keepalive's."""
+        self._block: int | None = None
+        """The stream of a header block begun and not finished (rule 7)."""
+        self._block_at = 0.0
+        self._block_timer: asyncio.TimerHandle | None = None
+        self._dead: set[int] = set()
+        """Streams reset by rule 7 before they opened."""
         self._stall: asyncio.TimerHandle | None = None
-        """send_timeout's look (rule 7)."""
+        """send_timeout's look (rule 9)."""
         self._stalled: dict[int, int] = {}
         """Streams waiting on a zero window at the last look, and their bytes waiting then."""
         self._write_mark: int | None = None
@@ -404,7 +472,12 @@ class H2Front(StreamFront, asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
-        self._events(self.adapter.receive_data(data))
+        events = self.adapter.receive_data(data)
+        if self._dead and events:
+            events = self._undead(events)
+        self._events(events)
+        if _open_block(self.adapter) != self._block:
+            self._watch_block()
         self.flush()  # WINDOW_UPDATE or SETTINGS may have opened windows
 
     def eof_received(self) -> bool | None:
@@ -415,6 +488,9 @@ class H2Front(StreamFront, asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.busy()
+        if self._block_timer is not None:
+            self._block_timer.cancel()
+            self._block_timer = None
         if self._stall is not None:
             self._stall.cancel()
             self._stall = None
@@ -452,12 +528,18 @@ class H2Front(StreamFront, asyncio.Protocol):
         return self.adapter.buffered(sid)
 
     def idle(self) -> None:
-        self.busy()
-        timeout = self.proxy.options.client_idle_timeout
-        if not self.closed and timeout > 0:
-            self._timer = self.loop.call_later(timeout, self._expired)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        o = self.proxy.options
+        if not self.closed and (self._block is None or self._block in self._dead):
+            # rule 6: client_header_timeout until the first stream, then keepalive_timeout
+            self._timer = self.loop.call_later(
+                o.client_idle_timeout if self._started else o.client_header_timeout,
+                self._expired)
 
     def busy(self) -> None:
+        self._started = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -465,8 +547,71 @@ class H2Front(StreamFront, asyncio.Protocol):
     def _expired(self) -> None:
         self._timer = None
         if not self.streams and not self.closed:
-            self.adapter.close(NO_ERROR)  # GOAWAY NO_ERROR; must_close: flush closes
+            if self._started:
+                self.proxy.stats.timeout_idle += 1
+            else:
+                self.proxy.stats.timeout_header += 1
+            if not _partial_input(self.adapter):
+                self.adapter.close(NO_ERROR)  # GOAWAY NO_ERROR; must_close: flush closes
+                self.flush()
+                return
+            # GOAWAY PROTOCOL_ERROR naming the last stream begun, a header block's included
+            # (nginx's h2c->last_sid; the adapter knows only the streams it has opened)
             self.flush()
+            t = self.transport
+            if not self.closed and t is not None:
+                last = max(_highest_stream(self.adapter), *self._dead, self._block or 0)
+                t.write(_GOAWAY.pack((8 << 8) | 0x7, 0, 0, last, _PROTOCOL_ERROR))
+                self.closed = True
+                t.close()
+
+    # header blocks (rule 7) -------------------------------------------------------------------
+
+    def _watch_block(self) -> None:
+        sid = self._block = _open_block(self.adapter)
+        if sid is None:
+            if not self.streams:  # the block was refused or answered at once
+                self.idle()
+            return
+        if sid in self._dead:
+            return
+        self.busy()
+        self._block_at = self.loop.time()
+        if self._block_timer is None:
+            self._block_timer = self.loop.call_at(
+                self._block_at + self.proxy.options.client_header_timeout, self._block_check)
+
+    def _block_check(self) -> None:
+        self._block_timer = None
+        sid = self._block
+        t = self.transport
+        if sid is None or sid in self._dead or self.closed or t is None:
+            return
+        due = self._block_at + self.proxy.options.client_header_timeout
+        if self.loop.time() < due:
+            self._block_timer = self.loop.call_at(due, self._block_check)
+            return
+        self.proxy.stats.timeout_header += 1
+        self._dead.add(sid)
+        self.flush()  # what the adapter has goes first
+        if not self.closed:
+            # the adapter knows no such stream yet: the frame is written here
+            t.write(_RST_STREAM.pack((4 << 8) | 0x3, 0, sid, _PROTOCOL_ERROR))
+            self._block = None
+            if not self.streams:
+                self.idle()  # keepalive_timeout: the block may still end, or the GOAWAY comes
+
+    def _undead(self, events: list[Any]) -> list[Any]:
+        """A header block reset by rule 7 ended after all: its stream is reset now."""
+        keep = []
+        dead = self._dead
+        for ev in events:
+            sid = getattr(ev, "stream_id", None)
+            if sid not in dead:
+                keep.append(ev)
+            elif isinstance(ev, (RequestHeaders, RequestRejected)):
+                self.adapter.send(StreamReset(stream_id=sid, error_code=_PROTOCOL_ERROR))
+        return keep
 
     # writes ---------------------------------------------------------------------------------
 
@@ -493,7 +638,7 @@ class H2Front(StreamFront, asyncio.Protocol):
         if self._stall is None and (self.adapter.buffered_bytes or not self.write_ok):
             self._arm_stall()
 
-    # send_timeout (rule 7) ------------------------------------------------------------------
+    # send_timeout (rule 9) ------------------------------------------------------------------
 
     def _arm_stall(self) -> None:
         if self._stall is None and not self.closed:
@@ -528,8 +673,27 @@ class H2Front(StreamFront, asyncio.Protocol):
             s = self.streams.get(sid)
             if s is not None:
                 s.cancel()  # its primary connection is closed; its task ends the stream
-            adapter.send(StreamReset(stream_id=sid, error_code=_INTERNAL_ERROR))
+            adapter.send(StreamReset(stream_id=sid, error_code=_PROTOCOL_ERROR))
         self._stalled = stalled
         self.flush()
         if adapter.buffered_bytes or not self.write_ok:
             self._arm_stall()
+
+
+def _open_block(adapter: H2Server) -> int | None:
+    """The stream of a header block the client began and has not finished (rule 7): h2's frame
+    buffer holds its HEADERS and CONTINUATION frames until END_HEADERS (the adapter has no
+    public view of it)."""
+    held = adapter._conn.incoming_buffer._headers_buffer
+    return held[0].stream_id if held else None
+
+
+def _partial_input(adapter: H2Server) -> bool:
+    """The client left a frame, a header block or the preface unfinished (rule 6)."""
+    buf = adapter._conn.incoming_buffer
+    return bool(buf._data or buf._headers_buffer or 0 < buf._preamble_len < 24)
+
+
+def _highest_stream(adapter: H2Server) -> int:
+    """The highest stream id the client has opened."""
+    return adapter._conn.highest_inbound_stream_id

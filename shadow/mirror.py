@@ -65,7 +65,10 @@ the same per-stream handling).
    primary's idle timeout is). On expiry the connection is closed without an answer (nginx logs
    408 and closes), and for the body and send timeouts the primary connection of the request in
    progress is closed too (a partial body never looks whole to the primary). One timer per
-   connection, armed lazily (``_Front._arm``). Counted in ``MirrorStats.timeout_*``.
+   connection, armed lazily (``_Front._arm``). Counted in ``MirrorStats.timeout_*``. HTTP/2
+   and HTTP/3 clients get the same directives per stream and per connection, as nginx applies
+   them there (:mod:`shadow.h2front` rules 6-9, :mod:`shadow.h3front` rule 5), and
+   ``keepalive_requests`` (then GOAWAY).
 8. **Upgrades** (WebSocket): an ``Upgrade`` request (``Connection: upgrade``) goes to the
    primary as any other and is never mirrored (``skipped_upgrade``). A ``101`` answer is relayed
    and the connection becomes a :class:`_Tunnel`: raw bytes both ways on the client's
@@ -1179,12 +1182,14 @@ class MirrorStats:
     timeout_idle: int = 0
     """Client connections closed by ``client_idle_timeout`` (HTTP/1.x: ``keepalive_timeout``)."""
     timeout_header: int = 0
-    """... by ``client_header_timeout`` (a request head, or the first one, did not come)."""
+    """... by ``client_header_timeout`` (a request head, or the first one, did not come);
+    HTTP/2 counts reset streams (a header block not finished) too."""
     timeout_body: int = 0
-    """... by ``client_body_timeout`` (a request body stalled)."""
+    """... by ``client_body_timeout`` (a request body stalled); HTTP/2 and HTTP/3 count reset
+    streams."""
     timeout_send: int = 0
-    """... by ``send_timeout`` (the client took no response byte); HTTP/2 counts reset
-    streams too."""
+    """... by ``send_timeout`` (the client took no response byte); HTTP/2 and HTTP/3 count
+    reset streams too."""
     timeout_tunnel: int = 0
     """Tunnels closed by ``tunnel_idle_timeout``."""
 
@@ -1243,18 +1248,23 @@ class ShadowOptions:
     """On stop: seconds to let queued jobs finish before they are dropped."""
     client_idle_timeout: float = 75.0
     """Seconds a client connection without a request in progress stays open after its last
-    response (nginx's ``keepalive_timeout``); HTTP/2: also until the first stream, then GOAWAY
-    and close."""
+    response (nginx's ``keepalive_timeout``); HTTP/2: then GOAWAY and close; HTTP/3: also
+    until the first request, then CONNECTION_CLOSE H3_NO_ERROR."""
     client_header_timeout: float = 60.0
-    """HTTP/1.x: seconds for a request head to arrive whole, from its first byte (the first
-    request of a connection: from the accept), nginx's ``client_header_timeout``."""
+    """Seconds for a request head to arrive whole, from its first byte (the first request of
+    a connection: from the accept), nginx's ``client_header_timeout``; HTTP/2: until the first
+    stream, and for each header block (HEADERS + CONTINUATION) from its first frame."""
     client_body_timeout: float = 60.0
-    """HTTP/1.x: seconds between two reads of a request body (while the proxy wants to read
-    it), nginx's ``client_body_timeout``; then the client and the primary connection close."""
+    """Seconds between two reads of a request body (while the proxy wants to read it), nginx's
+    ``client_body_timeout``; then the client (HTTP/2, HTTP/3: the stream) and the primary
+    connection close."""
     send_timeout: float = 60.0
-    """Seconds the client may take no response byte (its socket full, or an HTTP/2 window of
-    zero) before its connection (HTTP/2: the stream) and the primary's are closed, nginx's
-    ``send_timeout``."""
+    """Seconds the client may take no response byte (its socket full, an HTTP/2 window of
+    zero, HTTP/3 data not acknowledged) before its connection (HTTP/2, HTTP/3: the stream) and
+    the primary's are closed, nginx's ``send_timeout``."""
+    keepalive_requests: int = 1000
+    """HTTP/2 and HTTP/3: requests served on one client connection; the last one goes with a
+    GOAWAY and the connection closes once it is done (nginx's ``keepalive_requests``)."""
     tunnel_idle_timeout: float = 3600.0
     """Seconds an upgraded connection (WebSocket) may pass no byte either way."""
 
@@ -1265,6 +1275,8 @@ class ShadowOptions:
                      "send_timeout", "tunnel_idle_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be above 0: {getattr(self, name)}")
+        if self.keepalive_requests < 1:
+            raise ValueError(f"keepalive_requests must be at least 1: {self.keepalive_requests}")
         if self.queue_size < 1 or self.concurrency < 1:
             raise ValueError("queue_size and concurrency must be at least 1")
 

@@ -666,12 +666,13 @@ def test_h2_primary_failures() -> None:
 
 
 def test_h2_idle_client_closed() -> None:
-    """An HTTP/2 client that opens no stream, or none after its last one, is sent GOAWAY
-    NO_ERROR and closed once ``client_idle_timeout`` has passed (waits bounded, no clock
-    asserted)."""
+    """An HTTP/2 client that opens no stream (``client_header_timeout``, as nginx), or none
+    after its last one (``client_idle_timeout``), is sent GOAWAY NO_ERROR and closed (waits
+    bounded, no clock asserted)."""
     with EchoServer("p") as p, EchoServer("c") as c, \
             ProxyRunner(f"http://{p.address}", f"http://{c.address}", h2c=True,
-                        options=ShadowOptions(client_idle_timeout=0.3)) as r:
+                        options=ShadowOptions(client_idle_timeout=0.3,
+                                              client_header_timeout=0.3)) as r:
         for with_request in (False, True):
             s = socket.create_connection(("127.0.0.1", r.port), timeout=10)
             s.sendall(PREFACE + SettingsFrame(0).serialize())
