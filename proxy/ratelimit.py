@@ -38,11 +38,11 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .interp import RequestState
+    from .interp import RequestState, RouteResult
     from .model import Config, Scope
 
 __all__ = ["DIRECTIVES", "Pacer", "Throttle", "accel", "accel_rate", "applies", "conf_of",
-           "parse_size", "possible", "problem", "relay", "upstream_throttle"]
+           "parse_size", "possible", "problem", "relay", "upstream_throttle", "wanted"]
 
 DIRECTIVES = frozenset({"limit_rate", "limit_rate_after", "proxy_limit_rate"})
 """The directives this module runs (kept as written in ``Scope.other``)."""
@@ -191,6 +191,15 @@ def applies(state: RequestState) -> bool:
     """Whether the request may be paced by its configuration (a rate directive in its chain or
     ``set $limit_rate``): the fast path leaves such requests to the general path."""
     return conf_of(state) is not _NONE or "limit_rate" in state.vars
+
+
+def wanted(result: RouteResult) -> bool:
+    """Whether a routed request needs a :class:`Pacer` (``possible`` said the configuration
+    may pace some): its chain or a ``set`` asks for one, or an upstream's answer may."""
+    if result.kind in ("proxy", "auth_request"):
+        return True
+    state = result.state
+    return state is not None and applies(state)
 
 
 def accel_rate(headers: list[tuple[bytes, bytes]] | tuple[tuple[bytes, bytes], ...]
