@@ -331,7 +331,7 @@ class Engine:
             else:
                 req = self._route_request(ex, run)
                 result = self.interp.route(req)
-            if self.rate_possible:  # nginx's write filter paces the answer (limit_rate)
+            if self.rate_possible and ratelimit.wanted(result):  # nginx's write filter
                 run.pacer = ratelimit.Pacer(ex, run.start)
             await self._respond(run.pacer or ex, result, run, resume)  # type: ignore[arg-type]
             if run.addition is not None:
