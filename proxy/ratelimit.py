@@ -19,14 +19,17 @@ Rules (ngx_http_write_filter_module.c, ngx_event_pipe.c, nginx 1.22):
    is not a size is ignored.
 4. ``X-Accel-Limit-Rate: N`` (digits only, bytes per second; ``0`` turns the limit off) from an
    upstream sets the rate unless ``proxy_ignore_headers`` names it.
-5. ``proxy_limit_rate`` paces reading the upstream's body when ``proxy_buffering`` is on (and
-   no ``X-Accel-Buffering: no`` turned it off): the same arithmetic over the body bytes read,
+5. ``proxy_limit_rate`` paces reading the upstream's body when buffering is on
+   (``proxy_buffering``, switched by the answer's ``X-Accel-Buffering: yes|no`` unless
+   ``proxy_ignore_headers`` names it): the same arithmetic over the body bytes read,
    from the moment the answer starts being relayed; what came with the head (up to
    ``proxy_buffer_size``) is not counted.
 
 The pacing is done by :class:`Pacer`, an exchange in front of the client's (behind the gzip and
 sub_filter filters, as nginx's write filter is last); the engine awaits :meth:`Pacer.complete`
-before the log phase, as nginx finalises the request once the last byte is out.
+before the log phase, as nginx finalises the request once the last byte is out.  Only requests
+that can be paced get one (:func:`possible` for the configuration, :func:`wanted` per request);
+the fast path hands them over (:func:`applies`, :func:`accel_rate`).
 """
 
 from __future__ import annotations
