@@ -210,7 +210,8 @@ def shadow_cmd(listen: str, primary: str, candidate: str, secondary: str | None,
                no_mirror: bool, tls_cert: str | None, tls_key: str | None, quic: bool,
                h2c: bool,
                insecure_upstream: bool, upstream_ca: str | None, keepalive_timeout: float,
-               keepalive_requests: int, client_header_timeout: float, client_body_timeout: float, send_timeout: float,
+               keepalive_requests: int, client_header_timeout: float,
+               client_body_timeout: float, send_timeout: float,
                tunnel_idle_timeout: float) -> None:
     """Answer clients from the primary and mirror their requests to the candidate."""
     host, port = _split_listen(listen)

@@ -107,7 +107,7 @@ class H3Front(StreamFront, QuicConnectionProtocol):
         self.requests = 0
         self._tx_pending = False
         self._closing = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._keepalive: asyncio.TimerHandle | None = None
         """keepalive_timeout (rule 5)."""
         self._stall: asyncio.TimerHandle | None = None
         """send_timeout's look (rule 5)."""
@@ -129,10 +129,10 @@ class H3Front(StreamFront, QuicConnectionProtocol):
         self._events(self.adapter.quic_event(event))
         if isinstance(event, ConnectionTerminated) and not self.closed:
             self.closed = True
-            for timer in (self._timer, self._stall):
+            for timer in (self._keepalive, self._stall):
                 if timer is not None:
                     timer.cancel()
-            self._timer = self._stall = None
+            self._keepalive = self._stall = None
             self.proxy._fronts.discard(self)
             for s in list(self.streams.values()):
                 s.cancel()
@@ -177,9 +177,9 @@ class H3Front(StreamFront, QuicConnectionProtocol):
 
     def busy(self) -> None:
         self.requests += 1
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = None
         if self.requests >= self.proxy.options.keepalive_requests:
             self.adapter.goaway()  # the last request on this connection
             self.schedule_transmit()
@@ -188,19 +188,19 @@ class H3Front(StreamFront, QuicConnectionProtocol):
                                                self._check_stall)
 
     def idle(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = None
         if self.closed:
             return
         if self.adapter.going_away and self.adapter.idle:
             self.close_h3()  # keepalive_requests reached and the last request is done
             return
-        self._timer = self.loop.call_later(self.proxy.options.client_idle_timeout,
+        self._keepalive = self.loop.call_later(self.proxy.options.client_idle_timeout,
                                            self._expired)
 
     def _expired(self) -> None:
-        self._timer = None
+        self._keepalive = None
         if not self.closed and not self.streams and self.adapter.idle:
             self.proxy.stats.timeout_idle += 1
             self.close_h3()

@@ -21,6 +21,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -43,7 +44,7 @@ from shadow.echo import EchoServer
 from shadow.mirror import ShadowOptions, server_tls
 from tests.shadow_support import ProxyRunner, make_cert
 from tests.support.nginx import NGINX_BIN, free_port, run_nginx
-from tests.test_shadow_timeouts import Primary, _serves, _wait
+from tests.test_shadow_timeouts import Primary, _serves, _tern, _wait
 
 HEADER, BODY, SEND, KEEPALIVE, REQUESTS = 0.6, 0.6, 0.6, 1.2, 3
 OPTIONS = ShadowOptions(client_header_timeout=HEADER, client_body_timeout=BODY,
@@ -619,3 +620,41 @@ def test_first_stream_waits_header_timeout_then_keepalive() -> None:
         assert used.at("GOAWAY") - used.at("HEADERS") >= 1.5 - EPS
         assert st.timeout_header == 1 and st.timeout_idle == 1
         assert _serves(r.port) and p.paths == ["/a", "/next"]
+
+
+def test_cli_keepalive_requests_flag(tmp_path: Path) -> None:
+    """``--keepalive-requests`` reaches the HTTP/2 front (nghttp: the second of three requests
+    comes with the GOAWAY, the third is refused); 0 is a usage error naming the flag, no
+    traceback."""
+    bad = _tern("shadow", "--listen", "127.0.0.1:0", "--primary", "http://127.0.0.1:9",
+                "--candidate", "http://127.0.0.1:9", "--store", str(tmp_path / "x.db"),
+                "--keepalive-requests", "0")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "--keepalive-requests" in bad.stderr
+    port = free_port()
+    with Primary() as p, EchoServer("c") as c:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "migrate.cli", "shadow", "--listen", f"127.0.0.1:{port}",
+             "--primary", p.url, "--candidate", f"http://{c.address}", "--h2c",
+             "--store", str(tmp_path / "s.db"), "--keepalive-requests", "2",
+             "--duration", "20"],
+            stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
+        try:
+            assert _wait(lambda: _accepts(port), 15)
+            url = f"http://127.0.0.1:{port}"
+            out = subprocess.run(["nghttp", "-nv", "-t", "20", f"{url}/1", f"{url}/2",
+                                  f"{url}/3"], capture_output=True, text=True, timeout=30,
+                                 check=False)
+        finally:
+            proc.send_signal(2)
+            _, err = proc.communicate(timeout=30)
+    log = out.stdout + out.stderr
+    assert "last_stream_id=15" in log and "REFUSED_STREAM" in log, log
+    assert sorted(p.paths) == ["/1", "/2"]
+    assert proc.returncode == 0, err
+
+
+def _accepts(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+        return True
+    return False

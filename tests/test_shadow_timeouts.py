@@ -26,8 +26,9 @@ class Primary:
     """A primary on threads that notices when the proxy closes its connection.
 
     ``/big``: a 24 MiB answer; ``/upload``: reads a Content-Length body, then 200; ``/hold``:
-    the same, but reads nothing for 1.5 s first; ``/slow``: answers after 1.5 s; anything else: 200 ``ok``. ``cut`` lists the paths whose connection
-    ended before the exchange was complete (a send failing, a body cut short)."""
+    the same, but reads nothing for 1.5 s first; ``/slow``: answers after 1.5 s; anything
+    else: 200 ``ok``. ``cut`` lists the paths whose connection ended before the exchange was
+    complete (a send failing, a body cut short)."""
 
     def __init__(self) -> None:
         self.sock = socket.socket()
