@@ -59,6 +59,7 @@ Content-Type.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import re
@@ -104,8 +105,6 @@ _TRACE_PATH = os.environ.get("TERN_LANE_TRACE")
 _log = logging.getLogger("tern")
 
 ROUTES_MAX = 4096
-_PLAIN_PATH = re.compile(rb"/(?:[A-Za-z0-9\-_~!$&'()*+,;=:@][A-Za-z0-9\-_~!$&'()*+,;=:@.]*/?)*")
-"""A path URI normalisation leaves as it is: no %-escape, no dot segment, no "//"."""
 _MAPPING_MODIFIERS = (LocationModifier.PREFIX, LocationModifier.PREFIX_NO_REGEX,
                       LocationModifier.EXACT)
 ANSWERS_MAX = 512
@@ -203,46 +202,50 @@ class LaneLoc:
 
 class _PrefixMatcher:
     """ngx_http_core_find_location for a server whose locations are all prefix or exact, none
-    nested: the exact match, else the longest prefix (None, with the router's answer left to a
-    probe, when the URI plus "/" names a proxied location: nginx's 301)."""
+    nested, on a plain path's bytes: the exact match, else the longest prefix (None, with the
+    router's answer left to a probe, when the path plus "/" names a proxied location: nginx's
+    301).  Patterns are compared as UTF-8 bytes: a plain path is ASCII, so a pattern with other
+    characters matches it neither way."""
 
     __slots__ = ("exact", "prefixes", "slashed")
 
-    def __init__(self, exact: dict[str, Any], prefixes: list[tuple[str, Any]],
-                 slashed: frozenset[str]) -> None:
+    def __init__(self, exact: dict[bytes, Any], prefixes: list[tuple[bytes, Any]],
+                 slashed: frozenset[bytes]) -> None:
         self.exact = exact
         self.prefixes = prefixes
         self.slashed = slashed
+        """Proxied prefix patterns ending in "/", without that "/"."""
 
     @classmethod
     def of(cls, server: Any) -> _PrefixMatcher | bool:
         from .routing import _has_proxy_handler
 
-        exact: dict[str, Any] = {}
-        prefixes: list[tuple[str, Any]] = []
+        exact: dict[bytes, Any] = {}
+        prefixes: list[tuple[bytes, Any]] = []
         slashed = set()
         for loc in server.locations:
             if loc.locations:
                 return False
+            pattern = loc.pattern.encode("utf-8", "surrogateescape")
             if loc.modifier is LocationModifier.EXACT:
-                exact.setdefault(loc.pattern, loc)
+                exact.setdefault(pattern, loc)
             elif loc.modifier in (LocationModifier.PREFIX, LocationModifier.PREFIX_NO_REGEX):
-                prefixes.append((loc.pattern, loc))
-                if loc.pattern.endswith("/") and _has_proxy_handler(loc):
-                    slashed.add(loc.pattern)
+                prefixes.append((pattern, loc))
+                if pattern.endswith(b"/") and _has_proxy_handler(loc):
+                    slashed.add(pattern[:-1])
             elif loc.modifier is not LocationModifier.NAMED:
                 return False  # regex locations: the router searches
         prefixes.sort(key=lambda item: len(item[0]), reverse=True)
         return cls(exact, prefixes, frozenset(slashed))
 
-    def find(self, uri: str) -> Any:
-        loc = self.exact.get(uri)
+    def find(self, path: bytes) -> Any:
+        loc = self.exact.get(path)
         if loc is not None:
             return loc
-        if self.slashed and uri + "/" in self.slashed:
+        if path in self.slashed:
             return None  # maybe nginx's 301: the probe decides
         for pattern, loc in self.prefixes:
-            if uri.startswith(pattern):
+            if path.startswith(pattern):
                 return loc
         return None
 
@@ -250,9 +253,9 @@ class _PrefixMatcher:
 class LaneRoute:
     """One (socket, Host, path): its location's lane and the per-path values."""
 
-    __slots__ = ("loc", "prefix", "host_var", "uri", "uri_b", "server")
+    __slots__ = ("loc", "prefix", "host_var", "uri_b", "uri_log", "server")
 
-    def __init__(self, loc: LaneLoc, prefix: bytes | None, host_var: bytes, uri: str,
+    def __init__(self, loc: LaneLoc, prefix: bytes | None, host_var: bytes, uri: str | None,
                  server: Any = None, uri_b: bytes | None = None) -> None:
         self.loc = loc
         self.server = server
@@ -261,8 +264,33 @@ class LaneRoute:
         """Upstream request-target before the arguments (a URI-mapping proxy_pass), or None:
         the client's target as sent."""
         self.host_var = host_var
-        self.uri = uri
-        self.uri_b = uri.encode("latin-1", errors="replace") if uri_b is None else uri_b
+        if uri is None:  # a plain path (``_known_route``): ASCII, the same bytes either way
+            assert uri_b is not None
+            self.uri_b = self.uri_log = uri_b
+        else:
+            self.uri_b = uri.encode("latin-1", errors="replace") if uri_b is None else uri_b
+            """$uri as a header value has it (latin-1, as ``state.eval`` values are sent)."""
+            self.uri_log = uri.encode("utf-8", "surrogateescape")
+            """$uri as the access log writes it."""
+
+
+class _Host:
+    """A (listen socket, Host) a probe found its server for, with no server name captures:
+    further paths there are routed by the location search alone (``Lane._known_route``)."""
+
+    __slots__ = ("server", "host_var", "matcher", "paths")
+
+    def __init__(self, server: Any, host_var: bytes, matcher: _PrefixMatcher | bool) -> None:
+        self.server = server
+        self.host_var = host_var
+        self.matcher = matcher
+        self.paths: dict[bytes, LaneRoute | None] = {}
+        """Path -> its route (None: not for the lane), at most ``ROUTES_MAX``."""
+
+
+_UNPLAIN = re.compile(rb"[%#]|/[/.]")
+"""What URI normalisation could change in a path (an escape, a dot segment, "//") or what
+makes it more than a path; with ``isascii()``, a path without it is "plain"."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,15 +372,16 @@ class Lane:
         self.logger = logger
         self.routes: dict[tuple[object, ...], LaneRoute | None] = {}
         self.locs: dict[tuple[int, ...], LaneLoc | str] = {}
-        self.hosts: dict[tuple[object, bytes], tuple[Any, bytes, _PrefixMatcher | bool]] = {}
-        """(socket address, Host) -> (server, $host, its matcher) from a probe
-        (``_known_route``)."""
+        self.hosts: dict[tuple[object, bytes], _Host] = {}
+        """(socket address, Host) -> its server and routes, from a probe (``_known_route``)."""
         self.matchers: dict[int, _PrefixMatcher | bool] = {}
         """id(server) -> its prefix matcher, or False (the router's search is needed)."""
-        self.known: dict[int, tuple[LaneLoc, str | None, str]] = {}
+        self.known: dict[int, tuple[LaneLoc, bytes | None, bytes] | bool] = {}
         """id(location) -> (its compiled lane, proxy_pass URI part, pattern) once a known
-        route found it with a lane (``_known_route``); locations live as long as the engine,
-        and ``locs`` entries are never replaced."""
+        route found it with a lane, False when it has none (``_known_route``); locations live
+        as long as the engine, and ``locs`` entries are never replaced."""
+        self.idle: dict[Peer, collections.deque[UpstreamConnection]] = {}
+        """Peer -> the pool's deque of idle connections to it (``UpstreamPool.idle_of``)."""
         self.parsed: dict[tuple[object, bytes], _Parsed | None] = {}
         """(socket address, request bytes) -> the request as the lane read it; the same bytes
         on the same socket are read the same way, so they are checked once."""
@@ -383,55 +412,64 @@ class Lane:
     def route_for(self, conn: HttpConnection, host: bytes, target: bytes, path: bytes,
                   headers: list[tuple[bytes, bytes]],
                   key: tuple[object, ...] | None = None) -> LaneRoute | None:
-        """The compiled route of a request the table does not know yet: from the location
-        search alone when its Host and location are known (``_known_route``), else a probe.
-        ``key``: its ``routes`` key, (socket address, Host, path)."""
+        """The compiled route of a request on a (socket, Host) without a ``_Host`` entry:
+        a probe (which makes the entry when the Host alone chose the server).  ``key``: its
+        ``routes`` key, (socket address, Host, path)."""
         if key is None:
             key = (conn.local, host, path)
-        route = self._known_route(conn, host, path)
-        if route is not None:
-            if len(self.routes) >= ROUTES_MAX:
-                self.routes.clear()
-            self.routes[key] = route
+        route = self._probe_route(conn, host, target, headers)
+        if route is not None and route.server is not None:
+            if len(self.hosts) >= ROUTES_MAX:
+                self.hosts.clear()
+            server = route.server
+            matcher = self.matchers.get(id(server))
+            if matcher is None:
+                matcher = self.matchers[id(server)] = _PrefixMatcher.of(server)
+            hs = self.hosts[(conn.local, host)] = _Host(server, route.host_var, matcher)
+            hs.paths[path] = route
             return route
-        try:
-            route = self._probe(conn, host, target, headers)
-            if route.server is not None:
-                if len(self.hosts) >= ROUTES_MAX:
-                    self.hosts.clear()
-                server = route.server
-                matcher = self.matchers.get(id(server))
-                if matcher is None:
-                    matcher = self.matchers[id(server)] = _PrefixMatcher.of(server)
-                self.hosts[(conn.local, host)] = (server, route.host_var, matcher)
-        except _NotEligible as exc:
-            if _TRACE_PATH:
-                self.trace(f"compile-no {target.decode('latin-1')}: {exc}")
-            route = None
-        except Exception:  # a compile bug must cost the lane, not the request
-            _log.exception("lane: compile failed")
-            route = None
         if len(self.routes) >= ROUTES_MAX:
             self.routes.clear()
         self.routes[key] = route
         return route
 
-    def _known_route(self, conn: HttpConnection, host: bytes, path: bytes) -> LaneRoute | None:
+    def host_route(self, hs: _Host, conn: HttpConnection, host: bytes, target: bytes,
+                   path: bytes, headers: list[tuple[bytes, bytes]]) -> LaneRoute | None:
+        """The compiled route of a new path on a known (socket, Host): from the location
+        search alone when it can (``_known_route``), else a probe."""
+        route = self._known_route(hs, path)
+        if route is None:
+            route = self._probe_route(conn, host, target, headers)
+        paths = hs.paths
+        if len(paths) >= ROUTES_MAX:
+            paths.clear()
+        paths[path] = route
+        return route
+
+    def _probe_route(self, conn: HttpConnection, host: bytes, target: bytes,
+                     headers: list[tuple[bytes, bytes]]) -> LaneRoute | None:
+        try:
+            return self._probe(conn, host, target, headers)
+        except _NotEligible as exc:
+            if _TRACE_PATH:
+                self.trace(f"compile-no {target.decode('latin-1')}: {exc}")
+        except Exception:  # a compile bug must cost the lane, not the request
+            _log.exception("lane: compile failed")
+        return None
+
+    def _known_route(self, hs: _Host, path: bytes) -> LaneRoute | None:
         """A new path on a (socket, Host) a probe has seen: the location search, and the
         location's compiled lane if it has one, give the route without routing the request
         (what ``Interpreter._route_cached`` relies on: a plain-proxy location found without
         captures, in a server without rewrites, for a path normalisation leaves as it is).
         None: probe."""
-        hs = self.hosts.get((conn.local, host))
-        if hs is None or not _PLAIN_PATH.fullmatch(path):
+        if not path.isascii() or _UNPLAIN.search(path) is not None:
             return None
-        server, host_var, matcher = hs
-        interp = self.engine.interp
-        uri = path.decode("latin-1")
+        matcher = hs.matcher
         if matcher:
-            location = matcher.find(uri)
+            location = matcher.find(path)  # type: ignore[union-attr]
         else:
-            lm = interp.router.find_location(server, uri)
+            lm = self.engine.interp.router.find_location(hs.server, path.decode("latin-1"))
             location = lm.location
             if lm.captures or lm.auto_redirect:
                 return None
@@ -439,26 +477,39 @@ class Lane:
             return None
         known = self.known.get(id(location))
         if known is None:
-            plain = interp._plain_proxy(server, location)
-            if not plain:
-                return None
-            loc = self.locs.get(plain.key)
-            if not isinstance(loc, LaneLoc):
-                return None
-            pp_uri = plain.pp.uri
-            if pp_uri is not None and location.modifier not in _MAPPING_MODIFIERS:
-                return None
-            known = self.known[id(location)] = (loc, pp_uri, location.pattern)
-        loc, pp_uri, pattern = known
+            known = self._know(hs.server, location)
+            if known is None:
+                return None  # its lane is not compiled yet: a probe compiles it
+            self.known[id(location)] = known
+        if known is False:
+            return None
+        loc, pp_uri, pattern = known  # type: ignore[misc]
         prefix: bytes | None = None
         if pp_uri is not None:
-            tail = uri[len(pattern):] if uri.startswith(pattern) else uri
-            try:
-                prefix = (pp_uri + escape_uri(tail)).encode("latin-1")
-            except UnicodeEncodeError:
-                return None
-        # a plain path is ASCII: its latin-1 string encodes back to the same bytes
-        return LaneRoute(loc, prefix, host_var, uri, server, path)
+            # a plain path is all characters ngx_escape_uri leaves alone
+            prefix = pp_uri + (path[len(pattern):] if path.startswith(pattern) else path)
+        return LaneRoute(loc, prefix, hs.host_var, None, hs.server, path)
+
+    def _know(self, server: Any, location: Any) -> tuple[LaneLoc, bytes | None, bytes] | bool | None:
+        """``known``'s entry for a location (None: not compiled yet, ask again)."""
+        plain = self.engine.interp._plain_proxy(server, location)
+        if not plain:
+            return False
+        loc = self.locs.get(plain.key)
+        if loc is None:
+            return None
+        if not isinstance(loc, LaneLoc):
+            return False
+        pp_uri = plain.pp.uri
+        if pp_uri is None:
+            return loc, None, b""
+        if location.modifier not in _MAPPING_MODIFIERS:
+            return False
+        try:
+            return loc, pp_uri.encode("latin-1"), location.pattern.encode("utf-8",
+                                                                         "surrogateescape")
+        except UnicodeEncodeError:
+            return False
 
     def _probe(self, conn: HttpConnection, host: bytes, target: bytes,
                headers: list[tuple[bytes, bytes]]) -> LaneRoute:
@@ -757,9 +808,12 @@ def serve(lane: Lane, conn: HttpConnection, data: bytes) -> bool:
     if not parser.should_keep_alive():
         conn.lane_parser = None  # llhttp takes no further message after this one
     target = lp.url
-    if parser.get_method() != b"GET":
+    if data[:4] != b"GET ":  # (llhttp read a method: GET if the head starts so)
         return _early(lane, "early method", data)
-    if parser.get_http_version() != "1.1" or target[:1] != b"/":
+    # llhttp read a version: 1.1 if the request line ends so (else it is 1.1 with something
+    # after, or not 1.1: the general path decides)
+    first = data.find(b"\r\n")
+    if data[first - 8:first] != b"HTTP/1.1" or target[:1] != b"/":
         return _early(lane, "early version-or-target", data)
     host: bytes | None = None
     close = False
@@ -794,10 +848,16 @@ def serve(lane: Lane, conn: HttpConnection, data: bytes) -> bool:
         return _early(lane, "early host", data)
     q = target.find(b"?")
     path = target if q < 0 else target[:q]
-    rkey = (conn.local, host, path)
-    route = lane.routes.get(rkey, False)
-    if route is False:
-        route = lane.route_for(conn, host, target, path, headers, rkey)
+    hs = lane.hosts.get((conn.local, host))
+    if hs is not None:
+        route = hs.paths.get(path, False)
+        if route is False:
+            route = lane.host_route(hs, conn, host, target, path, headers)
+    else:
+        rkey = (conn.local, host, path)
+        route = lane.routes.get(rkey, False)
+        if route is False:
+            route = lane.route_for(conn, host, target, path, headers, rkey)
     if route is None:
         if len(lane.parsed) >= PARSED_MAX:
             lane.parsed.clear()
@@ -837,7 +897,7 @@ class _Request:
     """One request on the lane, from its head to its log line."""
 
     __slots__ = ("lane", "conn", "route", "p", "target", "start_time", "sid", "attempt",
-                 "peer", "t0", "up", "buf", "close")
+                 "peer", "t0", "up", "buf", "close", "idle")
 
     def __init__(self, lane: Lane, conn: HttpConnection, p: _Parsed) -> None:
         self.lane = lane
@@ -871,8 +931,16 @@ class _Request:
         self.t0 = now
         conn.lane_begin(self)
         self.sid = conn.adapter.lane_begin(self.close)
-        up = lane.engine.pool.take_idle(peer.host, peer.port)
-        if up is None:
+        idle = lane.idle.get(peer)
+        if idle is None:
+            idle = lane.idle[peer] = lane.engine.pool.idle_of(peer.host, peer.port)
+        self.idle = idle
+        while idle:  # UpstreamPool.take_idle
+            up = idle.pop()
+            if not up.closed and up.transport is not None and not up.transport.is_closing():
+                up.reused = True
+                break
+        else:
             self._hand_over("late no-idle-connection", None, None, 0.0)
             return True
         self.up = up
@@ -933,7 +1001,7 @@ class _Request:
             up.lane_end()
             up.abort()
         else:
-            lane.engine.pool.lane_release(up, loc.keepalive)
+            up.lane_park(self.idle, loc.keepalive)
         conn.adapter.lane_end(self.sid)
         lane.served += 1
         if _TRACE_PATH:
@@ -952,7 +1020,7 @@ class _Request:
                 self._log(status, length, up_time)
             except Exception:
                 _log.exception("lane: access log failed")
-        conn.lane_done()
+        conn.lane_done(self.close)
 
     def _late(self, why: str) -> None:
         self.conn.fast_timer_cancel()
@@ -1111,7 +1179,7 @@ def _log_get(name: str) -> Callable[[_LogValues], bytes | None]:
     if name == "request_uri":
         return lambda v: v.r.target
     if name == "uri":
-        return lambda v: v.r.route.uri.encode("utf-8", "surrogateescape")
+        return lambda v: v.r.route.uri_log
     if name == "args":
         return lambda v: None if not v.r.p.args and b"?" not in v.r.target else v.r.p.args
     if name == "is_args":

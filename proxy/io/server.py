@@ -258,14 +258,14 @@ class HttpConnection(asyncio.Protocol):
             if t is not None:
                 t.write(data)
             return
+        if self.lane_on and self.task is None and not self.queue:
+            lane = self.engine_ref.engine.lane
+            if lane is not None and self.adapter.lane_ready() and _lane.serve(lane, self, data):
+                return  # (the lane's request ended the keep-alive wait: ``lane_begin``)
         if self._keepalive_wait:
             # the next request has started: nginx now times its head with client_header_timeout
             self._keepalive_wait = False
             self._arm(self.settings.client_header_timeout)
-        lane = self.engine_ref.engine.lane
-        if lane is not None and self.lane_on and self.task is None and not self.queue and \
-                self.adapter.lane_ready() and _lane.serve(lane, self, data):
-            return
         self._events(self.adapter.receive_data(data))
         self._reading_state()
 
@@ -417,12 +417,24 @@ class HttpConnection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.transport.write(data)
 
-    def lane_done(self) -> None:
-        """The lane's response is written: what ``fast_done`` does, after the drain."""
-        if self.closed or self._write_ready.is_set():
-            self._lane_finished(False)
-        else:
+    def lane_done(self, close: bool) -> None:
+        """The lane's response is written: what ``fast_done`` does, after the drain.
+        ``close``: the request said ``Connection: close``."""
+        if not self._write_ready.is_set() and not self.closed:
             self.task = self.loop.create_task(self._fast_drain(self._lane_finished))
+            return
+        if close or self.closed or self.queue or self.engine_ref.draining:
+            self._lane_finished(False)
+            return
+        # ``_after_response`` for the common case: nothing queued, the connection stays
+        # (the lane took no request that was the connection's last: ``lane.serve``)
+        self.task = None
+        self.served += 1
+        if not self.adapter.keep_alive:
+            self.close()
+            return
+        self._arm(self.settings.keepalive_timeout)
+        self._keepalive_wait = True
 
     def _lane_finished(self, failed: bool) -> None:
         if failed:

@@ -367,6 +367,19 @@ class UpstreamConnection(asyncio.Protocol):
         """The lane read its whole answer."""
         self._lane = None
 
+    def lane_park(self, idle: collections.deque[UpstreamConnection], keepalive: int) -> None:
+        """The lane read its whole answer and the connection stays: back to ``idle`` (the
+        pool's deque for its peer: ``UpstreamPool.idle_of``), as ``UpstreamPool.release``."""
+        self._lane = None
+        transport = self.transport
+        if self.closed or transport is None or transport.is_closing():
+            self.abort()
+            return
+        if len(idle) >= keepalive:
+            idle.popleft().abort()  # nginx closes the least recently used one
+        self._parser = None
+        idle.append(self)
+
     async def finish_request(self, *, send_timeout: float, read_timeout: float
                              ) -> UpstreamResponse:
         """After ``send_request``: wait for the write to drain, then for the response head."""
@@ -534,6 +547,14 @@ class UpstreamPool:
             idle.conns.append(conn)
             return
         conn.abort()
+
+    def idle_of(self, host: str, port: int) -> collections.deque[UpstreamConnection]:
+        """The idle connections to ``host:port`` (plain ones), for the lane to keep: the
+        table's entries are never removed, so the deque stays the pool's."""
+        idle = self._idle.get((host, port))
+        if idle is None:
+            idle = self._idle[(host, port)] = _Idle()
+        return idle.conns
 
     def lane_release(self, conn: UpstreamConnection, keepalive: int) -> None:
         """``release`` for a connection whose answer the lane read whole (keep-alive both
