@@ -264,7 +264,7 @@ class LaneRoute:
         """Upstream request-target before the arguments (a URI-mapping proxy_pass), or None:
         the client's target as sent."""
         self.host_var = host_var
-        if uri is None:  # a plain path (``_known_route``): ASCII, the same bytes either way
+        if uri is None:  # a plain path (``host_route``): ASCII, the same bytes either way
             assert uri_b is not None
             self.uri_b = self.uri_log = uri_b
         else:
@@ -276,7 +276,7 @@ class LaneRoute:
 
 class _Host:
     """A (listen socket, Host) a probe found its server for, with no server name captures:
-    further paths there are routed by the location search alone (``Lane._known_route``)."""
+    further paths there are routed by the location search alone (``Lane.host_route``)."""
 
     __slots__ = ("server", "host_var", "matcher", "paths")
 
@@ -373,12 +373,12 @@ class Lane:
         self.routes: dict[tuple[object, ...], LaneRoute | None] = {}
         self.locs: dict[tuple[int, ...], LaneLoc | str] = {}
         self.hosts: dict[tuple[object, bytes], _Host] = {}
-        """(socket address, Host) -> its server and routes, from a probe (``_known_route``)."""
+        """(socket address, Host) -> its server and routes, from a probe (``host_route``)."""
         self.matchers: dict[int, _PrefixMatcher | bool] = {}
         """id(server) -> its prefix matcher, or False (the router's search is needed)."""
         self.known: dict[int, tuple[LaneLoc, bytes | None, bytes] | bool] = {}
         """id(location) -> (its compiled lane, proxy_pass URI part, pattern) once a known
-        route found it with a lane, False when it has none (``_known_route``); locations live
+        route found it with a lane, False when it has none (``host_route``); locations live
         as long as the engine, and ``locs`` entries are never replaced."""
         self.idle: dict[Peer, collections.deque[UpstreamConnection]] = {}
         """Peer -> the pool's deque of idle connections to it (``UpstreamPool.idle_of``)."""
@@ -435,9 +435,35 @@ class Lane:
 
     def host_route(self, hs: _Host, conn: HttpConnection, host: bytes, target: bytes,
                    path: bytes, headers: list[tuple[bytes, bytes]]) -> LaneRoute | None:
-        """The compiled route of a new path on a known (socket, Host): from the location
-        search alone when it can (``_known_route``), else a probe."""
-        route = self._known_route(hs, path)
+        """The compiled route of a new path on a known (socket, Host): the location search,
+        and the location's compiled lane if it has one, give the route without routing the
+        request (what ``Interpreter._route_cached`` relies on: a plain-proxy location found
+        without captures, in a server without rewrites, for a path normalisation leaves as
+        it is); else a probe.  Remembered in the Host's table."""
+        route: LaneRoute | None = None
+        location = None
+        if path.isascii() and _UNPLAIN.search(path) is None:
+            matcher = hs.matcher
+            if matcher:
+                location = matcher.find(path)  # type: ignore[union-attr]
+            else:
+                lm = self.engine.interp.router.find_location(hs.server, path.decode("latin-1"))
+                if not lm.captures and not lm.auto_redirect:
+                    location = lm.location
+        if location is not None:
+            known = self.known.get(id(location))
+            if known is None:
+                known = self._know(hs.server, location)
+                if known is not None:  # (None: its lane is not compiled yet, a probe does)
+                    self.known[id(location)] = known
+            if known:
+                loc, pp_uri, pattern = known  # type: ignore[misc]
+                prefix: bytes | None = None
+                if pp_uri is not None:
+                    # a plain path is all characters ngx_escape_uri leaves alone
+                    prefix = pp_uri + (path[len(pattern):] if path.startswith(pattern)
+                                       else path)
+                route = LaneRoute(loc, prefix, hs.host_var, None, hs.server, path)
         if route is None:
             route = self._probe_route(conn, host, target, headers)
         paths = hs.paths
@@ -456,39 +482,6 @@ class Lane:
         except Exception:  # a compile bug must cost the lane, not the request
             _log.exception("lane: compile failed")
         return None
-
-    def _known_route(self, hs: _Host, path: bytes) -> LaneRoute | None:
-        """A new path on a (socket, Host) a probe has seen: the location search, and the
-        location's compiled lane if it has one, give the route without routing the request
-        (what ``Interpreter._route_cached`` relies on: a plain-proxy location found without
-        captures, in a server without rewrites, for a path normalisation leaves as it is).
-        None: probe."""
-        if not path.isascii() or _UNPLAIN.search(path) is not None:
-            return None
-        matcher = hs.matcher
-        if matcher:
-            location = matcher.find(path)  # type: ignore[union-attr]
-        else:
-            lm = self.engine.interp.router.find_location(hs.server, path.decode("latin-1"))
-            location = lm.location
-            if lm.captures or lm.auto_redirect:
-                return None
-        if location is None:
-            return None
-        known = self.known.get(id(location))
-        if known is None:
-            known = self._know(hs.server, location)
-            if known is None:
-                return None  # its lane is not compiled yet: a probe compiles it
-            self.known[id(location)] = known
-        if known is False:
-            return None
-        loc, pp_uri, pattern = known  # type: ignore[misc]
-        prefix: bytes | None = None
-        if pp_uri is not None:
-            # a plain path is all characters ngx_escape_uri leaves alone
-            prefix = pp_uri + (path[len(pattern):] if path.startswith(pattern) else path)
-        return LaneRoute(loc, prefix, hs.host_var, None, hs.server, path)
 
     def _know(self, server: Any, location: Any) -> tuple[LaneLoc, bytes | None, bytes] | bool | None:
         """``known``'s entry for a location (None: not compiled yet, ask again)."""
@@ -750,9 +743,7 @@ class LaneParser:
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if value[-1:] == b" ":  # llhttp keeps trailing spaces, nginx does not
-            value = value.rstrip(b" ")
-        self.headers.append((name, value))
+        self.headers.append((name, value))  # (trailing spaces: ``serve``)
 
     def on_message_complete(self) -> None:
         self.complete = True
@@ -787,9 +778,11 @@ def serve(lane: Lane, conn: HttpConnection, data: bytes) -> bool:
         return _Request(lane, conn, hit).start()  # type: ignore[arg-type]
     n = len(data)
     # the first CR LF CR LF is the last four bytes: one whole head, nothing after it
-    if n > conn.settings.limits.client_header_buffer_size or data.find(b"\r\n\r\n") != n - 4 \
-            or n < 4 or data.find(b"\t") >= 0 or data[0] in b"\r\n":
+    if n > settings.limits.client_header_buffer_size or data.find(b"\r\n\r\n") != n - 4 \
+            or b"\t" in data:
         return _early(lane, "early bytes", data)
+    if data[:4] != b"GET ":  # (what llhttp would read as the method: GET if it starts so)
+        return _early(lane, "early method", data)
     lp = conn.lane_parser
     if lp is None:
         lp = conn.lane_parser = LaneParser()
@@ -808,13 +801,13 @@ def serve(lane: Lane, conn: HttpConnection, data: bytes) -> bool:
     if not parser.should_keep_alive():
         conn.lane_parser = None  # llhttp takes no further message after this one
     target = lp.url
-    if data[:4] != b"GET ":  # (llhttp read a method: GET if the head starts so)
-        return _early(lane, "early method", data)
     # llhttp read a version: 1.1 if the request line ends so (else it is 1.1 with something
     # after, or not 1.1: the general path decides)
     first = data.find(b"\r\n")
     if data[first - 8:first] != b"HTTP/1.1" or target[:1] != b"/":
         return _early(lane, "early version-or-target", data)
+    if b" \r\n" in data:  # llhttp keeps a value's trailing spaces, nginx does not
+        headers[:] = [(name, value.rstrip(b" ")) for name, value in headers]
     host: bytes | None = None
     close = False
     kinds = _KINDS
@@ -841,19 +834,21 @@ def serve(lane: Lane, conn: HttpConnection, data: bytes) -> bool:
             continue
         if kind != _K_HOST:
             return _early(lane, "early header " + _LOWER[name], data)
-        if host is not None or not valid_host(value):
+        if host is not None:
             return _early(lane, "early host", data)
         host = value
     if host is None:
         return _early(lane, "early host", data)
     q = target.find(b"?")
     path = target if q < 0 else target[:q]
-    hs = lane.hosts.get((conn.local, host))
+    hs = lane.hosts.get((conn.local, host))  # (a Host a probe found is a valid one)
     if hs is not None:
         route = hs.paths.get(path, False)
         if route is False:
             route = lane.host_route(hs, conn, host, target, path, headers)
     else:
+        if not valid_host(host):
+            return _early(lane, "early host", data)
         rkey = (conn.local, host, path)
         route = lane.routes.get(rkey, False)
         if route is False:
@@ -929,8 +924,7 @@ class _Request:
             self.attempt = attempt
         self.peer = peer
         self.t0 = now
-        conn.lane_begin(self)
-        self.sid = conn.adapter.lane_begin(self.close)
+        self.sid = conn.lane_begin(self.close)
         idle = lane.idle.get(peer)
         if idle is None:
             idle = lane.idle[peer] = lane.engine.pool.idle_of(peer.host, peer.port)
@@ -992,7 +986,6 @@ class _Request:
                 self._late("late body-not-whole")  # the general path streams it
             return  # a small rest of the body is on its way
         conn = self.conn
-        conn.fast_timer_cancel()
         up = self.up
         assert up is not None
         lane = self.lane
@@ -1002,13 +995,12 @@ class _Request:
             up.abort()
         else:
             up.lane_park(self.idle, loc.keepalive)
-        conn.adapter.lane_end(self.sid)
         lane.served += 1
         if _TRACE_PATH:
             lane.trace(f"served {self.target.decode('latin-1')}")
         # the client's response (the order of H1Server._send_head), head and body in one write
-        conn.lane_write(b"".join((before_date, responses.http_date(time.time()),
-                                  close if self.close else keep, buf[head_end:])))
+        conn.lane_answer(self.sid, b"".join((before_date, responses.http_date(time.time()),
+                                             close if self.close else keep, buf[head_end:])))
         peer = self.peer
         attempt = self.attempt
         if attempt is None:

@@ -235,6 +235,9 @@ class HttpConnection(asyncio.Protocol):
         self._tunnel_done: asyncio.Future[None] | None = None
         self.lane_parser: _lane.LaneParser | None = None
         """The compiled lane's request parser (proxy/lane.py), made on first use."""
+        self._lane_idle = False
+        """The adapter is as ``lane_ready`` last found it (set after a lane request, cleared
+        when anything else reaches the adapter)."""
         self.lane_on = settings.scheme == "http"
         """The lane serves cleartext HTTP/1.1 only (TLS variables are not in it)."""
 
@@ -260,8 +263,10 @@ class HttpConnection(asyncio.Protocol):
             return
         if self.lane_on and self.task is None and not self.queue:
             lane = self.engine_ref.engine.lane
-            if lane is not None and self.adapter.lane_ready() and _lane.serve(lane, self, data):
+            if lane is not None and (self._lane_idle or self.adapter.lane_ready()) and \
+                    _lane.serve(lane, self, data):
                 return  # (the lane's request ended the keep-alive wait: ``lane_begin``)
+        self._lane_idle = False
         if self._keepalive_wait:
             # the next request has started: nginx now times its head with client_header_timeout
             self._keepalive_wait = False
@@ -271,6 +276,7 @@ class HttpConnection(asyncio.Protocol):
 
     def pump(self) -> None:
         """After a response head or end: the adapter may release held or paused requests."""
+        self._lane_idle = False
         if self.closed or self.tunnel_peer is not None:
             return
         self._events(self.adapter.next_events())
@@ -286,6 +292,7 @@ class HttpConnection(asyncio.Protocol):
             self.resume_client()
 
     def eof_received(self) -> bool | None:
+        self._lane_idle = False
         if self.tunnel_peer is not None:
             t = self.tunnel_peer.transport
             if t is not None and t.can_write_eof():
@@ -407,13 +414,19 @@ class HttpConnection(asyncio.Protocol):
 
     # -- the compiled lane's host (proxy/lane.py) -----------------------------------------------
 
-    def lane_begin(self, req: object) -> None:
+    def lane_begin(self, close: bool) -> int:
         """A request is on the lane: no other request starts until ``lane_done`` or a
-        hand-over (``lane_exchange`` then ``resume_general``)."""
-        self._cancel_timer()
+        hand-over (``lane_exchange`` then ``resume_general``).  Its stream id from the
+        adapter; ``close``: it said ``Connection: close``."""
+        self._keepalive_wait = False  # (_cancel_timer)
+        self._deadline = None
         self.task = _FAST  # type: ignore[assignment]
+        return self.adapter.lane_begin(close)
 
-    def lane_write(self, data: bytes) -> None:
+    def lane_answer(self, sid: int, data: bytes) -> None:
+        """The lane's whole response to stream ``sid``: its read timer stopped, written."""
+        self._fast_cb = None  # (fast_timer_cancel)
+        self.adapter.lane_end(sid)
         if self.transport is not None and not self.closed:
             self.transport.write(data)
 
@@ -435,6 +448,9 @@ class HttpConnection(asyncio.Protocol):
             return
         self._arm(self.settings.keepalive_timeout)
         self._keepalive_wait = True
+        # the adapter has seen nothing since ``lane_ready`` said yes for this request (the
+        # bytes it would have seen make ``queue`` non-empty or go through ``data_received``)
+        self._lane_idle = True
 
     def _lane_finished(self, failed: bool) -> None:
         if failed:
@@ -445,6 +461,7 @@ class HttpConnection(asyncio.Protocol):
 
     def lane_exchange(self, head: RequestHeaders) -> H1Exchange:
         """The exchange of a lane request handed over to the general path."""
+        self._lane_idle = False
         self.adapter.lane_stream(head.stream_id, head.keep_alive)
         ex = H1Exchange(self, head)
         self.by_stream[head.stream_id] = ex
