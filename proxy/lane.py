@@ -111,6 +111,10 @@ ANSWERS_MAX = 512
 """Upstream response heads remembered per location (``_compile_answer``)."""
 PARSED_MAX = 1024
 """Request heads remembered per lane (``Lane.parsed``)."""
+TUNE_EVERY = 1024
+"""Misses between two looks at a cache's hit rate (``_Admission``)."""
+COLD_ADMIT = 64
+"""A cache that does not pay takes one new entry in this many (``_Admission``)."""
 _WAIT_BODY_MAX = 65536
 """A body larger than this that is not whole with its head is streamed by the general path."""
 
@@ -167,7 +171,7 @@ class LaneLoc:
     __slots__ = ("group", "keepalive", "max_tries", "ops", "drop", "pass_headers", "actions",
                  "hide", "next_statuses", "read_timeout", "buffer_size", "server_line",
                  "add_listed", "add_other", "logs", "hostport", "server_name", "answers",
-                 "conn_vars", "single", "keep")
+                 "conn_vars", "single", "keep", "needs_uri", "const_ops")
 
     def __init__(self) -> None:
         self.group: PeerGroup
@@ -193,6 +197,11 @@ class LaneLoc:
         """Upstream head -> what the lane answers (``_compile_answer``)."""
         self.conn_vars = False
         """The upstream head uses a per-connection variable ($remote_addr...)."""
+        self.needs_uri = False
+        """$uri is in the upstream head or an access-log line (else a route's path is not
+        read: routes without a URI part may be shared by paths, ``Lane.host_route``)."""
+        self.const_ops: bytes | None = None
+        """``ops`` when all are constant: their lines in one piece."""
         self.single: Peer | None = None
         """The only peer of a one-peer group (no Attempt needed: nginx's single-peer rules)."""
         self.keep: dict[bytes, bool] = {}
@@ -278,12 +287,14 @@ class _Host:
     """A (listen socket, Host) a probe found its server for, with no server name captures:
     further paths there are routed by the location search alone (``Lane.host_route``)."""
 
-    __slots__ = ("server", "host_var", "matcher", "paths")
+    __slots__ = ("server", "host_var", "matcher", "paths", "shared")
 
     def __init__(self, server: Any, host_var: bytes, matcher: _PrefixMatcher | bool) -> None:
         self.server = server
         self.host_var = host_var
         self.matcher = matcher
+        self.shared: dict[int, LaneRoute] = {}
+        """id(location) -> the route all its paths share (no URI part, $uri not read)."""
         self.paths: dict[bytes, LaneRoute | None] = {}
         """Path -> its route (None: not for the lane), at most ``ROUTES_MAX``."""
 
@@ -364,6 +375,37 @@ per header for a name seen before (bounded as ``_LOWER`` is)."""
 # the per-engine table
 
 
+class _Admission:
+    """Which new entries a cache keyed by what requests carry takes (``Lane.parsed``, the
+    Hosts' ``paths``): all while it pays, one in ``COLD_ADMIT`` while it does not.
+
+    A request whose head (or path) was seen before costs a look-up; a new one costs the full
+    reading, and remembering it costs too: an entry kept alive, a bigger working set for the
+    CPU's caches, more for the cyclic GC to walk.  With traffic where nothing repeats (every
+    URL distinct), remembering is all cost: measured with ``bench/proxy_h1.py --unique``,
+    ~2.5 us of CPU per request.  Every ``TUNE_EVERY`` misses the hit rate decides; while cold,
+    the sampled entries are what lets repeats show up again (a head repeated often is
+    admitted soon and then hits)."""
+
+    __slots__ = ("hits", "misses", "every")
+
+    def __init__(self) -> None:
+        self.hits = 0
+        self.misses = 0
+        self.every = 1
+        """1: take every new entry; ``COLD_ADMIT``: one in that many."""
+
+    def admit(self) -> bool:
+        """A miss: should its entry be remembered?"""
+        misses = self.misses = self.misses + 1
+        if misses >= TUNE_EVERY:
+            # hot: at least one look-up in 16 hits (while cold, only sampled entries can)
+            self.every = 1 if self.hits * 16 >= misses + self.hits else COLD_ADMIT
+            self.hits = self.misses = 0
+            return True
+        return misses % self.every == 0
+
+
 class Lane:
     """The lane of one engine: compiled routes, the access logger, counters."""
 
@@ -385,6 +427,9 @@ class Lane:
         self.parsed: dict[tuple[object, bytes], _Parsed | None] = {}
         """(socket address, request bytes) -> the request as the lane read it; the same bytes
         on the same socket are read the same way, so they are checked once."""
+        self.parsed_admission = _Admission()
+        self.paths_admission = _Admission()
+        """For the Hosts' ``paths`` tables (all of them)."""
         self.served = 0
         self.handed: dict[str, int] = {}
         self._trace_fd: int | None = None
@@ -458,14 +503,22 @@ class Lane:
                     self.known[id(location)] = known
             if known:
                 loc, pp_uri, pattern = known  # type: ignore[misc]
-                prefix: bytes | None = None
                 if pp_uri is not None:
                     # a plain path is all characters ngx_escape_uri leaves alone
                     prefix = pp_uri + (path[len(pattern):] if path.startswith(pattern)
                                        else path)
-                route = LaneRoute(loc, prefix, hs.host_var, None, hs.server, path)
+                    route = LaneRoute(loc, prefix, hs.host_var, None, hs.server, path)
+                elif loc.needs_uri:
+                    route = LaneRoute(loc, None, hs.host_var, None, hs.server, path)
+                else:  # nothing reads the path: one route for all of them
+                    route = hs.shared.get(id(location))
+                    if route is None:
+                        route = hs.shared[id(location)] = LaneRoute(
+                            loc, None, hs.host_var, None, hs.server, b"")
         if route is None:
-            route = self._probe_route(conn, host, target, headers)
+            route = self._probe_route(conn, host, target, headers)  # (always remembered)
+        elif not self.paths_admission.admit():
+            return route
         paths = hs.paths
         if len(paths) >= ROUTES_MAX:
             paths.clear()
@@ -638,6 +691,10 @@ class Lane:
         if "host" not in pconf.overridden:
             ops.append((b"Host: " + hostport.encode("latin-1") + b"\r\n", None))
         lane.ops = _merge_consts(ops)
+        if not lane.ops:
+            lane.const_ops = b""
+        elif len(lane.ops) == 1 and lane.ops[0][1] is None:
+            lane.const_ops = lane.ops[0][0]
         lane.drop = pconf.overridden | PROXY_DROP
         lane.pass_headers = pconf.pass_request_headers
         lane.hide = pconf.hide_all
@@ -669,6 +726,8 @@ class Lane:
         lane.add_listed = b"".join(listed)
         lane.add_other = b"".join(other)
         lane.logs = self._compile_logs(state)
+        if any(step[5] == "uri" for _, _, steps in lane.logs for step in steps):
+            lane.needs_uri = True
         return lane
 
     def _compile_logs(self, state: Any) -> tuple[tuple[str, bytes, Any], ...]:
@@ -706,6 +765,8 @@ def _template_fns(tpl: Template, lane: LaneLoc) -> tuple[Any, ...]:
             elif name in HEADER_VARIABLES or name.startswith("http_"):
                 if name in _CONN_VARIABLES:
                     lane.conn_vars = True
+                if name == "uri":
+                    lane.needs_uri = True
                 parts.append(_var_fn(name))
             else:
                 raise _NotEligible(f"proxy_set_header variable ${name}")
@@ -773,13 +834,14 @@ def serve(lane: Lane, conn: HttpConnection, data: bytes) -> bool:
     key = (conn.local, data)
     hit = lane.parsed.get(key, False)
     if hit is not False:
+        lane.parsed_admission.hits += 1
         if hit is None:
             return _early(lane, "early not-eligible", data)
         return _Request(lane, conn, hit).start()  # type: ignore[arg-type]
+    # one whole head (it ends with the first CR LF CR LF), no tab, within the buffer
     n = len(data)
-    # the first CR LF CR LF is the last four bytes: one whole head, nothing after it
     if n > settings.limits.client_header_buffer_size or data.find(b"\r\n\r\n") != n - 4 \
-            or b"\t" in data:
+            or data.find(b"\t") >= 0:
         return _early(lane, "early bytes", data)
     if data[:4] != b"GET ":  # (what llhttp would read as the method: GET if it starts so)
         return _early(lane, "early method", data)
@@ -801,12 +863,12 @@ def serve(lane: Lane, conn: HttpConnection, data: bytes) -> bool:
     if not parser.should_keep_alive():
         conn.lane_parser = None  # llhttp takes no further message after this one
     target = lp.url
-    # llhttp read a version: 1.1 if the request line ends so (else it is 1.1 with something
-    # after, or not 1.1: the general path decides)
-    first = data.find(b"\r\n")
-    if data[first - 8:first] != b"HTTP/1.1" or target[:1] != b"/":
+    # llhttp read a version: 1.1 if the request line is "GET <target> HTTP/1.1" (else it is
+    # 1.1 in another form, or not 1.1: the general path decides)
+    end = len(target) + 4
+    if data[end:end + 11] != b" HTTP/1.1\r\n" or target[:1] != b"/":
         return _early(lane, "early version-or-target", data)
-    if b" \r\n" in data:  # llhttp keeps a value's trailing spaces, nginx does not
+    if data.find(b" \r\n") >= 0:  # llhttp keeps a value's trailing spaces, nginx does not
         headers[:] = [(name, value.rstrip(b" ")) for name, value in headers]
     host: bytes | None = None
     close = False
@@ -827,9 +889,9 @@ def serve(lane: Lane, conn: HttpConnection, data: bytes) -> bool:
             continue
         if kind == _K_CONN:  # as protocol.h1._Head.add: the last one that says something
             low = value.lower()
-            if b"close" in low:
+            if low.find(b"close") >= 0:
                 close = True
-            elif b"keep-alive" in low:
+            elif low.find(b"keep-alive") >= 0:
                 close = False
             continue
         if kind != _K_HOST:
@@ -846,6 +908,8 @@ def serve(lane: Lane, conn: HttpConnection, data: bytes) -> bool:
         route = hs.paths.get(path, False)
         if route is False:
             route = lane.host_route(hs, conn, host, target, path, headers)
+        else:
+            lane.paths_admission.hits += 1
     else:
         if not valid_host(host):
             return _early(lane, "early host", data)
@@ -854,17 +918,19 @@ def serve(lane: Lane, conn: HttpConnection, data: bytes) -> bool:
         if route is False:
             route = lane.route_for(conn, host, target, path, headers, rkey)
     if route is None:
-        if len(lane.parsed) >= PARSED_MAX:
-            lane.parsed.clear()
-        lane.parsed[key] = None  # the same bytes again: handed over without parsing
+        if lane.parsed_admission.admit():
+            if len(lane.parsed) >= PARSED_MAX:
+                lane.parsed.clear()
+            lane.parsed[key] = None  # the same bytes again: handed over without parsing
         return _early(lane, "early not-eligible", data)
     parsed = _Parsed(route, target, q, host, headers, close)
     if not route.loc.conn_vars:
         parsed.head = _head_bytes(parsed, conn)
-    parsed_all = lane.parsed
-    if len(parsed_all) >= PARSED_MAX:
-        parsed_all.clear()
-    parsed_all[key] = parsed
+    if lane.parsed_admission.admit():
+        parsed_all = lane.parsed
+        if len(parsed_all) >= PARSED_MAX:
+            parsed_all.clear()
+        parsed_all[key] = parsed
     return _Request(lane, conn, parsed).start()
 
 
@@ -1269,16 +1335,20 @@ def _head_bytes(p: _Parsed, conn: HttpConnection) -> bytes:
         parts = [b"GET ", route.prefix, b"?", p.args, b" HTTP/1.1\r\n"]
     else:
         parts = [b"GET ", route.prefix, b" HTTP/1.1\r\n"]
-    ctx: _Ctx | None = None
-    for line, fns in loc.ops:
-        if fns is None:
-            parts.append(line)
-            continue
-        if ctx is None:
-            ctx = _Ctx(p, conn)
-        value = b"".join([f if f.__class__ is bytes else (f(ctx) or b"") for f in fns])
-        if value:
-            parts += (line, value, b"\r\n")
+    const = loc.const_ops
+    if const is not None:
+        parts.append(const)
+    else:
+        ctx: _Ctx | None = None
+        for line, fns in loc.ops:
+            if fns is None:
+                parts.append(line)
+                continue
+            if ctx is None:
+                ctx = _Ctx(p, conn)
+            value = b"".join([f if f.__class__ is bytes else (f(ctx) or b"") for f in fns])
+            if value:
+                parts += (line, value, b"\r\n")
     if loc.pass_headers:
         keep = loc.keep
         for name, value in p.headers:
