@@ -53,8 +53,8 @@ Late hand-over: no idle pooled connection to the chosen peer (the general path c
 failed or stalled write, proxy_read_timeout, EOF or error from upstream, and an answer that is
 not plain: not ``HTTP/1.1``, 1xx/204/304, a status in ``proxy_next_upstream``, a head of
 ``proxy_buffer_size`` or more, no Content-Length or more bytes than it says, Transfer-Encoding,
-a Connection header other than keep-alive/close, Location, Refresh, X-Accel-Redirect, an empty
-Content-Type.
+a Connection header other than keep-alive/close, Location, Refresh, X-Accel-Redirect,
+X-Accel-Limit-Rate, X-Accel-Charset, an empty Content-Type.
 """
 
 from __future__ import annotations
@@ -1384,8 +1384,9 @@ def _action(loc: LaneLoc, name: bytes) -> int:
     low = name.lower()
     if low == b"connection":
         return _A_CONN
-    if low in (b"transfer-encoding", b"location", b"refresh", b"x-accel-redirect"):
-        return _A_HAND
+    if low in (b"transfer-encoding", b"location", b"refresh", b"x-accel-redirect",
+               b"x-accel-limit-rate", b"x-accel-charset"):
+        return _A_HAND  # (the general path applies them unless proxy_ignore_headers says not)
     if low in HOP_BY_HOP or low in loc.hide:
         return _A_DROP
     if low == b"content-length":
