@@ -124,6 +124,8 @@ class _Dispatch(H2Dispatch):
         if cast(Any, transport).get_protocol() is self:  # not decided yet (cleartext)
             self._timer = asyncio.get_running_loop().call_later(
                 self.proxy.options.client_header_timeout, self._expired)
+            # ``stop`` closes it too while it waits (else its socket outlives the proxy)
+            self.proxy._fronts.add(self)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -143,6 +145,7 @@ class _Dispatch(H2Dispatch):
             if t is None or t.is_closing() or cast(Any, t).get_protocol() is not self:
                 self._timer.cancel()
                 self._timer = None
+                self.proxy._fronts.discard(self)
 
     def _expired(self) -> None:
         self._timer = None
