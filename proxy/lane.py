@@ -396,14 +396,20 @@ class _Admission:
         """1: take every new entry; ``COLD_ADMIT``: one in that many."""
 
     def admit(self) -> bool:
-        """A miss: should its entry be remembered?"""
-        misses = self.misses = self.misses + 1
+        """A miss: should its entry be remembered?  (Callers may count the miss and skip the
+        call when ``misses % every`` says no and ``TUNE_EVERY`` is not reached: ``serve``.)"""
+        misses = self.misses
         if misses >= TUNE_EVERY:
             # hot: at least one look-up in 16 hits (while cold, only sampled entries can)
             self.every = 1 if self.hits * 16 >= misses + self.hits else COLD_ADMIT
             self.hits = self.misses = 0
             return True
         return misses % self.every == 0
+
+    def miss(self) -> bool:
+        """Count a miss; should its entry be remembered?"""
+        self.misses += 1
+        return self.admit()
 
 
 class Lane:
@@ -517,7 +523,7 @@ class Lane:
                             loc, None, hs.host_var, None, hs.server, b"")
         if route is None:
             route = self._probe_route(conn, host, target, headers)  # (always remembered)
-        elif not self.paths_admission.admit():
+        elif not self.paths_admission.miss():
             return route
         paths = hs.paths
         if len(paths) >= ROUTES_MAX:
@@ -801,7 +807,7 @@ class LaneParser:
         self.complete = False
 
     def on_url(self, url: bytes) -> None:
-        self.url += url
+        self.url = url  # (a whole head is fed at once: llhttp gives the target in one piece)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))  # (trailing spaces: ``serve``)
@@ -848,20 +854,16 @@ def serve(lane: Lane, conn: HttpConnection, data: bytes) -> bool:
     lp = conn.lane_parser
     if lp is None:
         lp = conn.lane_parser = LaneParser()
-    lp.url = b""
     headers = lp.headers = []
     lp.complete = False
-    parser = lp.parser
     try:
-        parser.feed_data(data)
+        lp.parser.feed_data(data)
     except (HttpParserError, HttpParserUpgrade):
         conn.lane_parser = None
         return _early(lane, "early parser", data)
     if not lp.complete:
         conn.lane_parser = None  # llhttp waits for a body this module does not read
         return _early(lane, "early body", data)
-    if not parser.should_keep_alive():
-        conn.lane_parser = None  # llhttp takes no further message after this one
     target = lp.url
     # llhttp read a version: 1.1 if the request line is "GET <target> HTTP/1.1" (else it is
     # 1.1 in another form, or not 1.1: the general path decides)
@@ -899,6 +901,8 @@ def serve(lane: Lane, conn: HttpConnection, data: bytes) -> bool:
         if host is not None:
             return _early(lane, "early host", data)
         host = value
+    if close:
+        conn.lane_parser = None  # llhttp takes no further message after this one
     if host is None:
         return _early(lane, "early host", data)
     q = target.find(b"?")
@@ -918,7 +922,7 @@ def serve(lane: Lane, conn: HttpConnection, data: bytes) -> bool:
         if route is False:
             route = lane.route_for(conn, host, target, path, headers, rkey)
     if route is None:
-        if lane.parsed_admission.admit():
+        if lane.parsed_admission.miss():
             if len(lane.parsed) >= PARSED_MAX:
                 lane.parsed.clear()
             lane.parsed[key] = None  # the same bytes again: handed over without parsing
@@ -926,7 +930,9 @@ def serve(lane: Lane, conn: HttpConnection, data: bytes) -> bool:
     parsed = _Parsed(route, target, q, host, headers, close)
     if not route.loc.conn_vars:
         parsed.head = _head_bytes(parsed, conn)
-    if lane.parsed_admission.admit():
+    adm = lane.parsed_admission
+    misses = adm.misses = adm.misses + 1
+    if (misses % adm.every == 0 or misses >= TUNE_EVERY) and adm.admit():
         parsed_all = lane.parsed
         if len(parsed_all) >= PARSED_MAX:
             parsed_all.clear()
@@ -1007,10 +1013,11 @@ class _Request:
         head = self.p.head
         if head is None:
             head = _head_bytes(self.p, conn)
-        if not up.lane_send(head, self.on_upstream):
-            self._hand_over("late send-failed", up,
-                            UpstreamError("send", "connection closed"), 0.0)
-            return True
+        # UpstreamConnection.lane_send, its checks made just above
+        up.got_bytes = False
+        up.received = 0
+        up._lane = self.on_upstream
+        up.transport.write(head)  # type: ignore[union-attr]
         if not up._writable:
             self._hand_over("late write-stalled", up, None, loc.read_timeout)
             return True
