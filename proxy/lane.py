@@ -978,8 +978,7 @@ class _Request:
 
     def start(self) -> bool:
         lane, conn, loc = self.lane, self.conn, self.route.loc
-        self.start_time = time.time()
-        now = time.monotonic()
+        now = time.monotonic()  # (the wall-clock start is derived when needed: ``_wall_start``)
         peer = loc.single
         if peer is not None:
             # Attempt.next for a one-peer group, without the Attempt (made if handed over)
@@ -1112,7 +1111,7 @@ class _Request:
             attempt.tried.append(self.peer)
             self.attempt = attempt
         ex = conn.lane_exchange(head)
-        run = _Run(self.start_time)
+        run = _Run(_wall_start(self, time.time()))
         try:
             req = engine._route_request(ex, run)
             result = engine.interp.route(req)
@@ -1139,7 +1138,9 @@ class _Request:
     def _log(self, status: int, body_bytes: int, up_time: float) -> None:
         logger = self.lane.logger
         assert logger is not None
-        v = _LogValues(self, status, body_bytes, up_time, time.time())
+        end = time.time()
+        _wall_start(self, end)  # (the HTTP/2 lane's requests are logged here too)
+        v = _LogValues(self, status, body_bytes, up_time, end)
         p = self.p
         plans = p.logs
         if plans is None:
@@ -1171,6 +1172,14 @@ class _Request:
                 os.write(fd, b"".join(out))
             except OSError:
                 logger.dropped += 1
+
+
+def _wall_start(r: Any, wall_now: float) -> float:
+    """A lane request's start on the wall clock (for $time_local, $request_time, a
+    hand-over's run): ``wall_now`` less the monotonic time since its ``t0``; kept as its
+    ``start_time``."""
+    start = r.start_time = wall_now - (time.monotonic() - r.t0)
+    return start  # type: ignore[no-any-return]
 
 
 def _dynamic(step: tuple[Any, ...], v: _LogValues) -> bytes:
