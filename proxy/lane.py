@@ -542,7 +542,8 @@ class Lane:
             _log.exception("lane: compile failed")
         return None
 
-    def _know(self, server: Any, location: Any) -> tuple[LaneLoc, bytes | None, bytes] | bool | None:
+    def _know(self, server: Any,
+              location: Any) -> tuple[LaneLoc, bytes | None, bytes] | bool | None:
         """``known``'s entry for a location (None: not compiled yet, ask again)."""
         plain = self.engine.interp._plain_proxy(server, location)
         if not plain:
@@ -1061,7 +1062,6 @@ class _Request:
         up = self.up
         assert up is not None
         lane = self.lane
-        up_time = time.monotonic() - self.t0
         if up_close:
             up.lane_end()
             up.abort()
@@ -1071,7 +1071,11 @@ class _Request:
         if _TRACE_PATH:
             lane.trace(f"served {self.target.decode('latin-1')}")
         # the client's response (the order of H1Server._send_head), head and body in one write
-        conn.lane_answer(self.sid, b"".join((before_date, responses.http_date(time.time()),
+        now = time.time()
+        date = _DATE
+        if date[0] != int(now):
+            date = _DATE[:] = [int(now), responses.http_date(now)]
+        conn.lane_answer(self.sid, b"".join((before_date, date[1],  # type: ignore[arg-type]
                                              close if self.close else keep, buf[head_end:])))
         peer = self.peer
         attempt = self.attempt
@@ -1081,7 +1085,7 @@ class _Request:
             attempt.success(time.monotonic())
         if loc.logs:
             try:
-                self._log(status, length, up_time)
+                self._log(status, length, time.monotonic() - self.t0)
             except Exception:
                 _log.exception("lane: access log failed")
         conn.lane_done(self.close)
@@ -1321,6 +1325,8 @@ _LOG_DYNAMIC = frozenset({"remote_addr", "time_local", "time_iso8601", "msec", "
                           "upstream_response_time", "server_port"})
 """Log variables whose value is not a function of the request's bytes and route alone."""
 _TIME_LOCAL: list[Any] = [None, b""]
+_DATE: list[Any] = [None, b""]
+"""The second and its Date value (``responses.http_date``), as ``_TIME_LOCAL``."""
 _L_STATUS, _L_BYTES, _L_TIME_LOCAL, _L_REMOTE_ADDR = 1, 2, 3, 4
 _L_CODES = {"status": _L_STATUS, "body_bytes_sent": _L_BYTES, "time_local": _L_TIME_LOCAL,
             "remote_addr": _L_REMOTE_ADDR}
