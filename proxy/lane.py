@@ -21,8 +21,12 @@ Rules:
 3. Compiled per (listen socket, Host, path): the route is found once by the interpreter
    (a probe, with limits not counted) and kept when routing cached it as a plain proxy
    (``Interpreter._remember``: no captures, no server rewrites, no internal redirects, a location
-   without rewrite, realip, allow/deny, auth_basic, try_files or internal).  ``TERN_LANE=off``
-   turns the lane off.
+   without rewrite, realip, allow/deny, auth_basic, try_files or internal).  Further paths on
+   a (socket, Host) whose server the Host alone chose are routed by the location search alone
+   (``Lane.host_route``).  ``TERN_LANE=off`` turns the lane off.
+4. What is remembered per request bytes or per path (``Lane.parsed``, the Hosts' ``paths``)
+   is admitted by ``_Admission``: everything while look-ups hit, one new entry in
+   ``COLD_ADMIT`` while they do not (traffic where nothing repeats).
 
 Eligible location (checked at compile time; else every request there takes the old paths):
 
