@@ -559,18 +559,7 @@ class UpstreamPool:
     def lane_release(self, conn: UpstreamConnection, keepalive: int) -> None:
         """``release`` for a connection whose answer the lane read whole (keep-alive both
         ways, checked by the lane)."""
-        conn._lane = None
-        if conn.closed or conn.transport is None or conn.transport.is_closing():
-            conn.abort()
-            return
-        idle = self._idle.get(conn.key)
-        if idle is None:
-            idle = self._idle[conn.key] = _Idle()
-        conns = idle.conns
-        if len(conns) >= keepalive:
-            conns.popleft().abort()  # nginx closes the least recently used one
-        conn._parser = None
-        conns.append(conn)
+        conn.lane_park(self.idle_of(*conn.key), keepalive)  # type: ignore[arg-type]
 
     def close_all(self) -> None:
         """Close every cached connection (shutdown, reload)."""
