@@ -350,15 +350,6 @@ DIFFERENCES: tuple[Difference, ...] = (
         tern="reports it at the line of the last token",
         kind="deliberate", why="points at the unclosed construct."),
     Difference(
-        key="x-accel-limit-rate-lane", area="proxy",
-        nginx="an upstream's X-Accel-Limit-Rate paces every answer it comes with (unless "
-              "proxy_ignore_headers names it)",
-        tern="paces it on the general path and the fast path (which hands such answers over), "
-             "but the compiled lanes (plain proxied GETs to a keep-alive upstream group, HTTP/1.1 "
-             "and HTTP/2) drop the header and send the answer at full speed",
-        kind="gap", why="the lanes' upstream header table treats the header as a hidden one; it "
-                        "needs a late hand-over there, as X-Accel-Redirect has."),
-    Difference(
         key="limit-rate-set-read", area="responses",
         nginx="after set $limit_rate 4k, $limit_rate reads 4096 (the setter parses the size; a "
               "value that is not a size is ignored)",

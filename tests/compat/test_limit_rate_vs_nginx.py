@@ -16,8 +16,8 @@ whole body against curl's total time.
 The keep-alive upstream locations are also what the compiled lane and the fast path would take:
 ``TERN_LANE_TRACE`` shows the lane leaves the rate-limited ones (a control location proves it
 serves this configuration), and their pacing bound shows the fast path left them too (it would
-answer at full speed).  Not covered here because Tern differs: an ``X-Accel-Limit-Rate`` answer
-to a request the lane takes (docs/differences.md, ``x-accel-limit-rate-lane``).
+answer at full speed).  An ``X-Accel-Limit-Rate`` answer to a request the lanes take is handed
+to the general path (late), which paces it: ``/kaxa/`` over HTTP/1.1 and HTTP/2.
 """
 
 from __future__ import annotations
@@ -241,6 +241,7 @@ H2_CASES: list[tuple[str, tuple[int, int]]] = [
     ("/inh/big.bin", (RATE, 0)),
     ("/xa/h2", (RATE, 0)),
     ("/ka/h2", (KA_RATE, 0)),  # neither the HTTP/2 lane nor the fast path
+    ("/kaxa/h2", (KA_RATE, 0)),  # the HTTP/2 lane takes it, hands the X-Accel answer over
 ]
 
 # (target, request headers, (rate, after) the answer is paced at, or None: not limited)
@@ -267,6 +268,8 @@ CASES: list[tuple[str, tuple[tuple[str, str], ...], tuple[int, int] | None]] = [
     ("/kaset/x", (), (KA_RATE, 0)),
     # a header the lane does not take: the fast path, which must hand it over
     ("/kaxa/x", (("Authorization", "Basic eDp5"),), (KA_RATE, 0)),
+    # the lane takes it and hands the X-Accel-Limit-Rate answer over (late)
+    ("/kaxa/y", (), (KA_RATE, 0)),
 ]
 
 
