@@ -50,6 +50,7 @@ __all__ = ["H2Connection", "H2Exchange", "H2Dispatch", "h2_limits"]
 
 STREAM_HIGH_WATER = 256 * 1024
 """Response bytes a stream may have waiting for its window before ``drain()`` waits."""
+_PROTOCOL_ERROR = 0x1
 _INTERNAL_ERROR = 0x2
 _PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -182,7 +183,7 @@ class H2Exchange(Exchange):
             try:
                 await waiter
             except TimeoutError:
-                self.abort()
+                self.abort(timed_out=True)
                 raise ClientBodyTimeout("client_body_timeout") from None
             finally:
                 timer.cancel()
@@ -234,7 +235,7 @@ class H2Exchange(Exchange):
             try:
                 await asyncio.wait_for(fut, conn.settings.send_timeout)
             except TimeoutError:
-                self.abort()
+                self.abort(timed_out=True)
                 raise ConnectionError("send_timeout") from None
 
     def end(self) -> None:
@@ -244,11 +245,14 @@ class H2Exchange(Exchange):
         self.conn.adapter.send(ResponseEnd(stream_id=self.stream_id))
         self.conn.defer_flush()
 
-    def abort(self) -> None:
+    def abort(self, *, timed_out: bool = False) -> None:
+        """Reset the stream: PROTOCOL_ERROR when its request timed out (send_timeout,
+        client_body_timeout), else INTERNAL_ERROR, as ngx_http_v2_close_stream chooses."""
         if not self.reset:
             self.reset = True
-            self.conn.adapter.send(StreamReset(stream_id=self.stream_id,
-                                               error_code=_INTERNAL_ERROR))
+            self.conn.adapter.send(StreamReset(
+                stream_id=self.stream_id,
+                error_code=_PROTOCOL_ERROR if timed_out else _INTERNAL_ERROR))
             self.conn.defer_flush()
 
     def tls_var(self, name: str) -> str | None:
@@ -505,11 +509,11 @@ class H2Connection(asyncio.Protocol):
             del stalled[sid]
             ex = self.streams.get(sid)
             if ex is not None:
-                ex.abort()
+                ex.abort(timed_out=True)
                 if ex.task is not None and not ex.task.done():
                     ex.task.cancel()
             else:
-                adapter.send(StreamReset(stream_id=sid, error_code=_INTERNAL_ERROR))
+                adapter.send(StreamReset(stream_id=sid, error_code=_PROTOCOL_ERROR))
         self._stalled = stalled
         self.flush()
         if self.adapter.buffered_bytes and self._stall is None and not self.closed:
