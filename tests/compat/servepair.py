@@ -356,8 +356,12 @@ class Pair:
         files: dict[str, str | bytes] | None = None,
         *,
         timeout: float = 5.0,
+        trace: bool = False,
     ) -> None:
+        """``trace``: Tern writes its compiled lanes' decisions to ``tmp/lane-trace.txt``
+        (``TERN_LANE_TRACE``; read with ``trace_mark`` and ``trace_lines``)."""
         tmp.mkdir(parents=True, exist_ok=True)
+        self.trace: Path | None = tmp / "lane-trace.txt" if trace else None
         for name, content in (files or {}).items():
             path = tmp / name
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -379,14 +383,40 @@ class Pair:
             keep=False,
             log=self.messages.append,
         )
+        old = os.environ.get("TERN_LANE_TRACE")
+        if self.trace is not None:
+            os.environ["TERN_LANE_TRACE"] = str(self.trace)  # read when Tern starts
         try:
             self.cmp.setup()
         except BaseException:
             self.cmp.close()
             raise
+        finally:
+            if self.trace is not None:
+                if old is None:
+                    os.environ.pop("TERN_LANE_TRACE", None)
+                else:
+                    os.environ["TERN_LANE_TRACE"] = old
         self.nginx_side, self.tern_side = self.cmp.sides
         self._behaviours: dict[str, dict[str, Behaviour]] = {}
         self.owned: list[Callable[[], None]] = []
+
+    def trace_mark(self) -> int:
+        """The number of lane-trace lines written so far (for ``trace_lines``)."""
+        assert self.trace is not None, "Pair(..., trace=True)"
+        return len(self.trace.read_text().splitlines()) if self.trace.exists() else 0
+
+    def trace_lines(self, mark: int, text: str) -> list[str]:
+        """Lane-trace lines written after ``mark`` that contain ``text``, waiting up to 2 s
+        for the first (Tern writes them as it serves)."""
+        assert self.trace is not None, "Pair(..., trace=True)"
+        deadline = time.monotonic() + 2
+        while True:
+            lines = self.trace.read_text().splitlines()[mark:] if self.trace.exists() else []
+            found = [ln for ln in lines if text in ln]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.02)
 
     def close(self) -> None:
         for stop in self.owned:

@@ -9,7 +9,6 @@ locations never ride the compiled lane (or the fast path), a control location do
 from __future__ import annotations
 
 import gzip
-import os
 import subprocess
 import sys
 import time
@@ -402,34 +401,13 @@ http {
 @pytest.fixture(scope="module")
 def lane_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     tmp = tmp_path_factory.mktemp("addition_lane")
-    trace = tmp / "trace.txt"
-    old = os.environ.get("TERN_LANE_TRACE")
-    os.environ["TERN_LANE_TRACE"] = str(trace)
-    try:
-        p = Pair(tmp / "run", LANE_CONF)
-    finally:
-        if old is None:
-            os.environ.pop("TERN_LANE_TRACE", None)
-        else:
-            os.environ["TERN_LANE_TRACE"] = old
-    p.trace = trace  # type: ignore[attr-defined]
+    p = Pair(tmp / "run", LANE_CONF, trace=True)
     try:
         p.behave(UP2, Behaviour(prefix="/", headers=(("Content-Type", "text/html"),),
                                 body=b"<p>upstream</p>"))
         yield p
     finally:
         p.close()
-
-
-def _trace(pair: Pair, mark: int, url: str) -> list[str]:
-    path: Path = pair.trace  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 2
-    while True:
-        lines = path.read_text().splitlines()[mark:] if path.exists() else []
-        found = [ln for ln in lines if url in ln]
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.02)
 
 
 @pytest.mark.parametrize(("url", "port", "served"), [("/plain/a", 8963, True),
@@ -439,11 +417,10 @@ def test_lane_leaves_additions_to_the_general_path(lane_pair: Pair, url: str, po
                                                    served: bool) -> None:
     for _ in range(2):  # warm: a pooled upstream connection (lane, fast path)
         lane_pair.ask_side(lane_pair.tern_side, url, port=port)
-    path: Path = lane_pair.trace  # type: ignore[attr-defined]
-    mark = len(path.read_text().splitlines()) if path.exists() else 0
+    mark = lane_pair.trace_mark()
     out = lane_pair.ask(url, port=port).check()
-    lines = _trace(lane_pair, mark, url)
-    assert any(" served " in f" {ln} " for ln in lines) == served, (lines, path.read_text())
+    lines = lane_pair.trace_lines(mark, url)
+    assert any(" served " in f" {ln} " for ln in lines) == served, lines
     if not served:
         assert b"[" in out.tern.response.body  # the addition is there (not the fast path)
 
@@ -455,17 +432,7 @@ LANE_H2_CONF = LANE_CONF.replace("listen 8963;", "listen 8963 http2;").replace(
 @pytest.fixture(scope="module")
 def lane_h2_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     tmp = tmp_path_factory.mktemp("addition_lane_h2")
-    trace = tmp / "trace.txt"
-    old = os.environ.get("TERN_LANE_TRACE")
-    os.environ["TERN_LANE_TRACE"] = str(trace)
-    try:
-        p = Pair(tmp / "run", LANE_H2_CONF)
-    finally:
-        if old is None:
-            os.environ.pop("TERN_LANE_TRACE", None)
-        else:
-            os.environ["TERN_LANE_TRACE"] = old
-    p.trace = trace  # type: ignore[attr-defined]
+    p = Pair(tmp / "run", LANE_H2_CONF, trace=True)
     p.cmp.http2 = True
     try:
         p.behave(UP2, Behaviour(prefix="/", headers=(("Content-Type", "text/html"),),
@@ -483,12 +450,11 @@ def test_h2_lane_leaves_additions_to_the_general_path(lane_h2_pair: Pair, url: s
     pair = lane_h2_pair
     for _ in range(2):
         pair.ask_side(pair.tern_side, url, port=port)
-    path: Path = pair.trace  # type: ignore[attr-defined]
-    mark = len(path.read_text().splitlines()) if path.exists() else 0
+    mark = pair.trace_mark()
     out = pair.ask(url, port=port).check()
     assert out.nginx.response.version == "2" and out.tern.response.version == "2"
-    lines = _trace(pair, mark, url)
-    assert any(" h2-served " in f" {ln} " for ln in lines) == served, (lines, path.read_text())
+    lines = pair.trace_lines(mark, url)
+    assert any(" h2-served " in f" {ln} " for ln in lines) == served, lines
     if not served:
         assert b"[" in out.tern.response.body
 

@@ -4,9 +4,7 @@ answer there: sub_filter (the body) and charset (Content-Type).  Tern runs with
 
 from __future__ import annotations
 
-import os
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,17 +43,7 @@ http {
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     tmp = tmp_path_factory.mktemp("lane_filters")
-    trace = tmp / "trace.txt"
-    old = os.environ.get("TERN_LANE_TRACE")
-    os.environ["TERN_LANE_TRACE"] = str(trace)
-    try:
-        p = Pair(tmp / "run", CONF)
-    finally:
-        if old is None:
-            os.environ.pop("TERN_LANE_TRACE", None)
-        else:
-            os.environ["TERN_LANE_TRACE"] = old
-    p.trace = trace  # type: ignore[attr-defined]
+    p = Pair(tmp / "run", CONF, trace=True)
     try:
         p.behave(UP, Behaviour(prefix="/", headers=(("Content-Type", "text/html"),),
                                body=b"<p>hello world</p>"))
@@ -64,23 +52,11 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
         p.close()
 
 
-def _trace(pair: Pair, mark: int, url: str) -> list[str]:
-    path: Path = pair.trace  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 2
-    while True:
-        lines = path.read_text().splitlines()[mark:] if path.exists() else []
-        found = [ln for ln in lines if url in ln]
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.02)
-
-
 @pytest.mark.parametrize(("url", "served"), [("/plain/a", True), ("/cs/a", False),
                                              ("/sf/a", False)])
 def test_filters_keep_requests_off_the_lane(pair: Pair, url: str, served: bool) -> None:
     pair.ask_side(pair.tern_side, url)  # a pooled upstream connection for the lane
-    path: Path = pair.trace  # type: ignore[attr-defined]
-    mark = len(path.read_text().splitlines()) if path.exists() else 0
+    mark = pair.trace_mark()
     pair.ask(url).check()
-    lines = _trace(pair, mark, url)
-    assert any(" served " in f" {ln} " for ln in lines) == served, (lines, path.read_text())
+    lines = pair.trace_lines(mark, url)
+    assert any(" served " in f" {ln} " for ln in lines) == served, lines

@@ -11,7 +11,6 @@ upstream keep-alive pool has a connection for the lane to take.
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import time
@@ -97,17 +96,7 @@ UP = "10.0.4.1:8001"
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     tmp = tmp_path_factory.mktemp("laneh2")
-    trace = tmp / "lane-trace.txt"
-    old = os.environ.get("TERN_LANE_TRACE")
-    os.environ["TERN_LANE_TRACE"] = str(trace)
-    try:
-        pair = Pair(tmp / "run", CONF)
-    finally:
-        if old is None:
-            os.environ.pop("TERN_LANE_TRACE", None)
-        else:
-            os.environ["TERN_LANE_TRACE"] = old
-    pair.trace = trace  # type: ignore[attr-defined]
+    pair = Pair(tmp / "run", CONF, trace=True)
     pair.cmp.http2 = True
     try:
         pair.behave(
@@ -136,13 +125,15 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
 
 
 def mark(pair: Pair) -> int:
-    path: Path = pair.trace  # type: ignore[attr-defined]
+    path = pair.trace
+    assert path is not None
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
 def trace_after(pair: Pair, start: int, target: str) -> list[str]:
     """Trace lines written since ``start`` for ``target`` (the reason words only)."""
-    path: Path = pair.trace  # type: ignore[attr-defined]
+    path = pair.trace
+    assert path is not None
     deadline = time.monotonic() + 2
     while True:
         lines = path.read_text().splitlines()[start:] if path.exists() else []

@@ -5,7 +5,6 @@ router's search) — each answered like nginx 1.22.1, and served by the lane whe
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -57,17 +56,7 @@ PATHS_B = ["/first", "/x/y", "/p.php", "/nest/a", "/nest/in/b", "/nest"]
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     tmp = tmp_path_factory.mktemp("lane_paths")
-    trace = tmp / "trace.txt"
-    old = os.environ.get("TERN_LANE_TRACE")
-    os.environ["TERN_LANE_TRACE"] = str(trace)
-    try:
-        p = Pair(tmp / "run", CONF)
-    finally:
-        if old is None:
-            os.environ.pop("TERN_LANE_TRACE", None)
-        else:
-            os.environ["TERN_LANE_TRACE"] = old
-    p.trace = trace  # type: ignore[attr-defined]
+    p = Pair(tmp / "run", CONF, trace=True)
     try:
         yield p
     finally:
@@ -75,7 +64,8 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
 
 
 def _lines(pair: Pair) -> list[str]:
-    path: Path = pair.trace  # type: ignore[attr-defined]
+    path = pair.trace
+    assert path is not None
     return path.read_text().splitlines() if path.exists() else []
 
 

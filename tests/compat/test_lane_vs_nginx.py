@@ -108,17 +108,7 @@ class TestLane:
     @pytest.fixture(scope="class")
     def pair(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
         tmp = tmp_path_factory.mktemp("lane")
-        trace = tmp / "lane-trace.txt"
-        old = os.environ.get("TERN_LANE_TRACE")
-        os.environ["TERN_LANE_TRACE"] = str(trace)
-        try:
-            pair = Pair(tmp / "run", CONF)
-        finally:
-            if old is None:
-                os.environ.pop("TERN_LANE_TRACE", None)
-            else:
-                os.environ["TERN_LANE_TRACE"] = old
-        pair.trace = trace  # type: ignore[attr-defined]
+        pair = Pair(tmp / "run", CONF, trace=True)
         try:
             pair.behave(
                 UP,
@@ -153,7 +143,8 @@ class TestLane:
     @staticmethod
     def trace_after(pair: Pair, mark: int, target: str) -> list[str]:
         """Trace lines written since ``mark`` for ``target`` (the reason words only)."""
-        path: Path = pair.trace  # type: ignore[attr-defined]
+        path = pair.trace
+        assert path is not None
         deadline = time.monotonic() + 2
         while True:
             lines = path.read_text().splitlines()[mark:] if path.exists() else []
@@ -165,7 +156,8 @@ class TestLane:
 
     @staticmethod
     def mark(pair: Pair) -> int:
-        path: Path = pair.trace  # type: ignore[attr-defined]
+        path = pair.trace
+        assert path is not None
         return len(path.read_text().splitlines()) if path.exists() else 0
 
     def ask(self, pair: Pair, url: str, warm_url: str | None = None, warm_count: int = 1,

@@ -123,19 +123,9 @@ KA_XA_HEADERS = (("Content-Type", "application/octet-stream"),
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     tmp = tmp_path_factory.mktemp("limit_rate")
-    trace = tmp / "trace.txt"
     files: dict[str, str | bytes] = {f"html/{loc}/big.bin": BODY for loc in STATIC}
     files["html/after/big.bin"] = BODY + BODY[:AFTER]
-    old = os.environ.get("TERN_LANE_TRACE")
-    os.environ["TERN_LANE_TRACE"] = str(trace)
-    try:
-        p = Pair(tmp / "run", CONF, files)
-    finally:
-        if old is None:
-            os.environ.pop("TERN_LANE_TRACE", None)
-        else:
-            os.environ["TERN_LANE_TRACE"] = old
-    p.trace = trace  # type: ignore[attr-defined]
+    p = Pair(tmp / "run", CONF, files, trace=True)
     try:
         plain = (("Content-Type", "application/octet-stream"),)
         p.behave(UP, Behaviour(prefix="/xa/", headers=XA_HEADERS, body=BODY),
@@ -356,13 +346,15 @@ def test_limit_rate_http2(pair: Pair, downloads: Fetched, target: str,
 
 
 def _trace_lines(pair: Pair, target: str) -> list[str]:
-    path: Path = pair.trace  # type: ignore[attr-defined]
+    path = pair.trace
+    assert path is not None
     return [ln for ln in (path.read_text().splitlines() if path.exists() else [])
             if target in ln]
 
 
 def _trace_text(pair: Pair) -> str:
-    path: Path = pair.trace  # type: ignore[attr-defined]
+    path = pair.trace
+    assert path is not None
     return path.read_text() if path.exists() else "(no trace)"
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import re
 import subprocess
 import sys
@@ -170,18 +169,7 @@ def hexmd5(text: str) -> str:
 
 
 def _with_trace(tmp: Path, conf: str, files: dict[str, str | bytes] | None = None) -> Pair:
-    trace = tmp / "trace.txt"
-    old = os.environ.get("TERN_LANE_TRACE")
-    os.environ["TERN_LANE_TRACE"] = str(trace)
-    try:
-        p = Pair(tmp / "run", conf, files)
-    finally:
-        if old is None:
-            os.environ.pop("TERN_LANE_TRACE", None)
-        else:
-            os.environ["TERN_LANE_TRACE"] = old
-    p.trace = trace  # type: ignore[attr-defined]
-    return p
+    return Pair(tmp / "run", conf, files, trace=True)
 
 
 @pytest.fixture(scope="module")
@@ -390,17 +378,6 @@ def test_access_log(pair: Pair) -> None:
     assert any("sl=link/x exp=-" in ln for ln in lines["nginx"])
 
 
-def _trace(pair: Pair, mark: int, url: str) -> list[str]:
-    path: Path = pair.trace  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 2
-    while True:
-        lines = path.read_text().splitlines()[mark:] if path.exists() else []
-        found = [ln for ln in lines if url in ln]
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.02)
-
-
 @pytest.mark.parametrize(("url", "served"), [
     ("/plain/a", True),
     (_g(LATER), False),
@@ -411,13 +388,12 @@ def test_lane_leaves_secure_link_locations(pair: Pair, url: str, served: bool) -
     """$secure_link is computed by the general path only; the control location proves the
     lane serves this configuration otherwise."""
     pair.ask_side(pair.tern_side, url)  # a pooled upstream connection for the lane
-    path: Path = pair.trace  # type: ignore[attr-defined]
-    mark = len(path.read_text().splitlines()) if path.exists() else 0
+    mark = pair.trace_mark()
     out = pair.ask(url).check()
-    lines = _trace(pair, mark, url.split("?")[0])
-    assert any(" served " in f" {ln} " for ln in lines) == served, (lines, path.read_text())
+    lines = pair.trace_lines(mark, url.split("?")[0])
+    assert any(" served " in f" {ln} " for ln in lines) == served, lines
     if not served:
-        why = [ln for ln in path.read_text().splitlines() if "compile-no " + url in ln]
+        why = pair.trace_lines(0, "compile-no " + url)  # (written when first routed)
         assert why and ("variable $secure_link" in why[0] or "not a cached plain" in why[0]), why
         assert out.nginx.upstream and _hdr(out.nginx.upstream[0], "X-SL") in (None, "1")
 
